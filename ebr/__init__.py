@@ -1,0 +1,1 @@
+"""ebr: daily embedding-based retrieval and coarse ranking for search."""

@@ -1,0 +1,91 @@
+"""Check a whole raw-log dataset against the contract and render a per-table report (`ebr check-data`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ebr.contract.load import PartitionInfo, check_references, list_days, load_table
+from ebr.contract.schema import REQUIRED_TABLES, TABLES
+from ebr.contract.violations import Violation
+
+
+@dataclass
+class TableReport:
+    """Rows, days, extra columns and violations of one table."""
+
+    table: str
+    days: list[str] = field(default_factory=list)
+    rows: int = 0
+    extra_columns: list[str] = field(default_factory=list)
+    violations: list[Violation] = field(default_factory=list)
+
+
+@dataclass
+class DatasetReport:
+    """The result of checking a dataset: one TableReport per contract table."""
+
+    root: str
+    tables: dict[str, TableReport]
+
+    @property
+    def violations(self) -> list[Violation]:
+        return [v for t in self.tables.values() for v in t.violations]
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+    def render(self) -> str:
+        """Plain-text report: one line per table, then every violation."""
+        lines = [f"data contract check of {self.root}"]
+        lines.append(f"{'table':<18}{'days':>6}{'rows':>12}  first..last              extra columns")
+        for t in self.tables.values():
+            span = f"{t.days[0]}..{t.days[-1]}" if t.days else "-"
+            extra = ", ".join(t.extra_columns) or "-"
+            lines.append(f"{t.table:<18}{len(t.days):>6}{t.rows:>12}  {span:<24}{extra}")
+        vs = self.violations
+        lines.append(f"violations: {len(vs)}")
+        lines.extend(f"  - {v}" for v in vs)
+        lines.append("OK" if self.ok else "FAILED")
+        return "\n".join(lines)
+
+
+def _select_days(root: Path, table: str, days: list[str] | None) -> list[str] | None:
+    """For a day selection, fact tables need exactly those days; dimension tables need all days up to the
+    last selected one (their current value is the latest change row)."""
+    if days is None:
+        return None
+    spec = TABLES[table]
+    if spec.kind == "dimension":
+        last = max(days)
+        return [d for d in list_days(root, table) if d <= last]
+    if spec.kind == "evaluation":
+        return [d for d in days if d in list_days(root, table)]
+    return list(days)
+
+
+def check_dataset(root: str | Path, days: list[str] | None = None) -> DatasetReport:
+    """Run every contract rule on every table (over `days`, or all partitions); never raises on bad data."""
+    root = Path(root)
+    reports: dict[str, TableReport] = {}
+    if not root.is_dir():
+        rep = TableReport(table="*")
+        rep.violations.append(Violation("*", None, None, "root", f"data root {root} is not a directory"))
+        return DatasetReport(str(root), {"*": rep})
+    for table in TABLES:
+        rep = TableReport(table=table)
+        reports[table] = rep
+        if not (root / table).is_dir():
+            if table in REQUIRED_TABLES:
+                rep.violations.append(Violation(table, None, None, "missing_table", f"{root / table} is missing"))
+            continue
+        res = load_table(root, table, _select_days(root, table, days))
+        parts: list[PartitionInfo] = res.partitions
+        rep.days = [p.day for p in parts]
+        rep.rows = sum(p.rows for p in parts)
+        rep.extra_columns = sorted({c for p in parts for c in p.extra_columns})
+        rep.violations.extend(res.violations)
+        if table == "impressions" and not res.violations:
+            rep.violations.extend(check_references(root, res.frame))
+    return DatasetReport(str(root), reports)
