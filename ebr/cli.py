@@ -22,9 +22,9 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
+    from ebr.settings import load_config
     from ebr.simulate import simulate
     from ebr.simulate.config import SimulateConfig
-    from ebr.settings import load_config
 
     overrides = list(args.overrides)
     for name in ("days", "scale", "seed", "lang", "start_date"):
