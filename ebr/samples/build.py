@@ -1,0 +1,166 @@
+"""The samples step of day D: every sample table of the window [D - k, D - 1], written atomically with a manifest."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ebr.samples.config import SamplesConfig
+from ebr.samples.exposed_unclicked import exposed_unclicked
+from ebr.samples.feature_join import join_features
+from ebr.samples.hard_negatives import (
+    QueryEncoder,
+    Searcher,
+    empty_hard_negatives,
+    hard_negative_quota,
+    mine_hard_negatives,
+)
+from ebr.samples.negatives import epoch_random_negatives, sampling_table
+from ebr.samples.positives import POSITIVE_COLUMNS, click_positives
+from ebr.samples.ranking import SOURCES, ranking_samples
+from ebr.samples.rewrites import empty_rewrites, hard_positive_rows, load_dictionary, rewrite_samples
+from ebr.samples.tables import SCHEMAS, to_arrow
+from ebr.samples.window import attach_author, check_day, load_window
+
+SCHEMA_VERSION = 1
+MANIFEST = "manifest.json"
+_STREAMS = {"rewrites": 1, "hard_negatives": 2, "ranking": 3}
+
+
+def _rng(cfg: SamplesConfig, day: str, stream: str) -> np.random.Generator:
+    """An independent seeded stream per (seed, day, purpose): switching one source on does not move the others."""
+    return np.random.default_rng([cfg.seed, date.fromisoformat(day).toordinal(), _STREAMS[stream]])
+
+
+@contextmanager
+def _atomic_dir(dest: Path) -> Iterator[Path]:
+    """A temp dir beside `dest` that replaces it on success and vanishes on error."""
+    if dest.exists() and not dest.is_dir():
+        raise FileExistsError(f"out_dir {dest} exists and is not a directory")
+    if dest.is_dir() and any(dest.iterdir()) and not (dest / MANIFEST).is_file():
+        raise FileExistsError(f"out_dir {dest} is not empty and holds no {MANIFEST}; refusing to replace it")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
+    try:
+        yield tmp
+        os.chmod(tmp, 0o755)
+        if dest.exists():
+            old = dest.with_name(f".{dest.name}.old-{uuid.uuid4().hex[:8]}")
+            os.rename(dest, old)
+            os.rename(tmp, dest)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, dest)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _write(frame: pd.DataFrame, path: Path, name: str) -> None:
+    table = to_arrow(frame, name) if name in SCHEMAS else pa.Table.from_pandas(frame, preserve_index=False)
+    pq.write_table(table, path, compression="zstd")
+
+
+def build_samples(
+    data_root: str | Path,
+    day: str,
+    out_dir: str | Path,
+    cfg: SamplesConfig,
+    features_dir: str | Path | None = None,
+    prev_index: Searcher | str | Path | None = None,
+    encode_queries: QueryEncoder | None = None,
+) -> dict[str, Any]:
+    """Build retrieval and ranking samples for training on [day - k, day - 1]; returns the manifest."""
+    if not isinstance(cfg, SamplesConfig):
+        raise TypeError(f"cfg must be a SamplesConfig, got {type(cfg).__name__}")
+    day = check_day(day, "day")
+    if prev_index is not None and encode_queries is None:
+        raise ValueError("prev_index is given but encode_queries is None: hard-negative mining needs both")
+    notes: list[str] = []
+    win = load_window(data_root, day, cfg.days_back)
+    if len(win.days) < cfg.days_back:
+        notes.append(f"window has {len(win.days)} of {cfg.days_back} days (logs start later)")
+    imps = attach_author(win.impressions, win.docs)
+    positives = click_positives(imps, cfg.positives)
+    if positives.empty:
+        raise ValueError(f"no positive in the window {win.days[0]}..{win.days[-1]}: no click passes the filters "
+                         f"(samples.positives = {cfg.positives.model_dump()})")
+    negatives = sampling_table(win.docs, imps, cfg.negatives)
+
+    rewrites = empty_rewrites()
+    if cfg.rewrites.enabled:
+        dict_dir = Path(cfg.rewrites.dictionary_dir or Path(data_root) / "_meta")
+        dictionary = load_dictionary(dict_dir)
+        if dictionary is None:
+            notes.append(f"no rewrite dictionary in {dict_dir}: rewrite samples skipped")
+        else:
+            rewrites = rewrite_samples(positives, dictionary, cfg.rewrites, _rng(cfg, day, "rewrites"))
+    hard_pos = hard_positive_rows(rewrites, POSITIVE_COLUMNS)
+    retrieval = pd.concat([positives, hard_pos], ignore_index=True) if len(hard_pos) else positives
+
+    quota = hard_negative_quota(len(retrieval), cfg.negatives, cfg.hard_negatives)
+    hard = empty_hard_negatives()
+    if prev_index is None or not cfg.hard_negatives.enabled:
+        notes.append("no previous index: hard negatives skipped" if prev_index is None
+                     else "hard negatives disabled by config")
+    else:
+        searcher = prev_index
+        if isinstance(prev_index, str | Path):
+            from ebr.index import load_index
+
+            searcher = load_index(prev_index)
+        clicks = imps.loc[imps["clicked"].astype(bool), ["request_id", "query", "doc_id"]]
+        hard = mine_hard_negatives(win.requests, retrieval, clicks, negatives, searcher, encode_queries, quota,
+                                   cfg.hard_negatives, _rng(cfg, day, "hard_negatives"))
+
+    ranking = ranking_samples(imps, negatives, cfg.ranking, _rng(cfg, day, "ranking"))
+    tables: dict[str, pd.DataFrame] = {
+        "retrieval": retrieval, "negatives": negatives, "hard_negatives": hard, "rewrites": rewrites,
+        "ranking": ranking,
+    }
+    if cfg.use_exposed_unclicked_negatives:
+        tables["exposed_unclicked"] = exposed_unclicked(imps, positives["request_id"])
+    if features_dir is not None:
+        for name, service in (("retrieval", "retrieval_training"), ("ranking", "ranking_training")):
+            joined = join_features(tables[name], features_dir, service, cfg.features_on_missing)
+            report = joined.attrs.pop("feature_report", None)
+            if report is not None and report.missing_rows:
+                notes.append(f"{name}_features: {report.missing_rows} row(s) with null features (keys the "
+                             f"offline store dropped: no feature row before the row's time)")
+            tables[f"{name}_features"] = joined
+
+    manifest: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "day": day,
+        "train_days": win.days,
+        "day_range": [win.days[0], win.days[-1]],
+        "seed": cfg.seed,
+        "tables": {name: {"file": f"{name}.parquet", "rows": int(len(t)), "columns": list(t.columns)}
+                   for name, t in tables.items()},
+        "positives": {k: int(v) for k, v in retrieval["kind"].value_counts().sort_index().items()},
+        "random_negatives_per_epoch": epoch_random_negatives(len(retrieval), cfg.negatives),
+        "hard_negative_quota": quota,
+        "ranking_sources": {s: int((ranking["source"] == s).sum()) for s in SOURCES},
+        "rewrites": {k: int(v) for k, v in rewrites["rewrite"].value_counts().sort_index().items()},
+        "notes": notes,
+        "config": cfg.model_dump(mode="json"),
+    }
+    out = Path(out_dir)
+    with _atomic_dir(out) as tmp:
+        for name, t in tables.items():
+            _write(t, tmp / f"{name}.parquet", name)
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return manifest

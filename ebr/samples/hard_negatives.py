@@ -1,0 +1,149 @@
+"""Offline hard negatives: docs at ANN ranks [rank_min, rank_max] of the previous model's index (seed 004).
+
+For every training request (a request with at least one positive) the previous query tower encodes the request,
+the previous index returns its top `rank_max` docs, and the docs at ranks rank_min..rank_max that are neither a
+click of the request nor (optionally) a click of the same query text are candidates. Candidates are subsampled
+so that hard negatives = floor(positives * negatives.per_positive / easy_hard_ratio): with the defaults one hard
+negative per hundred random negatives of a training epoch (seeds 000 and 004: easy:hard = 100:1), spread
+round-robin over the requests.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Protocol
+
+import numpy as np
+import pandas as pd
+
+from ebr.samples.config import HardNegativesConfig, NegativesConfig
+from ebr.samples.negatives import epoch_random_negatives
+from ebr.samples.tables import columns, empty
+
+HARD_NEGATIVE_COLUMNS = columns("hard_negatives")
+
+QueryEncoder = Callable[[pd.DataFrame], np.ndarray]
+
+
+class Searcher(Protocol):
+    """What the miner needs of an index: top-k doc ids (and scores) per query vector, -1 where fewer exist."""
+
+    def search(self, query_vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+def empty_hard_negatives() -> pd.DataFrame:
+    """The hard-negative table with no rows (no previous index yet)."""
+    return empty("hard_negatives")
+
+
+def hard_negative_quota(n_positives: int, negatives: NegativesConfig, cfg: HardNegativesConfig) -> int:
+    """Hard negatives to keep: floor(random negatives of one epoch / easy_hard_ratio)."""
+    return int(math.floor(epoch_random_negatives(n_positives, negatives) / cfg.easy_hard_ratio))
+
+
+def _search(searcher: Searcher, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    res = searcher.search(vectors, k)
+    if not (isinstance(res, tuple) and len(res) == 2):
+        raise TypeError("prev_index.search(query_vectors, k) must return (scores, doc_ids)")
+    scores, ids = (np.asarray(a) for a in res)
+    if ids.shape != (len(vectors), k) or scores.shape != ids.shape:
+        raise ValueError(f"prev_index.search returned shapes {scores.shape}, {ids.shape}; want ({len(vectors)}, {k})")
+    return scores, ids
+
+
+def _encode(encode_queries: QueryEncoder, frame: pd.DataFrame) -> np.ndarray:
+    vec = np.ascontiguousarray(np.asarray(encode_queries(frame), dtype="float32"))
+    if vec.ndim != 2 or len(vec) != len(frame):
+        raise ValueError(f"encode_queries returned shape {vec.shape}; want ({len(frame)}, dim), one row per request")
+    return vec
+
+
+def _codes(values: np.ndarray, sorted_ids: np.ndarray) -> np.ndarray:
+    """Position of each value in `sorted_ids`, -1 where absent."""
+    if len(sorted_ids) == 0:
+        return np.full(len(values), -1, dtype="int64")
+    pos = np.minimum(np.searchsorted(sorted_ids, values), len(sorted_ids) - 1)
+    return np.where(sorted_ids[pos] == values, pos, -1)
+
+
+def _member(keys: np.ndarray, sorted_keys: np.ndarray) -> np.ndarray:
+    return _codes(keys, sorted_keys) >= 0
+
+
+def mine_hard_negatives(
+    requests: pd.DataFrame,
+    positives: pd.DataFrame,
+    clicks: pd.DataFrame,
+    corpus: pd.DataFrame,
+    searcher: Searcher,
+    encode_queries: QueryEncoder,
+    quota: int,
+    cfg: HardNegativesConfig,
+    rng: np.random.Generator,
+) -> pd.DataFrame:
+    """Hard negatives for the requests that have positives; `clicks` = every clicked (request_id, query, doc_id)
+    of the window, `corpus` = the negative table (doc_id, author_id)."""
+    train_req = requests[requests["request_id"].isin(positives["request_id"])].reset_index(drop=True)
+    if quota <= 0 or train_req.empty:
+        return empty_hard_negatives()
+    k = cfg.rank_max
+    lo = cfg.rank_min - 1
+    cap = 2 * math.ceil(quota / len(train_req)) + 2
+    # integer keys: request row * n_docs + doc code, query code * n_docs + doc code
+    docs = np.unique(corpus["doc_id"].to_numpy(dtype="int64"))
+    n_docs = len(docs)
+    req_index = pd.Index(train_req["request_id"])
+    excl = pd.concat([positives[["request_id", "doc_id"]], clicks[["request_id", "doc_id"]]])
+    r, d = req_index.get_indexer(excl["request_id"]), _codes(excl["doc_id"].to_numpy(dtype="int64"), docs)
+    excl_req = np.unique(r[(r >= 0) & (d >= 0)].astype("int64") * n_docs + d[(r >= 0) & (d >= 0)])
+    q_codes, _ = pd.factorize(pd.concat([train_req["query"], clicks["query"]], ignore_index=True))
+    req_q, click_q = q_codes[: len(train_req)].astype("int64"), q_codes[len(train_req) :].astype("int64")
+    cd = _codes(clicks["doc_id"].to_numpy(dtype="int64"), docs)
+    excl_query = np.unique(click_q[cd >= 0] * n_docs + cd[cd >= 0]) if cfg.exclude_query_clicks else None
+    parts = []
+    for start in range(0, len(train_req), cfg.batch_size):
+        batch = train_req.iloc[start : start + cfg.batch_size]
+        scores, ids = _search(searcher, _encode(encode_queries, batch.reset_index(drop=True)), k)
+        band_ids, band_scores = ids[:, lo:], scores[:, lo:]
+        width = band_ids.shape[1]
+        if width == 0:
+            continue
+        perm = np.argsort(rng.random(band_ids.shape), axis=1, kind="stable")
+        taken = np.zeros(len(batch), dtype="int64")
+        active = np.arange(len(batch))
+        step = 2 * cap + 16
+        # walk each request's band in its random order, a slice of columns at a time, until `cap` are kept
+        for c0 in range(0, width, step):
+            w = min(step, width - c0)
+            local = np.repeat(active, w)
+            cols = perm[active, c0 : c0 + w].ravel()
+            doc_ids = band_ids[local, cols].astype("int64")
+            rows = local + start
+            dcode = _codes(doc_ids, docs)
+            keep = (dcode >= 0) & ~_member(rows.astype("int64") * n_docs + dcode, excl_req)
+            if excl_query is not None:
+                keep &= ~_member(req_q[rows] * n_docs + dcode, excl_query)
+            local, cols, doc_ids = local[keep], cols[keep], doc_ids[keep]
+            rnd = np.arange(len(local)) - np.searchsorted(local, local, side="left") + taken[local]
+            sel = rnd < cap
+            parts.append(pd.DataFrame({
+                "row": local[sel] + start, "doc_id": doc_ids[sel], "ann_rank": (cols[sel] + lo + 1).astype("int32"),
+                "ann_score": band_scores[local[sel], cols[sel]].astype("float32"), "round": rnd[sel],
+            }))
+            taken += np.bincount(local[sel], minlength=len(batch))
+            active = active[taken[active] < cap]
+            if len(active) == 0:
+                break
+    if not parts:
+        return empty_hard_negatives()
+    pool = pd.concat(parts, ignore_index=True).drop_duplicates(["row", "doc_id"])
+    pool["tie"] = rng.random(len(pool))
+    chosen = pool.sort_values(["round", "tie"], kind="mergesort").head(quota)
+    out = train_req.iloc[chosen["row"].to_numpy()].reset_index(drop=True)
+    for c in ("doc_id", "ann_rank", "ann_score"):
+        out[c] = chosen[c].to_numpy()
+    out["author_id"] = corpus.set_index("doc_id")["author_id"].reindex(out["doc_id"]).to_numpy(dtype="int64")
+    out["kind"] = "ann_hard"
+    out = out.sort_values(["event_timestamp", "request_id", "ann_rank"], kind="mergesort")
+    return out[HARD_NEGATIVE_COLUMNS].reset_index(drop=True)

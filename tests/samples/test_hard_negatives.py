@@ -1,0 +1,114 @@
+"""Offline hard negatives from a real Faiss index: rank band, exclusions and the easy:hard ratio."""
+
+from __future__ import annotations
+
+import faiss
+import numpy as np
+import pandas as pd
+import pytest
+
+from ebr.samples.config import HardNegativesConfig, NegativesConfig
+from ebr.samples.hard_negatives import HARD_NEGATIVE_COLUMNS, hard_negative_quota, mine_hard_negatives
+from ebr.samples.negatives import epoch_random_negatives
+
+DIM = 16
+N_DOCS = 600
+N_REQ = 40
+
+
+@pytest.fixture(scope="module")
+def world():
+    rng = np.random.default_rng(5)
+    doc_vecs = rng.normal(size=(N_DOCS, DIM)).astype("float32")
+    doc_vecs /= np.linalg.norm(doc_vecs, axis=1, keepdims=True)
+    doc_ids = np.arange(1000, 1000 + N_DOCS, dtype="int64")
+    index = faiss.IndexIDMap(faiss.IndexFlatIP(DIM))
+    index.add_with_ids(doc_vecs, doc_ids)
+    q_vecs = rng.normal(size=(N_REQ, DIM)).astype("float32")
+    requests = pd.DataFrame({
+        "request_id": [f"q{i:03d}" for i in range(N_REQ)],
+        "user_id": pd.array(rng.integers(0, 5, N_REQ), dtype="Int64"),
+        "query": [f"query {i % 25}" for i in range(N_REQ)],
+        "query_category_leaf": ["leaf"] * N_REQ,
+        "query_brand": [None] * N_REQ,
+        "event_timestamp": pd.Timestamp("2026-11-02T00:00:00Z") + pd.to_timedelta(np.arange(N_REQ), unit="min"),
+    })
+    vec_of = dict(zip(requests["request_id"], q_vecs, strict=True))
+
+    def encode_queries(frame: pd.DataFrame) -> np.ndarray:
+        return np.stack([vec_of[r] for r in frame["request_id"]])
+
+    # exact ranks of every doc per request (1-based), computed independently of the miner
+    order = np.argsort(-(q_vecs @ doc_vecs.T), axis=1, kind="stable")
+    ranks = {(requests["request_id"][i], int(doc_ids[j])): r + 1 for i in range(N_REQ) for r, j in enumerate(order[i])}
+    # positives: requests 0..29 click their exact rank-120 doc (inside the band: must be excluded)
+    pos_req = requests.iloc[:30]
+    pos_docs = [int(doc_ids[order[i, 119]]) for i in range(30)]
+    positives = pos_req.assign(doc_id=pos_docs, author_id=0, weight=1.0, kind="click")
+    clicks = positives[["request_id", "query", "doc_id"]]
+    corpus = pd.DataFrame({"doc_id": doc_ids, "author_id": doc_ids % 7, "category_leaf": "leaf"})
+    return requests, positives, clicks, corpus, index, encode_queries, ranks
+
+
+def _mine(world, cfg: HardNegativesConfig, quota: int, seed: int = 0) -> pd.DataFrame:
+    requests, positives, clicks, corpus, index, encode, _ = world
+    return mine_hard_negatives(requests, positives, clicks, corpus, index, encode, quota, cfg,
+                               np.random.default_rng(seed))
+
+
+def test_hard_negatives_come_from_the_rank_band(world):
+    cfg = HardNegativesConfig(rank_min=101, rank_max=500, batch_size=7)
+    hard = _mine(world, cfg, quota=300)
+    ranks = world[6]
+    assert list(hard.columns) == HARD_NEGATIVE_COLUMNS and len(hard) == 300
+    exact = np.array([ranks[(r, d)] for r, d in zip(hard["request_id"], hard["doc_id"], strict=True)])
+    assert exact.min() >= 101 and exact.max() <= 500
+    assert (hard["ann_rank"].to_numpy() == exact).all()
+    # only training requests (with a positive) are mined, and never one of their positives
+    positives, clicks = world[1], world[2]
+    assert set(hard["request_id"]) <= set(positives["request_id"])
+    assert hard.merge(positives, on=["request_id", "doc_id"]).empty
+    # nor a doc clicked for the same query text by another request
+    assert hard.merge(clicks, on=["query", "doc_id"]).empty
+    assert not hard.duplicated(["request_id", "doc_id"]).any()
+
+
+def test_narrow_band_and_spread_over_requests(world):
+    cfg = HardNegativesConfig(rank_min=11, rank_max=20, exclude_query_clicks=False)
+    hard = _mine(world, cfg, quota=60)
+    ranks = world[6]
+    exact = [ranks[(r, d)] for r, d in zip(hard["request_id"], hard["doc_id"], strict=True)]
+    assert min(exact) >= 11 and max(exact) <= 20
+    per_req = hard.groupby("request_id").size()
+    assert len(per_req) == 30 and per_req.max() - per_req.min() <= 1
+
+
+def test_easy_hard_ratio_defines_the_quota(world):
+    positives = world[1]
+    neg = NegativesConfig(per_positive=10)
+    cfg = HardNegativesConfig(rank_min=101, rank_max=500, easy_hard_ratio=100.0)
+    quota = hard_negative_quota(len(positives), neg, cfg)
+    assert quota == (len(positives) * 10) // 100
+    hard = _mine(world, cfg, quota)
+    assert len(hard) == quota
+    ratio = epoch_random_negatives(len(positives), neg) / len(hard)
+    assert 100.0 <= ratio < 100.0 * (quota + 1) / quota
+
+
+def test_deterministic_and_seed_sensitive(world):
+    cfg = HardNegativesConfig(rank_min=101, rank_max=500)
+    a, b, c = _mine(world, cfg, 50, seed=1), _mine(world, cfg, 50, seed=1), _mine(world, cfg, 50, seed=2)
+    pd.testing.assert_frame_equal(a, b)
+    assert not a[["request_id", "doc_id"]].equals(c[["request_id", "doc_id"]])
+
+
+def test_bad_encoder_output_is_a_clear_error(world):
+    requests, positives, clicks, corpus, index, _, _ = world
+    with pytest.raises(ValueError, match="encode_queries returned shape"):
+        mine_hard_negatives(requests, positives, clicks, corpus, index, lambda f: np.zeros((1, DIM)), 10,
+                            HardNegativesConfig(), np.random.default_rng(0))
+
+
+def test_band_config_is_validated():
+    with pytest.raises(ValueError, match="rank_max"):
+        HardNegativesConfig(rank_min=500, rank_max=101)
