@@ -48,7 +48,7 @@ class ValidationConfig(Section):
         description="share given to a category absent on one side, so the PSI stays finite",
     )
     probability_sum_tolerance: float = Field(
-        1e-6, gt=0.0, lt=0.1, description="a probability column (negative_table.prob) must sum to 1 within this"
+        1e-6, gt=0.0, lt=0.1, description="a probability column (negatives.prob) must sum to 1 within this"
     )
     warn_only: list[CheckFamily] = Field(
         default_factory=list,

@@ -68,7 +68,7 @@ class SampleSpec:
 
 RETRIEVAL_SAMPLES = SampleSpec(
     TableSpec(
-        name="retrieval_samples",
+        name="retrieval",
         key=("request_id", "query", "doc_id"),
         columns=(
             Column("request_id", pa.string()),
@@ -76,7 +76,7 @@ RETRIEVAL_SAMPLES = SampleSpec(
             Column("query", pa.string()),
             Column("doc_id", pa.int64()),
             Column("event_timestamp", TS),
-            Column("weight", pa.float64()),
+            Column("weight", pa.float32()),
         ),
     ),
     optional=(Column("label", pa.int8()),),
@@ -86,7 +86,7 @@ RETRIEVAL_SAMPLES = SampleSpec(
 
 NEGATIVE_TABLE = SampleSpec(
     TableSpec(
-        name="negative_table",
+        name="negatives",
         key=("doc_id",),
         has_event_timestamp=False,
         columns=(Column("doc_id", pa.int64()), Column("prob", pa.float64())),
@@ -97,16 +97,16 @@ NEGATIVE_TABLE = SampleSpec(
 
 RANKING_SAMPLES = SampleSpec(
     TableSpec(
-        name="ranking_samples",
+        name="ranking",
         key=("request_id", "doc_id"),
         columns=(
             Column("request_id", pa.string()),
             Column("doc_id", pa.int64()),
-            Column("label", pa.int8()),
+            Column("label_click", pa.int8()),
             Column("source", pa.string()),
         ),
     ),
-    value_sets={"label": (0, 1, 2)},
+    value_sets={"label_click": (0, 1)},
 )
 
 SAMPLE_TABLES: dict[str, SampleSpec] = {s.name: s for s in (RETRIEVAL_SAMPLES, NEGATIVE_TABLE, RANKING_SAMPLES)}

@@ -70,15 +70,15 @@ def _sample_tables(tiny_data: Path, day: str) -> dict[str, pd.DataFrame]:
     retrieval = pd.DataFrame({
         "request_id": clicks["request_id"], "user_id": clicks["user_id"].astype("Int64"), "query": clicks["query"],
         "doc_id": clicks["doc_id"], "event_timestamp": clicks["event_timestamp"],
-        "weight": 1.0 + clicks["liked"].astype(float), "label": np.int8(1), "kind": "click",
+        "weight": (1.0 + clicks["liked"].astype(float)).astype("float32"), "label": np.int8(1), "kind": "click",
     })
     counts = imp.loc[imp["stage"] == "exposed", "doc_id"].value_counts()
     raw = (docs["doc_id"].map(counts).fillna(0).to_numpy() + 1.0) ** 0.75
     negatives = pd.DataFrame({"doc_id": docs["doc_id"].to_numpy(), "prob": raw / raw.sum()})
     ranking = pd.DataFrame({"request_id": imp["request_id"], "doc_id": imp["doc_id"],
-                            "label": imp["clicked"].astype("int8") + imp["liked"].astype("int8"),
+                            "label_click": imp["clicked"].astype("int8"),
                             "source": imp["stage"]})
-    return {"retrieval_samples": retrieval, "negative_table": negatives, "ranking_samples": ranking}
+    return {"retrieval": retrieval, "negatives": negatives, "ranking": ranking}
 
 
 @pytest.fixture(scope="session")

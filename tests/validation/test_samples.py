@@ -25,62 +25,62 @@ def test_valid_samples_pass_with_report(sample_frames, tmp_path: Path):
     result = _run(tmp_path, sample_frames)
     assert result.success, [(c.where, c.description, c.observed, c.note) for c in result.failed]
     assert {c.table for c in result.passed} == set(SAMPLE_TABLES)
-    assert any(c.column == "label" and c.table == "retrieval_samples" for c in result.passed)  # optional column
+    assert any(c.column == "label" and c.table == "retrieval" for c in result.passed)  # optional column
     report = (tmp_path / "v" / "report.md").read_text(encoding="utf-8")
-    assert "**Verdict: PASSED**" in report and "negative_table" in report
+    assert "**Verdict: PASSED**" in report and "negatives" in report
 
 
 def test_probabilities_not_summing_to_one_fail(sample_frames, tmp_path: Path):
-    frames = dict(sample_frames, negative_table=sample_frames["negative_table"].assign(
-        prob=sample_frames["negative_table"]["prob"] * 0.9))
+    frames = dict(sample_frames, negatives=sample_frames["negatives"].assign(
+        prob=sample_frames["negatives"]["prob"] * 0.9))
     result = _run(tmp_path, frames)
     (hit,) = result.failed
-    assert (hit.table, hit.column, hit.check) == ("negative_table", "prob", "sum")
+    assert (hit.table, hit.column, hit.check) == ("negatives", "prob", "sum")
     assert hit.observed == pytest.approx(0.9)
     assert "observed value 0.9" in (tmp_path / "v" / "report.md").read_text(encoding="utf-8")
 
 
 def test_zero_probability_fails_the_open_range(sample_frames, tmp_path: Path):
-    neg = sample_frames["negative_table"].copy()
+    neg = sample_frames["negatives"].copy()
     moved = neg.loc[0, "prob"]
     neg.loc[0, "prob"] = 0.0
     neg.loc[1, "prob"] += moved  # still sums to 1
-    result = _run(tmp_path, dict(sample_frames, negative_table=neg))
+    result = _run(tmp_path, dict(sample_frames, negatives=neg))
     (hit,) = result.failed
-    assert (hit.table, hit.column, hit.check) == ("negative_table", "prob", "range")
+    assert (hit.table, hit.column, hit.check) == ("negatives", "prob", "range")
     assert hit.examples[0]["doc_id"] == int(neg.loc[0, "doc_id"])
 
 
 def test_duplicate_keys_fail(sample_frames, tmp_path: Path):
-    ranking = sample_frames["ranking_samples"]
-    frames = dict(sample_frames, ranking_samples=pd.concat([ranking, ranking.head(3)], ignore_index=True))
+    ranking = sample_frames["ranking"]
+    frames = dict(sample_frames, ranking=pd.concat([ranking, ranking.head(3)], ignore_index=True))
     with pytest.raises(ValidationFailed) as info:
         validate_samples(write_samples(tmp_path / "s", frames), tmp_path / "v", FAST)
     (hit,) = info.value.result.failed
-    assert (hit.table, hit.column, hit.check) == ("ranking_samples", "request_id,doc_id", "unique")
+    assert (hit.table, hit.column, hit.check) == ("ranking", "request_id,doc_id", "unique")
     assert hit.unexpected_count == 6
     assert hit.examples[0]["request_id"] == ranking["request_id"].iloc[0]
 
 
 def test_wrong_type_missing_column_and_bad_label(sample_frames, tmp_path: Path):
-    retrieval = sample_frames["retrieval_samples"].drop(columns=["user_id"])
-    ranking = sample_frames["ranking_samples"].assign(label=3)
-    negatives = sample_frames["negative_table"].assign(doc_id=lambda d: d["doc_id"].astype(str))
-    result = _run(tmp_path, {"retrieval_samples": retrieval, "ranking_samples": ranking, "negative_table": negatives})
+    retrieval = sample_frames["retrieval"].drop(columns=["user_id"])
+    ranking = sample_frames["ranking"].assign(label_click=3)
+    negatives = sample_frames["negatives"].assign(doc_id=lambda d: d["doc_id"].astype(str))
+    result = _run(tmp_path, {"retrieval": retrieval, "ranking": ranking, "negatives": negatives})
     failed = {(c.table, c.column, c.check) for c in result.failed}
-    assert failed == {("retrieval_samples", None, "schema"), ("ranking_samples", "label", "range"),
-                      ("negative_table", "doc_id", "type")}
+    assert failed == {("retrieval", None, "schema"), ("ranking", "label_click", "range"),
+                      ("negatives", "doc_id", "type")}
     schema = next(c for c in result.failed if c.check == "schema")
     assert "user_id" in schema.note
-    assert ("retrieval_samples", "user_id") in {(c.table, c.column) for c in result.skipped}
+    assert ("retrieval", "user_id") in {(c.table, c.column) for c in result.skipped}
     doc_type = next(c for c in result.failed if c.check == "type")
     assert doc_type.observed == "object" and doc_type.expected["type_"] == "Int64"
 
 
 def test_missing_or_absent_tables_fail(sample_frames, tmp_path: Path):
-    result = _run(tmp_path, {"retrieval_samples": sample_frames["retrieval_samples"]},
-                  tables=["retrieval_samples", "negative_table"])
-    assert [(c.table, c.observed) for c in result.failed] == [("negative_table", "missing")]
+    result = _run(tmp_path, {"retrieval": sample_frames["retrieval"]},
+                  tables=["retrieval", "negatives"])
+    assert [(c.table, c.observed) for c in result.failed] == [("negatives", "missing")]
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(ValidationFailed, match="at least one sample table"):
@@ -112,7 +112,7 @@ def test_nothing_is_written_when_a_run_breaks(sample_frames, tmp_path: Path):
     out = tmp_path / "v"
     out.mkdir()
     (out / "report.md").write_text("previous run", encoding="utf-8")
-    broken = {"negative_table": _BrokenSpec(SAMPLE_TABLES["negative_table"].table)}
+    broken = {"negatives": _BrokenSpec(SAMPLE_TABLES["negatives"].table)}
     with pytest.raises(ValueError, match="ExpectNoSuchThing"):
         validate_samples(folder, out, FAST, specs=broken)
     assert [p.name for p in out.iterdir()] == ["report.md"]
@@ -124,7 +124,7 @@ def test_a_failed_run_replaces_the_previous_output_whole(sample_frames, tmp_path
     out = tmp_path / "v"
     out.mkdir()
     (out / "stale.txt").write_text("old", encoding="utf-8")
-    frames = dict(sample_frames, negative_table=sample_frames["negative_table"].assign(prob=0.5))
+    frames = dict(sample_frames, negatives=sample_frames["negatives"].assign(prob=0.5))
     with pytest.raises(ValidationFailed) as info:
         validate_samples(write_samples(tmp_path / "s", frames), out, FAST)
     assert sorted(p.name for p in out.iterdir()) == ["report.md", "result.json"]
