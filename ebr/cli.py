@@ -58,6 +58,13 @@ def _cmd_summarize(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _cmd_config(args: argparse.Namespace) -> int:
+    from ebr.config import load_ebr_config
+
+    print(load_ebr_config(args.config, args.overrides).to_yaml(), end="")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with the core commands and every registered plugin command."""
     parser = argparse.ArgumentParser(prog="ebr", description=__doc__.splitlines()[0])
@@ -84,6 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--day", action="append")
     p.add_argument("--examples", type=int, default=3)
     p.set_defaults(func=_cmd_summarize)
+
+    p = sub.add_parser("config", help="print the effective configuration of a daily run as YAML")
+    _add_config_args(p)
+    p.set_defaults(func=_cmd_config)
 
     for ep in sorted(entry_points(group="ebr.commands"), key=lambda e: e.name):
         ep.load()(sub)

@@ -1,0 +1,51 @@
+"""Components that decide and release: evaluate against baselines and the champion, then publish or keep."""
+
+from typing import NamedTuple
+
+from kfp import dsl
+from kfp.dsl import Artifact, Input, Model, Output
+
+from components.runtime import COMPONENT_IMAGE
+
+
+@dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
+def evaluate(data_root: str, day: str, workspace: str, config: str, model: Input[Model],
+             embeddings: Input[Artifact], index: Input[Artifact], coarse: Input[Model], features: Input[Artifact],
+             report: Output[Artifact]) -> NamedTuple("Gate", [("publish", bool), ("reason", str)]):
+    """Evaluate the model, baselines, champion and rankers on `day`; decide whether the gate opens."""
+    from collections import namedtuple
+
+    from components.runtime import step
+    from ebr.bundle.release import evaluate_day
+
+    with step("evaluate", workspace, day, config) as ctx:
+        decision = evaluate_day(data_root, day, ctx.ws, ctx.cfg, model_dir=model.path, embeddings_dir=embeddings.path,
+                                index_dir=index.path, coarse_dir=coarse.path,
+                                features_dir=features.metadata["features_dir"], out_dir=report.path)
+        ctx.info["publish"] = decision.publish
+    return namedtuple("Gate", ["publish", "reason"])(decision.publish, "; ".join(decision.reasons))
+
+
+@dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
+def publish(data_root: str, day: str, workspace: str, config: str, model: Input[Model], index: Input[Artifact],
+            coarse: Input[Model], report: Input[Artifact], reason: str) -> str:
+    """Assemble the bundle, verify it, switch CURRENT to it and mark the model version `champion`."""
+    from components.runtime import step
+    from ebr.bundle.release import publish_day
+
+    with step("publish", workspace, day, config) as ctx:
+        path = publish_day(data_root, day, ctx.ws, ctx.cfg, model_dir=model.path, index_dir=index.path,
+                           coarse_dir=coarse.path, report_dir=report.path, reason=reason)
+        ctx.info["bundle"] = str(path)
+    return str(path)
+
+
+@dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
+def keep_champion(day: str, workspace: str, config: str, reason: str) -> str:
+    """The gate stayed closed: record why; the champion keeps serving."""
+    from components.runtime import step
+    from ebr.bundle.release import keep_day
+
+    with step("keep_champion", workspace, day, config) as ctx:
+        keep_day(day, ctx.ws, reason)
+    return reason

@@ -1,0 +1,33 @@
+"""Serving bundles: query tower + coarse ranker + index + doc metadata + manifest, published atomically.
+
+Layout of a bundles root:
+
+    <root>/CURRENT              the published version (one line); switched with an atomic rename
+    <root>/<version>/manifest.json
+    <root>/<version>/query_tower/   model export (query and doc towers)
+    <root>/<version>/coarse_ranker/ coarse-ranker export (optional)
+    <root>/<version>/index/         Faiss index dir with its own manifest
+    <root>/<version>/docs.parquet   doc_id, title, category_leaf, brand (relevance control, display)
+
+The query tower and the index always switch together because CURRENT names one directory holding both.
+"""
+
+from ebr.bundle.layout import (
+    BundleError,
+    assemble_bundle,
+    current_version,
+    list_versions,
+    publish_bundle,
+    read_bundle_manifest,
+    verify_bundle,
+)
+
+__all__ = [
+    "BundleError",
+    "assemble_bundle",
+    "current_version",
+    "list_versions",
+    "publish_bundle",
+    "read_bundle_manifest",
+    "verify_bundle",
+]

@@ -1,0 +1,55 @@
+"""The whole configuration of a daily run: one typed section per step, loadable from YAML.
+
+`ebr config` prints the defaults; `--config FILE` and `--set section.field=value` override them. Each step
+function receives only its own section.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from ebr.evaluate.config import EvaluateConfig, GateConfig
+from ebr.features.config import FeaturesConfig
+from ebr.index.config import IndexConfig
+from ebr.samples.config import SamplesConfig
+from ebr.settings import Section, dump_config, load_config
+from ebr.train.rankers import CoarseRankerStepConfig, FineRankerStepConfig
+from ebr.validation.config import ValidationConfig
+
+
+class PipelineConfig(Section):
+    """Run-level knobs of the daily DAG."""
+
+    seed: int = Field(7, description="seed handed to every random step that has no seed of its own set")
+    export_shards: int = Field(4, ge=1, le=4096, description="doc-embedding export shards (ParallelFor on a cluster)")
+    registered_model: str = Field("ebr-two-tower", min_length=1, description="MLflow registered model name")
+
+
+class EbrConfig(Section):
+    """Every section of the daily run."""
+
+    pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
+    features: FeaturesConfig = Field(default_factory=FeaturesConfig)
+    validation: ValidationConfig = Field(default_factory=ValidationConfig)
+    samples: SamplesConfig = Field(default_factory=SamplesConfig)
+    fine_ranker: FineRankerStepConfig = Field(default_factory=FineRankerStepConfig)
+    coarse_ranker: CoarseRankerStepConfig = Field(default_factory=CoarseRankerStepConfig)
+    index: IndexConfig = Field(default_factory=IndexConfig)
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+    gate: GateConfig = Field(default_factory=GateConfig)
+
+    @classmethod
+    def from_yaml_text(cls, text: str) -> EbrConfig:
+        """Parse the YAML text a pipeline parameter carries (empty text = defaults)."""
+        import yaml
+
+        tree = yaml.safe_load(text) if text and text.strip() else {}
+        return cls.model_validate(tree or {})
+
+    def to_yaml(self) -> str:
+        return dump_config(self)
+
+
+def load_ebr_config(path: str | None = None, overrides: list[str] | None = None) -> EbrConfig:
+    """Defaults, then a YAML file, then `section.field=value` overrides; validated."""
+    return load_config(EbrConfig, path, overrides)

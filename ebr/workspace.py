@@ -1,0 +1,67 @@
+"""The persistent workspace of daily runs: what survives from one day to the next.
+
+    <workspace>/features/          Feast registry, SQLite online store and derived offline tables
+    <workspace>/mlflow.db          MLflow tracking (SQLite) and <workspace>/mlartifacts/
+    <workspace>/bundles/           published serving bundles and the CURRENT pointer
+    <workspace>/reports/<day>/     the day's evaluation report, gate decision and step timings
+    <workspace>/kfp/               KFP local pipeline root (step artifacts), when run locally
+On a cluster the workspace is a shared volume or bucket mount; everything else passes as KFP artifacts.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """Paths inside one workspace root."""
+
+    root: Path
+
+    @classmethod
+    def at(cls, root: str | Path) -> Workspace:
+        return cls(Path(root).resolve())
+
+    @property
+    def features(self) -> Path:
+        return self.root / "features"
+
+    @property
+    def bundles(self) -> Path:
+        return self.root / "bundles"
+
+    @property
+    def mlflow_db(self) -> Path:
+        return self.root / "mlflow.db"
+
+    @property
+    def mlflow_uri(self) -> str:
+        return f"sqlite:///{self.mlflow_db}"
+
+    @property
+    def mlflow_artifacts(self) -> Path:
+        return self.root / "mlartifacts"
+
+    @property
+    def kfp_root(self) -> Path:
+        return self.root / "kfp"
+
+    def reports(self, day: str) -> Path:
+        return self.root / "reports" / day
+
+    def record(self, day: str, name: str, payload: dict[str, Any]) -> Path:
+        """Write `<reports>/<day>/<name>.json` atomically (step timings, gate decision, run report)."""
+        path = self.reports(day) / f"{name}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(payload, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
+        tmp.replace(path)
+        return path
+
+    def read(self, day: str, name: str) -> dict[str, Any] | None:
+        path = self.reports(day) / f"{name}.json"
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None

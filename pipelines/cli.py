@@ -1,0 +1,73 @@
+"""`ebr pipeline run|compile|schedule`: registered into the `ebr` CLI through the `ebr.commands` entry point."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def _run(args: argparse.Namespace) -> int:
+    from ebr.config import load_ebr_config
+    from pipelines.local import run_local
+    from pipelines.summary import render_run
+
+    if not args.local:
+        raise ValueError("only --local runs are started from here; on a cluster use `ebr pipeline schedule` "
+                         "or submit pipelines/daily.yaml")
+    cfg = load_ebr_config(args.config, args.overrides)
+    report = run_local(args.data, args.day, args.workspace, cfg, caching=not args.no_cache)
+    print(render_run(json.loads(report.read_text(encoding="utf-8")), args.data))
+    print(f"\nrun report: {report}")
+    return 0
+
+
+def _compile(args: argparse.Namespace) -> int:
+    from pipelines.compile import compile_daily
+
+    print(compile_daily(args.out))
+    return 0
+
+
+def _schedule(args: argparse.Namespace) -> int:
+    from pipelines.schedule import create_daily_schedule
+
+    params = {"data_root": args.data, "workspace": args.workspace, "day": args.day or "", "config": ""}
+    rid = create_daily_schedule(args.host, args.package, cron=args.cron, experiment=args.experiment,
+                                job_name=args.job_name, params=params)
+    print(f"recurring run {rid} created on {args.host} with cron {args.cron!r}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add `pipeline` with its run/compile/schedule sub-commands to the `ebr` parser."""
+    from pipelines.compile import DEFAULT_PACKAGE
+
+    p = sub.add_parser("pipeline", help="run, compile or schedule the daily Kubeflow pipeline")
+    ps = p.add_subparsers(dest="pipeline_command", required=True)
+
+    r = ps.add_parser("run", help="run the whole daily DAG")
+    r.add_argument("--local", action="store_true", help="with the KFP local runner on this machine")
+    r.add_argument("--data", required=True, type=Path, help="raw-log root following the data contract")
+    r.add_argument("--day", required=True, help="the day D to evaluate on (trains on the days before it)")
+    r.add_argument("--workspace", type=Path, default=Path("data/workspace"),
+                   help="persistent state across days: features, MLflow, bundles, reports")
+    r.add_argument("--no-cache", action="store_true", help="do not reuse cached outputs of cacheable steps")
+    r.add_argument("--config", help="YAML config file")
+    r.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE")
+    r.set_defaults(func=_run)
+
+    c = ps.add_parser("compile", help="compile the DAG to YAML")
+    c.add_argument("--out", type=Path, default=DEFAULT_PACKAGE)
+    c.set_defaults(func=_compile)
+
+    s = ps.add_parser("schedule", help="create a recurring run on a Kubeflow Pipelines cluster")
+    s.add_argument("--host", required=True, help="KFP API endpoint, e.g. http://ml-pipeline-ui.kubeflow")
+    s.add_argument("--cron", default="0 0 2 * * *", help="6-field cron, seconds first (default: 02:00 daily)")
+    s.add_argument("--package", type=Path, default=DEFAULT_PACKAGE)
+    s.add_argument("--data", required=True, help="raw-log root URI/path as seen by the pipeline pods")
+    s.add_argument("--workspace", required=True, help="workspace path as seen by the pipeline pods")
+    s.add_argument("--day", default="", help="fixed day (default: empty = the day before the scheduled time)")
+    s.add_argument("--experiment", default="ebr-daily")
+    s.add_argument("--job-name", default="ebr-daily")
+    s.set_defaults(func=_schedule)

@@ -1,0 +1,86 @@
+"""Run the daily DAG on this machine with the KFP local runner and gather its report."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ebr.bundle import current_version
+from ebr.config import EbrConfig
+from ebr.contract import list_days
+from ebr.workspace import Workspace
+
+
+def _check_inputs(data_root: Path, day: str) -> None:
+    if not data_root.is_dir():
+        raise FileNotFoundError(f"--data {data_root} is not a directory")
+    days = list_days(data_root, "search_requests")
+    if day not in days:
+        span = f"{days[0]}..{days[-1]}" if days else "none"
+        raise ValueError(f"--day {day}: no search_requests partition for it in {data_root} (days: {span})")
+
+
+def run_local(data_root: str | Path, day: str, workspace: str | Path, cfg: EbrConfig | None = None,
+              log_path: str | Path | None = None, caching: bool = True) -> Path:
+    """Run the whole DAG for `day` with `kfp.local.SubprocessRunner(use_venv=False)`; returns the path of the
+    run report JSON (every metric of every model and baseline, the gate decision, per-step wall time).
+
+    The runner's verbose task logs go to `log_path` (default `<workspace>/reports/<day>/kfp.log`)."""
+    from kfp import local
+
+    from pipelines.daily import daily
+
+    cfg = cfg or EbrConfig()
+    data_root, ws = Path(data_root).resolve(), Workspace.at(workspace)
+    _check_inputs(data_root, day)
+    ws.root.mkdir(parents=True, exist_ok=True)
+    log_file = Path(log_path) if log_path else ws.reports(day) / "kfp.log"
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(ws.kfp_root),
+               raise_on_error=True, enable_caching=caching, cache_root=str(ws.root / "kfp-cache"))
+    t0 = time.perf_counter()
+    with open(log_file, "w", encoding="utf-8") as log, _captured(log):
+        error: BaseException | None = None
+        try:
+            daily(data_root=str(data_root), day=day, workspace=str(ws.root), config=cfg.to_yaml())
+        except BaseException as e:  # noqa: BLE001 - re-raised below with the log path
+            error = e
+    if error is not None:
+        raise RuntimeError(f"daily pipeline failed for {day}: {error}\n(task logs: {log_file})") from error
+    return write_run_report(ws, day, time.perf_counter() - t0, log_file)
+
+
+@contextlib.contextmanager
+def _captured(stream):
+    """Send stdout, stderr and the root logger to `stream` (the KFP runner prints every task's logs)."""
+    root = logging.getLogger()
+    handler = logging.StreamHandler(stream)
+    saved = root.handlers[:]
+    root.handlers = [handler]
+    try:
+        with contextlib.redirect_stdout(stream), contextlib.redirect_stderr(stream):
+            yield
+    finally:
+        root.handlers = saved
+        sys.stdout.flush()
+
+
+def write_run_report(ws: Workspace, day: str, wall_s: float, log_file: Path) -> Path:
+    """Gather step timings, the evaluation metrics and the gate decision into `<reports>/<day>/run.json`."""
+    steps_dir = ws.reports(day) / "steps"
+    steps = {p.stem: json.loads(p.read_text(encoding="utf-8")) for p in sorted(steps_dir.glob("*.json"))}
+    report: dict[str, Any] = {
+        "day": day,
+        "wall_s": round(wall_s, 1),
+        "steps": steps,
+        "evaluation": ws.read(day, "evaluation"),
+        "decision": ws.read(day, "decision"),
+        "bundle": {"current": current_version(ws.bundles), "root": str(ws.bundles)},
+        "kfp_log": str(log_file),
+    }
+    return ws.record(day, "run", report)

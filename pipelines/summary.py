@@ -1,0 +1,47 @@
+"""Render a daily run's report for the terminal: step times, the evaluation table, the release, examples."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+STEP_ORDER = ["validate_data", "build_features", "build_samples", "validate_samples", "train_two_tower",
+              "train_fine_ranker", "distill_coarse_ranker", "export_doc_embeddings", "build_index", "evaluate",
+              "publish", "keep_champion"]
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.4f}"
+    return str(v)
+
+
+def render_run(report: dict[str, Any], data_root: str | Path | None = None) -> str:
+    """Text of a run report (see pipelines.local.write_run_report)."""
+    lines = [f"== daily run for {report['day']} ({report['wall_s']} s)", "", "step                      wall (s)"]
+    steps = report.get("steps", {})
+    for name in sorted(steps, key=lambda n: STEP_ORDER.index(n) if n in STEP_ORDER else 99):
+        s = steps[name]
+        lines.append(f"  {name:<24}{s['wall_s']:>8.1f}  {s.get('status', '')}")
+    ev = report.get("evaluation") or {}
+    table = ev.get("table")
+    if table:
+        lines += ["", f"evaluation on {report['day']} (temporal holdout; n = requests averaged over)", table]
+    decision = report.get("decision") or {}
+    if decision:
+        verb = "PUBLISHED" if decision.get("publish") else "KEPT CHAMPION"
+        lines += ["", f"gate: {verb}: {decision.get('reason', '')}"]
+        if decision.get("bundle"):
+            lines.append(f"bundle: {decision['bundle']} (version {decision.get('version')})")
+    bundle = report.get("bundle") or {}
+    lines.append(f"serving bundle (CURRENT): {bundle.get('current')} under {bundle.get('root')}")
+    for ex in ev.get("examples", []):
+        lines += ["", f"query {ex['query']!r} (user {ex.get('user_id') or 'logged-out'}; "
+                      f"understood category {ex.get('query_category_leaf')})"]
+        for i, item in enumerate(ex["items"], 1):
+            label = item.get("label")
+            lines.append(f"  {i:>2}. doc {item['doc_id']:<8} score {item['score']:.3f}  label {_fmt(label)}  "
+                         f"{item.get('title', '')}")
+    return "\n".join(lines)
