@@ -1,0 +1,125 @@
+"""Attention blocks of the Taobao MGDSPR query tower (seed 001).
+
+- `MultiHeadAttention`: scaled dot-product attention with a key mask (self-attention over behaviours).
+- `ZeroVectorAttention`: query attention over a history with an all-zero vector prepended, so the query can
+  attend to "nothing" when no past behaviour is related to it (MGDSPR 2.1.2): the zero slot scores 0 and
+  contributes 0, and the output projection has no bias, so attending only to it yields exactly zero.
+- `TransformerLayer`: post-norm self-attention + feed-forward (q_seg_seq over words, [CLS] fusion).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+def _split_heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
+    b, n, d = x.shape
+    return x.view(b, n, num_heads, d // num_heads).transpose(1, 2)
+
+
+def _attend(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, dropout: nn.Dropout
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Split q [B,h,Nq,dh], k/v [B,h,T,dh], mask [B,T] (true = valid) -> (out [B,Nq,h*dh], w [B,h,Nq,T]).
+
+    A row whose keys are all masked gets uniform weights (finite), never NaN; callers mask such outputs.
+    """
+    scores = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])
+    if mask is not None:
+        scores = scores.masked_fill(~mask[:, None, None, :], torch.finfo(scores.dtype).min)
+    weights = torch.softmax(scores, dim=-1)
+    out = dropout(weights) @ v
+    b, h, n, dh = out.shape
+    return out.transpose(1, 2).reshape(b, n, h * dh), weights
+
+
+class MultiHeadAttention(nn.Module):
+    """Multi-head scaled dot-product attention with projections; returns the output and the weights."""
+
+    def __init__(self, dim: int, num_heads: int = 8, dropout: float = 0.0) -> None:
+        super().__init__()
+        if dim < 1 or num_heads < 1 or dim % num_heads:
+            raise ValueError(f"attention dim ({dim}) must be a positive multiple of num_heads ({num_heads})")
+        self.num_heads = num_heads
+        self.q_proj = nn.Linear(dim, dim)
+        self.k_proj = nn.Linear(dim, dim)
+        self.v_proj = nn.Linear(dim, dim)
+        self.out_proj = nn.Linear(dim, dim)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(
+        self,
+        query: torch.Tensor,
+        key: torch.Tensor,
+        value: torch.Tensor,
+        key_mask: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """query [B, Nq, d], key/value [B, T, d], key_mask [B, T] -> ([B, Nq, d], weights [B, h, Nq, T])."""
+        h = self.num_heads
+        out, w = _attend(
+            _split_heads(self.q_proj(query), h),
+            _split_heads(self.k_proj(key), h),
+            _split_heads(self.v_proj(value), h),
+            key_mask,
+            self.dropout,
+        )
+        return self.out_proj(out), w
+
+
+class ZeroVectorAttention(nn.Module):
+    """MGDSPR query attention over a history with a prepended zero vector (slot 0 of the weights)."""
+
+    def __init__(self, dim: int, num_heads: int = 8, dropout: float = 0.0) -> None:
+        super().__init__()
+        if dim < 1 or num_heads < 1 or dim % num_heads:
+            raise ValueError(f"attention dim ({dim}) must be a positive multiple of num_heads ({num_heads})")
+        self.num_heads = num_heads
+        self.q_proj = nn.Linear(dim, dim)
+        self.k_proj = nn.Linear(dim, dim)
+        self.v_proj = nn.Linear(dim, dim)
+        self.out_proj = nn.Linear(dim, dim, bias=False)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(
+        self,
+        query: torch.Tensor,
+        keys: torch.Tensor,
+        key_mask: torch.Tensor,
+        values: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """query [B, Nq, d] over keys [B, T, d] (values default to keys), key_mask [B, T] true = valid.
+
+        Returns ([B, Nq, d], weights [B, h, Nq, T + 1]) where weight slot 0 is the zero vector.
+        """
+        h = self.num_heads
+        k = self.k_proj(keys)
+        v = self.v_proj(keys if values is None else values)
+        zero = torch.zeros_like(k[:, :1])
+        k = torch.cat([zero, k], dim=1)
+        v = torch.cat([zero, v], dim=1)
+        mask = torch.cat([torch.ones_like(key_mask[:, :1]), key_mask], dim=1)
+        out, w = _attend(
+            _split_heads(self.q_proj(query), h), _split_heads(k, h), _split_heads(v, h), mask, self.dropout
+        )
+        return self.out_proj(out), w
+
+
+class TransformerLayer(nn.Module):
+    """Post-norm Transformer encoder layer: x = LN(x + MHA(x)); x = LN(x + FFN(x))."""
+
+    def __init__(self, dim: int, num_heads: int = 8, ffn_mult: int = 4, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.attention = MultiHeadAttention(dim, num_heads, dropout)
+        self.norm1 = nn.LayerNorm(dim)
+        self.ffn = nn.Sequential(nn.Linear(dim, ffn_mult * dim), nn.ReLU(), nn.Linear(ffn_mult * dim, dim))
+        self.norm2 = nn.LayerNorm(dim)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """[B, L, d] with optional mask [B, L] (true = valid keys) -> [B, L, d]."""
+        a, _ = self.attention(x, x, x, mask)
+        x = self.norm1(x + self.dropout(a))
+        return self.norm2(x + self.dropout(self.ffn(x)))

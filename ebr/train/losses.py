@@ -1,0 +1,394 @@
+"""Retrieval losses: sampled softmax / InfoNCE with temperature, log-Q correction and accidental-hit masking,
+MGDSPR hard-negative mixing, NCE, triplet with cosine-distance margin, and multi-task BCE.
+
+Seeds: Taobao MGDSPR (001) for softmax with temperature tau = 2 and I_mix = a i+ + (1 - a) I_hard,
+a ~ U(0.4, 0.6); the vector-recall overview (000) for NCE (formula 14), InfoNCE (15), sampled softmax (16),
+triplet (17) and the multi-task weighted loss (18); Facebook EBR (004) for the triplet distance 1 - cos.
+
+Candidates of the softmax are the batch's positives (in-batch negatives) followed by sampled negatives,
+shared by all rows ([M, k]) or per row ([B, K, k]). With log-Q correction each candidate's logit loses the
+log of its sampling probability (a popular doc, sampled often, gets a lower corrected logit); in-batch
+candidates use their own probability as positives. torch is imported inside functions so that the config
+can be imported at CLI start-up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import Field, model_validator
+
+from ebr.settings import Section
+
+if TYPE_CHECKING:
+    import torch
+
+
+class RetrievalLossConfig(Section):
+    """Which retrieval loss to train with, and its parameters."""
+
+    kind: Literal["sampled_softmax", "nce", "triplet"] = Field(
+        "sampled_softmax", description="MGDSPR uses softmax cross-entropy for global comparison (seed 001)"
+    )
+    temperature: float = Field(2.0, gt=0, description="logits = cos / tau; Taobao MGDSPR tau = 2 (seed 001)")
+    use_temperature: bool = Field(True, description="off: tau = 1")
+    log_q_correction: bool = Field(True, description="subtract log sampling probability from each candidate")
+    mask_accidental_hits: bool = Field(True, description="mask candidates equal to the row's positive")
+    hard_negative_mixing: bool = Field(True, description="MGDSPR relevance-enhanced hard negatives I_mix")
+    num_hard_negatives: int = Field(
+        684, ge=1, description="MGDSPR: 684 generated hard negatives (capped at the negatives available)"
+    )
+    mix_low: float = Field(0.4, ge=0, le=1, description="MGDSPR: a ~ U(0.4, 0.6)")
+    mix_high: float = Field(0.6, ge=0, le=1, description="MGDSPR: a ~ U(0.4, 0.6)")
+    detach_mixed: bool = Field(False, description="stop gradients through the mixed negatives")
+    triplet_margin: float = Field(
+        0.2, ge=0, description="margin m on D = 1 - cos; Facebook EBR gives no value, only that it matters"
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> RetrievalLossConfig:
+        if self.mix_low >= self.mix_high:
+            raise ValueError(f"mix_low ({self.mix_low}) must be below mix_high ({self.mix_high})")
+        return self
+
+    @property
+    def effective_temperature(self) -> float:
+        """`temperature`, or 1.0 when switched off."""
+        return self.temperature if self.use_temperature else 1.0
+
+
+def _check_2d(name: str, t: torch.Tensor) -> None:
+    if t.dim() != 2:
+        raise ValueError(f"{name} must be 2-D [batch, dim], got shape {tuple(t.shape)}")
+
+
+def candidate_logits(
+    query: torch.Tensor,
+    pos_docs: torch.Tensor,
+    neg_docs: torch.Tensor | None = None,
+    temperature: float = 1.0,
+) -> torch.Tensor:
+    """Similarities / tau of every row against its candidates: [B, B + M] (in-batch, then negatives).
+
+    Column i of row i is the row's positive. `neg_docs` is [M, k] (shared) or [B, K, k] (per row).
+    """
+    import torch
+
+    _check_2d("query", query)
+    _check_2d("pos_docs", pos_docs)
+    if query.shape != pos_docs.shape:
+        raise ValueError(
+            f"query {tuple(query.shape)} and pos_docs {tuple(pos_docs.shape)} must have one shape"
+        )
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    parts = [query @ pos_docs.T]
+    if neg_docs is not None:
+        if neg_docs.dim() == 2 and neg_docs.shape[1] == query.shape[1]:
+            parts.append(query @ neg_docs.T)
+        elif (
+            neg_docs.dim() == 3
+            and neg_docs.shape[0] == query.shape[0]
+            and neg_docs.shape[2] == query.shape[1]
+        ):
+            parts.append(torch.einsum("bd,bkd->bk", query, neg_docs))
+        else:
+            raise ValueError(
+                f"neg_docs must be [M, {query.shape[1]}] or [{query.shape[0]}, K, {query.shape[1]}], "
+                f"got {tuple(neg_docs.shape)}"
+            )
+    return torch.cat(parts, dim=1) / temperature
+
+
+def log_q_matrix(
+    batch: int, pos_log_q: torch.Tensor, neg_log_q: torch.Tensor | None, num_neg: int, per_row: bool
+) -> torch.Tensor:
+    """Log sampling probabilities laid out like `candidate_logits`: [B, B + M] (broadcast where shared)."""
+    import torch
+
+    if pos_log_q.shape != (batch,):
+        raise ValueError(f"pos_log_q must have shape [{batch}], got {tuple(pos_log_q.shape)}")
+    parts = [pos_log_q.unsqueeze(0).expand(batch, -1)]
+    if num_neg:
+        if neg_log_q is None:
+            raise ValueError("neg_log_q is required for log-Q correction when negatives are given")
+        want = (batch, num_neg) if per_row else (num_neg,)
+        if tuple(neg_log_q.shape) != want:
+            raise ValueError(f"neg_log_q must have shape {list(want)}, got {tuple(neg_log_q.shape)}")
+        parts.append(neg_log_q if per_row else neg_log_q.unsqueeze(0).expand(batch, -1))
+    return torch.cat(parts, dim=1)
+
+
+def accidental_hits(
+    pos_ids: torch.Tensor, neg_ids: torch.Tensor | None, num_neg: int, per_row: bool
+) -> torch.Tensor:
+    """Bool [B, B + M]: candidates that are the row's positive doc but not its label column."""
+    import torch
+
+    b = pos_ids.shape[0]
+    if pos_ids.dim() != 1:
+        raise ValueError(f"pos_ids must be 1-D [batch], got shape {tuple(pos_ids.shape)}")
+    inbatch = (pos_ids.unsqueeze(0) == pos_ids.unsqueeze(1)) & ~torch.eye(
+        b, dtype=torch.bool, device=pos_ids.device
+    )
+    parts = [inbatch]
+    if num_neg:
+        if neg_ids is None:
+            raise ValueError("neg_ids is required to mask accidental hits when negatives are given")
+        want = (b, num_neg) if per_row else (num_neg,)
+        if tuple(neg_ids.shape) != want:
+            raise ValueError(f"neg_ids must have shape {list(want)}, got {tuple(neg_ids.shape)}")
+        cand = neg_ids if per_row else neg_ids.unsqueeze(0)
+        parts.append(cand == pos_ids.unsqueeze(1))
+    return torch.cat(parts, dim=1)
+
+
+def _gather_candidates(
+    pos_docs: torch.Tensor, neg_docs: torch.Tensor | None, idx: torch.Tensor
+) -> torch.Tensor:
+    """Candidate vectors [B, N, k] at candidate indices `idx` [B, N] of the `candidate_logits` layout."""
+    import torch
+
+    b, k = pos_docs.shape
+    from_batch = pos_docs[idx.clamp(max=b - 1)]
+    if neg_docs is None:
+        return from_batch
+    j = (idx - b).clamp(min=0)
+    if neg_docs.dim() == 2:
+        from_neg = neg_docs[j.clamp(max=neg_docs.shape[0] - 1)]
+    else:
+        j = j.clamp(max=neg_docs.shape[1] - 1)
+        from_neg = torch.gather(neg_docs, 1, j.unsqueeze(-1).expand(-1, -1, k))
+    return torch.where((idx < b).unsqueeze(-1), from_batch, from_neg)
+
+
+def mix_hard_negatives(
+    query: torch.Tensor,
+    pos_docs: torch.Tensor,
+    neg_docs: torch.Tensor | None,
+    negative_mask: torch.Tensor,
+    num: int,
+    low: float = 0.4,
+    high: float = 0.6,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """MGDSPR I_mix: per row, the top-`num` negatives by inner product with the query, mixed with the
+    positive as a * i+ + (1 - a) * I_hard, a ~ U(low, high), then L2-normalized.
+
+    `negative_mask` [B, B + M] marks the usable negatives. Returns (mixed [B, N, k], a [B, N], valid [B, N])
+    with N = min(num, candidates); a pick is invalid when its row has fewer usable negatives than N.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    if not 0 <= low < high <= 1:
+        raise ValueError(f"mixing needs 0 <= low < high <= 1, got low={low}, high={high}")
+    if num < 1:
+        raise ValueError(f"num (hard negatives) must be >= 1, got {num}")
+    sims = candidate_logits(query, pos_docs, neg_docs).detach()
+    n = min(num, sims.shape[1])
+    sims = sims.masked_fill(~negative_mask, float("-inf"))
+    top, idx = sims.topk(n, dim=1)
+    valid = torch.isfinite(top)
+    hard = _gather_candidates(pos_docs, neg_docs, idx)
+    a = (
+        torch.rand(idx.shape, generator=generator, device=query.device, dtype=query.dtype) * (high - low)
+        + low
+    )
+    mixed = a.unsqueeze(-1) * pos_docs.unsqueeze(1) + (1 - a.unsqueeze(-1)) * hard
+    return F.normalize(mixed, dim=-1), a, valid
+
+
+def _softmax_candidates(
+    query: torch.Tensor,
+    pos_docs: torch.Tensor,
+    neg_docs: torch.Tensor | None,
+    temperature: float,
+    pos_log_q: torch.Tensor | None,
+    neg_log_q: torch.Tensor | None,
+    pos_ids: torch.Tensor | None,
+    neg_ids: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(corrected logits [B, B + M], usable-negative mask [B, B + M]) shared by softmax and NCE."""
+    import torch
+
+    logits = candidate_logits(query, pos_docs, neg_docs, temperature)
+    b = query.shape[0]
+    per_row = neg_docs is not None and neg_docs.dim() == 3
+    num_neg = 0 if neg_docs is None else neg_docs.shape[-2]
+    if pos_log_q is not None:
+        logits = logits - log_q_matrix(b, pos_log_q, neg_log_q, num_neg, per_row)
+    elif neg_log_q is not None:
+        raise ValueError("neg_log_q was given without pos_log_q: log-Q correction needs both")
+    usable = ~torch.eye(b, logits.shape[1], dtype=torch.bool, device=logits.device)
+    if pos_ids is not None:
+        usable &= ~accidental_hits(pos_ids, neg_ids, num_neg, per_row)
+    return logits, usable
+
+
+def sampled_softmax_loss(
+    query: torch.Tensor,
+    pos_docs: torch.Tensor,
+    neg_docs: torch.Tensor | None = None,
+    *,
+    temperature: float = 1.0,
+    pos_log_q: torch.Tensor | None = None,
+    neg_log_q: torch.Tensor | None = None,
+    pos_ids: torch.Tensor | None = None,
+    neg_ids: torch.Tensor | None = None,
+    num_hard_negatives: int = 0,
+    mix_low: float = 0.4,
+    mix_high: float = 0.6,
+    detach_mixed: bool = False,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Mean sampled-softmax (InfoNCE) loss -log softmax(logits)[positive] over in-batch + sampled negatives.
+
+    logits = sim / tau - log Q (when `pos_log_q` is given), accidental hits masked (when `pos_ids` is
+    given), plus `num_hard_negatives` MGDSPR mixed negatives (0 = none; these are synthetic, so no log Q).
+    """
+    import torch
+    import torch.nn.functional as F
+
+    logits, usable = _softmax_candidates(
+        query, pos_docs, neg_docs, temperature, pos_log_q, neg_log_q, pos_ids, neg_ids
+    )
+    b = query.shape[0]
+    masked = torch.eye(b, logits.shape[1], dtype=torch.bool, device=logits.device) | usable
+    logits = logits.masked_fill(~masked, float("-inf"))
+    if num_hard_negatives > 0:
+        mixed, _, valid = mix_hard_negatives(
+            query, pos_docs, neg_docs, usable, num_hard_negatives, mix_low, mix_high, generator
+        )
+        if detach_mixed:
+            mixed = mixed.detach()
+        mix_logits = torch.einsum("bd,bnd->bn", query, mixed) / temperature
+        logits = torch.cat([logits, mix_logits.masked_fill(~valid, float("-inf"))], dim=1)
+    target = torch.arange(b, device=logits.device)
+    return F.cross_entropy(logits, target)
+
+
+def nce_loss(
+    query: torch.Tensor,
+    pos_docs: torch.Tensor,
+    neg_docs: torch.Tensor | None = None,
+    *,
+    temperature: float = 1.0,
+    pos_log_q: torch.Tensor | None = None,
+    neg_log_q: torch.Tensor | None = None,
+    pos_ids: torch.Tensor | None = None,
+    neg_ids: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Binary NCE (seed 000, formula 14): mean over rows of -log sigma(s+) - sum_neg log sigma(-s-).
+
+    s = sim / tau - log Q (pass log(K * Q) for textbook NCE); negatives as in `sampled_softmax_loss`.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    logits, usable = _softmax_candidates(
+        query, pos_docs, neg_docs, temperature, pos_log_q, neg_log_q, pos_ids, neg_ids
+    )
+    pos = torch.diagonal(logits[:, : query.shape[0]])
+    neg = (F.logsigmoid(-logits) * usable.to(logits.dtype)).sum(dim=1)
+    return -(F.logsigmoid(pos) + neg).mean()
+
+
+def triplet_loss(
+    query: torch.Tensor,
+    pos_docs: torch.Tensor,
+    neg_docs: torch.Tensor | None = None,
+    *,
+    margin: float = 0.2,
+    pos_ids: torch.Tensor | None = None,
+    neg_ids: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Facebook EBR triplet loss (seed 004): mean of max(0, D(q, d+) - D(q, d-) + m), D = 1 - cos.
+
+    Negatives: `neg_docs` [B, K, k] per row or [M, k] shared, else the other rows' positives (in-batch);
+    accidental hits (same id as the positive) are left out when ids are given.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    if margin < 0:
+        raise ValueError(f"margin must be >= 0, got {margin}")
+    q = F.normalize(query, dim=-1)
+    cos = candidate_logits(
+        q, F.normalize(pos_docs, dim=-1), None if neg_docs is None else F.normalize(neg_docs, dim=-1)
+    )
+    b = q.shape[0]
+    d_pos = 1 - torch.diagonal(cos[:, :b])
+    d_neg = 1 - cos
+    usable = ~torch.eye(b, cos.shape[1], dtype=torch.bool, device=cos.device)
+    if neg_docs is not None:
+        usable[:, :b] = False  # explicit negatives replace in-batch ones
+    if pos_ids is not None:
+        per_row = neg_docs is not None and neg_docs.dim() == 3
+        num_neg = 0 if neg_docs is None else neg_docs.shape[-2]
+        usable &= ~accidental_hits(pos_ids, neg_ids, num_neg, per_row)
+    hinge = torch.relu(d_pos.unsqueeze(1) - d_neg + margin) * usable.to(cos.dtype)
+    return hinge.sum() / usable.sum().clamp(min=1)
+
+
+def multitask_bce_loss(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    weights: Sequence[float] | torch.Tensor,
+    mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Weighted multi-task BCE (seed 000, formula 18): sum_t w_t * mean_rows BCE(logit_t, label_t).
+
+    `mask` [B, T] (optional) drops rows of a task whose label is unknown.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    if logits.dim() != 2 or logits.shape != labels.shape:
+        raise ValueError(f"logits {tuple(logits.shape)} and labels {tuple(labels.shape)} must both be [B, T]")
+    w = torch.as_tensor(weights, dtype=logits.dtype, device=logits.device)
+    if w.shape != (logits.shape[1],):
+        raise ValueError(f"weights must have one entry per task ({logits.shape[1]}), got {tuple(w.shape)}")
+    per = F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype), reduction="none")
+    m = torch.ones_like(per) if mask is None else mask.to(per.dtype)
+    per_task = (per * m).sum(dim=0) / m.sum(dim=0).clamp(min=1)
+    return (per_task * w).sum()
+
+
+def retrieval_loss(
+    config: RetrievalLossConfig,
+    query: torch.Tensor,
+    pos_docs: torch.Tensor,
+    neg_docs: torch.Tensor | None = None,
+    *,
+    pos_ids: torch.Tensor | None = None,
+    neg_ids: torch.Tensor | None = None,
+    pos_log_q: torch.Tensor | None = None,
+    neg_log_q: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """The configured retrieval loss on query/doc vectors; names any input a switched-on option lacks."""
+    if config.log_q_correction and config.kind != "triplet" and pos_log_q is None:
+        raise ValueError(
+            "log_q_correction is on: pass pos_log_q (and neg_log_q with negatives), or switch it off"
+        )
+    if config.mask_accidental_hits and pos_ids is None:
+        raise ValueError(
+            "mask_accidental_hits is on: pass pos_ids (and neg_ids with negatives), or switch it off"
+        )
+    ids = dict(pos_ids=pos_ids if config.mask_accidental_hits else None,
+               neg_ids=neg_ids if config.mask_accidental_hits else None)  # fmt: skip
+    if config.kind == "triplet":
+        return triplet_loss(query, pos_docs, neg_docs, margin=config.triplet_margin, **ids)
+    logq = dict(pos_log_q=pos_log_q if config.log_q_correction else None,
+                neg_log_q=neg_log_q if config.log_q_correction else None)  # fmt: skip
+    tau = config.effective_temperature
+    if config.kind == "nce":
+        return nce_loss(query, pos_docs, neg_docs, temperature=tau, **logq, **ids)
+    return sampled_softmax_loss(
+        query, pos_docs, neg_docs, temperature=tau, **logq, **ids,
+        num_hard_negatives=config.num_hard_negatives if config.hard_negative_mixing else 0,
+        mix_low=config.mix_low, mix_high=config.mix_high, detach_mixed=config.detach_mixed,
+        generator=generator,
+    )  # fmt: skip

@@ -1,0 +1,190 @@
+"""Blocks: output shapes, gradients reaching every parameter, and each block's defining behaviour."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from ebr.models.blocks import (
+    MLP,
+    BilinearInteraction,
+    BucketEmbedding,
+    CrossNetwork,
+    MMoE,
+    MultiHeadAttention,
+    ResidualLSTM,
+    SENet,
+    TransformerLayer,
+    ZeroVectorAttention,
+    hashed_embedding,
+    masked_mean,
+    reverse_padded,
+)
+
+B, F, D, L = 3, 5, 8, 6
+
+
+def _assert_all_params_get_gradient(module: nn.Module, out: torch.Tensor) -> None:
+    weights = torch.randn(out.shape, generator=torch.Generator().manual_seed(0))
+    (out * weights).sum().backward()
+    for name, p in module.named_parameters():
+        assert p.grad is not None, f"{name} got no gradient"
+        assert p.grad.abs().sum() > 0, f"{name} got a zero gradient"
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+def test_senet_reweights_fields_by_weights_in_unit_interval():
+    m = SENet(F, reduction_ratio=2)
+    x = torch.randn(B, F, D)
+    out = m(x)
+    assert out.shape == (B, F, D)
+    w = m.field_weights(x)
+    assert w.shape == (B, F) and bool(((w > 0) & (w < 1)).all())
+    torch.testing.assert_close(out, x * w.unsqueeze(-1))
+    _assert_all_params_get_gradient(m, m(x))
+
+
+@pytest.mark.parametrize("low_rank", [None, 4])
+def test_cross_network_shapes_and_gradients(low_rank):
+    m = CrossNetwork(F * D, num_layers=2, low_rank=low_rank)
+    x = torch.randn(B, F * D)
+    out = m(x)
+    assert out.shape == (B, F * D)
+    _assert_all_params_get_gradient(m, out)
+
+
+def test_cross_layer_is_x0_times_linear_plus_residual():
+    m = CrossNetwork(4, num_layers=1)
+    x = torch.randn(B, 4)
+    lin = m.layers[0]
+    torch.testing.assert_close(m(x), x * (x @ lin.weight.T + lin.bias) + x)
+    with torch.no_grad():
+        lin.weight.zero_()
+        lin.bias.zero_()
+    torch.testing.assert_close(m(x), x)  # zero cross weights leave the input unchanged
+
+
+@pytest.mark.parametrize("kind", ["field_all", "field_each", "field_interaction"])
+def test_bilinear_interaction_pairs(kind):
+    m = BilinearInteraction(F, D, kind)
+    x = torch.randn(B, F, D)
+    out = m(x)
+    assert out.shape == (B, F * (F - 1) // 2, D)
+    w = m.weight[0]
+    # pair (0, 1) is (v_0 W) * v_1 for the weight of that pair/field
+    torch.testing.assert_close(out[:, 0], (x[:, 0] @ w) * x[:, 1])
+    _assert_all_params_get_gradient(m, m(x))
+
+
+def test_bilinear_needs_two_fields_and_a_known_kind():
+    with pytest.raises(ValueError, match="2 fields"):
+        BilinearInteraction(1, D)
+    with pytest.raises(ValueError, match="kind"):
+        BilinearInteraction(3, D, "diagonal")  # type: ignore[arg-type]
+
+
+def test_multi_head_attention_ignores_masked_keys():
+    m = MultiHeadAttention(D, num_heads=2)
+    q, k = torch.randn(B, 2, D), torch.randn(B, L, D)
+    mask = torch.ones(B, L, dtype=torch.bool)
+    mask[:, 4:] = False
+    out, w = m(q, k, k, mask)
+    assert out.shape == (B, 2, D) and w.shape == (B, 2, 2, L)
+    assert w[..., 4:].abs().max() == 0
+    torch.testing.assert_close(w.sum(-1), torch.ones(B, 2, 2))
+    k2 = k.clone()
+    k2[:, 4:] = 100.0  # changing masked keys changes nothing
+    torch.testing.assert_close(m(q, k2, k2, mask)[0], out)
+    _assert_all_params_get_gradient(m, out)
+
+
+def test_attention_with_every_key_masked_stays_finite():
+    m = MultiHeadAttention(D, num_heads=2)
+    x = torch.randn(B, L, D)
+    out, _ = m(x, x, x, torch.zeros(B, L, dtype=torch.bool))
+    assert torch.isfinite(out).all()
+
+
+def test_zero_vector_attention_shapes_gradients_and_empty_history():
+    m = ZeroVectorAttention(D, num_heads=2)
+    q, h = torch.randn(B, 6, D), torch.randn(B, L, D)
+    mask = torch.ones(B, L, dtype=torch.bool)
+    mask[1] = False  # row 1: no history at all
+    out, w = m(q, h, mask)
+    assert out.shape == (B, 6, D) and w.shape == (B, 2, 6, L + 1)
+    # with no history the zero slot takes all the weight and the output is exactly zero
+    torch.testing.assert_close(w[1, :, :, 0], torch.ones(2, 6))
+    assert out[1].abs().max() == 0
+    _assert_all_params_get_gradient(m, out)
+
+
+def test_transformer_layer_shapes_and_gradients():
+    m = TransformerLayer(D, num_heads=2)
+    x = torch.randn(B, L, D)
+    mask = torch.ones(B, L, dtype=torch.bool)
+    mask[0, 3:] = False
+    out = m(x, mask)
+    assert out.shape == (B, L, D)
+    _assert_all_params_get_gradient(m, out)
+
+
+def test_mmoe_gates_are_distributions_and_every_tower_learns():
+    m = MMoE(D, num_tasks=4, num_experts=3, expert_dims=[16], tower_dims=[8])
+    x = torch.randn(B, D)
+    out = m(x)
+    assert out.shape == (B, 4)
+    g = m.gate_weights(x)
+    assert g.shape == (B, 4, 3)
+    torch.testing.assert_close(g.sum(-1), torch.ones(B, 4))
+    _assert_all_params_get_gradient(m, out)
+
+
+def test_mlp_shapes_and_gradients():
+    m = MLP(D, [16, 4], dropout=0.1)
+    out = m(torch.randn(B, D))
+    assert out.shape == (B, 4) and m.out_dim == 4
+    _assert_all_params_get_gradient(m, out)
+    with pytest.raises(ValueError, match="layer sizes"):
+        MLP(D, [])
+
+
+def test_masked_mean_ignores_padding_and_gives_zero_for_empty_rows():
+    x = torch.tensor([[[1.0, 2.0], [3.0, 4.0], [100.0, 100.0]], [[5.0, 5.0], [6.0, 6.0], [7.0, 7.0]]])
+    mask = torch.tensor([[True, True, False], [False, False, False]])
+    torch.testing.assert_close(masked_mean(x, mask), torch.tensor([[2.0, 3.0], [0.0, 0.0]]))
+
+
+def test_reverse_padded_reverses_only_the_valid_prefix():
+    x = torch.arange(2 * 4, dtype=torch.float32).view(2, 4, 1)
+    mask = torch.tensor([[True, True, True, False], [True, False, False, False]])
+    assert reverse_padded(x, mask)[..., 0].tolist() == [[2.0, 1.0, 0.0, 3.0], [4.0, 5.0, 6.0, 7.0]]
+
+
+def test_residual_lstm_valid_steps_ignore_what_follows():
+    m = ResidualLSTM(D, num_layers=2, dropout=0.2).eval()
+    x = torch.randn(1, L, D)
+    y = x.clone()
+    y[:, 3:] = torch.randn(1, L - 3, D)  # different padding content after 3 valid steps
+    torch.testing.assert_close(m(x)[:, :3], m(y)[:, :3])
+    m.train()
+    _assert_all_params_get_gradient(m, m(x))
+
+
+def test_hashed_embedding_padding_row_is_zero_and_gets_no_gradient():
+    e = hashed_embedding(10, D)
+    assert e.weight[0].abs().max() == 0
+    e(torch.tensor([[0, 3, 0]])).sum().backward()
+    assert e.weight.grad[0].abs().max() == 0 and e.weight.grad[3].abs().max() > 0
+
+
+def test_bucket_embedding_offsets_columns_apart():
+    e = BucketEmbedding([3, 5], D)
+    out = e(torch.tensor([[0, 0], [2, 4]]))
+    assert out.shape == (2, 2, D)
+    torch.testing.assert_close(out[0, 1], e.table.weight[3])  # column 1 starts after column 0's 3 ids
+    _assert_all_params_get_gradient(e, out)
