@@ -43,8 +43,8 @@ def build_samples(data_root: str, day: str, workspace: str, config: str, feature
     """Exposure-aware retrieval and ranking samples of days [D-k, D-1], features joined point-in-time;
     hard negatives are mined with the published champion's index when there is one."""
     from components.runtime import step
+    from ebr.bundle import champion_miner
     from ebr.samples import build_samples as run
-    from ebr.train.hard_negative_source import champion_miner
 
     with step("build_samples", workspace, day, config) as ctx:
         prev_index, encode = champion_miner(ctx.ws.bundles)

@@ -8,35 +8,29 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from ebr.evaluate.config import EvaluateConfig, GateConfig
+from ebr.evaluate.two_tower import TwoTowerEvalConfig
 from ebr.features.config import FeaturesConfig
 from ebr.index.config import IndexConfig
+from ebr.index.export import ExportEmbeddingsConfig
 from ebr.samples.config import SamplesConfig
 from ebr.settings import Section, dump_config, load_config
 from ebr.train.rankers import CoarseRankerStepConfig, FineRankerStepConfig
+from ebr.train.two_tower_config import TwoTowerTrainConfig
 from ebr.validation.config import ValidationConfig
-
-
-class PipelineConfig(Section):
-    """Run-level knobs of the daily DAG."""
-
-    seed: int = Field(7, description="seed handed to every random step that has no seed of its own set")
-    export_shards: int = Field(4, ge=1, le=4096, description="doc-embedding export shards (ParallelFor on a cluster)")
-    registered_model: str = Field("ebr-two-tower", min_length=1, description="MLflow registered model name")
 
 
 class EbrConfig(Section):
     """Every section of the daily run."""
 
-    pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
     features: FeaturesConfig = Field(default_factory=FeaturesConfig)
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
     samples: SamplesConfig = Field(default_factory=SamplesConfig)
+    two_tower: TwoTowerTrainConfig = Field(default_factory=TwoTowerTrainConfig)
     fine_ranker: FineRankerStepConfig = Field(default_factory=FineRankerStepConfig)
     coarse_ranker: CoarseRankerStepConfig = Field(default_factory=CoarseRankerStepConfig)
+    export: ExportEmbeddingsConfig = Field(default_factory=ExportEmbeddingsConfig)
     index: IndexConfig = Field(default_factory=IndexConfig)
-    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
-    gate: GateConfig = Field(default_factory=GateConfig)
+    evaluation: TwoTowerEvalConfig = Field(default_factory=TwoTowerEvalConfig)
 
     @classmethod
     def from_yaml_text(cls, text: str) -> EbrConfig:

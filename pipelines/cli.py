@@ -9,14 +9,18 @@ from pathlib import Path
 
 def _run(args: argparse.Namespace) -> int:
     from ebr.config import load_ebr_config
-    from pipelines.local import run_local
+    from pipelines.local import PipelineFailed, run_local
     from pipelines.summary import render_run
 
     if not args.local:
         raise ValueError("only --local runs are started from here; on a cluster use `ebr pipeline schedule` "
                          "or submit pipelines/daily.yaml")
     cfg = load_ebr_config(args.config, args.overrides)
-    report = run_local(args.data, args.day, args.workspace, cfg, caching=not args.no_cache)
+    try:
+        report = run_local(args.data, args.day, args.workspace, cfg, caching=not args.no_cache)
+    except PipelineFailed as e:
+        print(f"ebr pipeline run: {e}")
+        return 1
     print(render_run(json.loads(report.read_text(encoding="utf-8")), args.data))
     print(f"\nrun report: {report}")
     return 0
@@ -26,13 +30,14 @@ def _compile(args: argparse.Namespace) -> int:
     from pipelines.compile import compile_daily
 
     print(compile_daily(args.out))
+    print(compile_daily(args.scheduled_out, scheduled=True))
     return 0
 
 
 def _schedule(args: argparse.Namespace) -> int:
     from pipelines.schedule import create_daily_schedule
 
-    params = {"data_root": args.data, "workspace": args.workspace, "day": args.day or "", "config": ""}
+    params = {"data_root": args.data, "workspace": args.workspace, "day": args.day, "config": ""}
     rid = create_daily_schedule(args.host, args.package, cron=args.cron, experiment=args.experiment,
                                 job_name=args.job_name, params=params)
     print(f"recurring run {rid} created on {args.host} with cron {args.cron!r}")
@@ -41,7 +46,7 @@ def _schedule(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add `pipeline` with its run/compile/schedule sub-commands to the `ebr` parser."""
-    from pipelines.compile import DEFAULT_PACKAGE
+    from pipelines.compile import DEFAULT_PACKAGE, SCHEDULED_PACKAGE
 
     p = sub.add_parser("pipeline", help="run, compile or schedule the daily Kubeflow pipeline")
     ps = p.add_subparsers(dest="pipeline_command", required=True)
@@ -58,13 +63,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.set_defaults(func=_run)
 
     c = ps.add_parser("compile", help="compile the DAG to YAML")
-    c.add_argument("--out", type=Path, default=DEFAULT_PACKAGE)
+    c.add_argument("--out", type=Path, default=DEFAULT_PACKAGE, help="the DAG with an explicit day")
+    c.add_argument("--scheduled-out", type=Path, default=SCHEDULED_PACKAGE,
+                   help="the recurring-run wrapper (day = the day before the trigger time)")
     c.set_defaults(func=_compile)
 
     s = ps.add_parser("schedule", help="create a recurring run on a Kubeflow Pipelines cluster")
     s.add_argument("--host", required=True, help="KFP API endpoint, e.g. http://ml-pipeline-ui.kubeflow")
     s.add_argument("--cron", default="0 0 2 * * *", help="6-field cron, seconds first (default: 02:00 daily)")
-    s.add_argument("--package", type=Path, default=DEFAULT_PACKAGE)
+    s.add_argument("--package", type=Path, default=SCHEDULED_PACKAGE)
     s.add_argument("--data", required=True, help="raw-log root URI/path as seen by the pipeline pods")
     s.add_argument("--workspace", required=True, help="workspace path as seen by the pipeline pods")
     s.add_argument("--day", default="", help="fixed day (default: empty = the day before the scheduled time)")

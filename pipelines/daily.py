@@ -6,9 +6,11 @@ from kfp import dsl
 from components.data import build_features, build_samples, validate_data, validate_samples
 from components.index import build_index, export_doc_embeddings
 from components.release import evaluate, keep_champion, publish
+from components.schedule import resolve_day
 from components.train import distill_coarse_ranker, train_fine_ranker, train_two_tower
 
 PIPELINE_NAME = "ebr-daily"
+SCHEDULED_NAME = "ebr-daily-scheduled"
 
 # Steps whose outputs depend only on their inputs may be served from the KFP cache. Steps that read or
 # write workspace state (Feast store, champion bundle, MLflow registry) always run.
@@ -48,3 +50,10 @@ def daily(data_root: str, day: str, workspace: str, config: str = ""):
                        **common), "")
     with dsl.Else():
         _cache(keep_champion(reason=ev.outputs["reason"], **common), "")
+
+
+@dsl.pipeline(name=SCHEDULED_NAME, description="The daily run as a recurring run: D = the day before the trigger time")
+def daily_scheduled(data_root: str, workspace: str, config: str = "", day: str = ""):
+    d = resolve_day(day=day, scheduled_time=dsl.PIPELINE_JOB_SCHEDULE_TIME_UTC_PLACEHOLDER)
+    d.set_caching_options(False)
+    daily(data_root=data_root, day=d.output, workspace=workspace, config=config)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import re
 import sys
 import time
 from pathlib import Path
@@ -14,6 +15,19 @@ from ebr.bundle import current_version
 from ebr.config import EbrConfig
 from ebr.contract import list_days
 from ebr.workspace import Workspace
+
+
+class PipelineFailed(RuntimeError):
+    """A task of the daily DAG failed; the message names the task, the error and the log with every detail."""
+
+
+def _failure(log_file: Path, error: BaseException) -> PipelineFailed:
+    """The failed task's own error (the last exception line of its log), not just the runner's summary."""
+    text = log_file.read_text(encoding="utf-8", errors="replace") if log_file.is_file() else ""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    cause = next((ln for ln in reversed(lines) if re.match(r"^[A-Za-z_.]+(Error|Exception|Failed):", ln)), "")
+    summary = re.sub(r"\x1b\[[0-9;]*m", "", str(error))
+    return PipelineFailed(f"{summary}\n  cause: {cause or 'see log'}\n  task logs: {log_file}")
 
 
 def _check_inputs(data_root: Path, day: str) -> None:
@@ -51,7 +65,7 @@ def run_local(data_root: str | Path, day: str, workspace: str | Path, cfg: EbrCo
         except BaseException as e:  # noqa: BLE001 - re-raised below with the log path
             error = e
     if error is not None:
-        raise RuntimeError(f"daily pipeline failed for {day}: {error}\n(task logs: {log_file})") from error
+        raise _failure(log_file, error) from error
     return write_run_report(ws, day, time.perf_counter() - t0, log_file)
 
 

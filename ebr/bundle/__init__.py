@@ -4,7 +4,7 @@ Layout of a bundles root:
 
     <root>/CURRENT              the published version (one line); switched with an atomic rename
     <root>/<version>/manifest.json
-    <root>/<version>/query_tower/   model export (query and doc towers)
+    <root>/<version>/model/         two-tower model dir: checkpoint (warm start) and export/ (query tower)
     <root>/<version>/coarse_ranker/ coarse-ranker export (optional)
     <root>/<version>/index/         Faiss index dir with its own manifest
     <root>/<version>/docs.parquet   doc_id, title, category_leaf, brand (relevance control, display)
@@ -12,6 +12,7 @@ Layout of a bundles root:
 The query tower and the index always switch together because CURRENT names one directory holding both.
 """
 
+from ebr.bundle.champion import champion_dir, champion_metrics, champion_miner, champion_model_dir
 from ebr.bundle.layout import (
     BundleError,
     assemble_bundle,
@@ -25,6 +26,10 @@ from ebr.bundle.layout import (
 __all__ = [
     "BundleError",
     "assemble_bundle",
+    "champion_dir",
+    "champion_metrics",
+    "champion_miner",
+    "champion_model_dir",
     "current_version",
     "list_versions",
     "publish_bundle",

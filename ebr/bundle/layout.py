@@ -33,6 +33,9 @@ def _files(root: Path) -> list[str]:
     return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and p.name != MANIFEST)
 
 
+QUERY_TOWER_EXPORT = "model/export"
+
+
 def _export_dim(export_dir: Path) -> int:
     meta = json.loads((export_dir / "export.json").read_text(encoding="utf-8"))
     return int(meta["modules"]["query_tower"]["output"]["shape"][-1])
@@ -42,13 +45,15 @@ def assemble_bundle(
     dest: str | Path,
     *,
     version: str,
-    query_tower_dir: str | Path,
+    model_dir: str | Path,
     index_dir: str | Path,
     docs: pd.DataFrame,
     coarse_ranker_dir: str | Path | None = None,
     info: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Copy the parts into `dest` (which must not exist) and write a manifest with a sha256 per file."""
+    """Copy the parts into `dest` (which must not exist) and write a manifest with a sha256 per file.
+
+    `model_dir` is the two-tower model directory (checkpoint for warm start, `export/` with the query tower)."""
     _check_version(version)
     dest = Path(dest)
     if dest.exists():
@@ -61,7 +66,7 @@ def assemble_bundle(
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     try:
-        shutil.copytree(query_tower_dir, tmp / "query_tower")
+        shutil.copytree(model_dir, tmp / "model")
         shutil.copytree(index_dir, tmp / "index")
         if coarse_ranker_dir is not None:
             shutil.copytree(coarse_ranker_dir, tmp / "coarse_ranker")
@@ -70,7 +75,7 @@ def assemble_bundle(
         manifest = {
             "format": BUNDLE_FORMAT,
             "version": version,
-            "dim": _export_dim(tmp / "query_tower"),
+            "dim": _export_dim(tmp / QUERY_TOWER_EXPORT),
             "index": {k: index_manifest.get(k) for k in ("n", "d", "factory", "search_params", "ann_recall")
                       if k in index_manifest},
             "has_coarse_ranker": coarse_ranker_dir is not None,
@@ -112,10 +117,10 @@ def verify_bundle(bundle_dir: str | Path) -> dict[str, Any]:
     for name, digest in sorted(expected.items()):
         if sha256_file(root / name) != digest:
             raise BundleError(f"bundle {root}: checksum mismatch for {name} (file changed or corrupt)")
-    for part in ("query_tower/export.json", "index/manifest.json", "docs.parquet"):
+    for part in (f"{QUERY_TOWER_EXPORT}/export.json", "index/manifest.json", "docs.parquet"):
         if part not in expected:
             raise BundleError(f"bundle {root}: required part {part} is missing")
-    q_dim = _export_dim(root / "query_tower")
+    q_dim = _export_dim(root / QUERY_TOWER_EXPORT)
     index_dim = int(json.loads((root / "index" / "manifest.json").read_text(encoding="utf-8"))["d"])
     if q_dim != index_dim or manifest.get("dim") != q_dim:
         raise BundleError(f"bundle {root}: query tower dim {q_dim} != index dim {index_dim} "
