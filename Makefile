@@ -14,7 +14,10 @@ DAYS ?= 8
 SEED ?= 7
 LANG_ ?= zh
 
-.PHONY: install run test test-all lint bench bench-simulate clean
+PORT ?= 8080
+
+.PHONY: install run serve test lint bench bench-simulate bench-features bench-train bench-rankers bench-index \
+	bench-serve clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,19 +29,40 @@ install: $(STAMP)
 $(DATA)/_meta/simulation.json: | $(STAMP)
 	$(VENV)/bin/ebr simulate --out $(DATA) --scale $(SCALE) --days $(DAYS) --seed $(SEED) --lang $(LANG_) --overwrite
 
+WORKSPACE ?= data/workspace
+DAY ?= latest
+
 run: $(STAMP) $(DATA)/_meta/simulation.json
-	$(VENV)/bin/ebr summarize --data $(DATA)
+	$(VENV)/bin/ebr pipeline run --local --data $(DATA) --day $(DAY) --workspace $(WORKSPACE) $(RUN_ARGS)
+
+serve: $(STAMP)
+	$(VENV)/bin/ebr serve --bundles $(WORKSPACE)/bundles --feature-repo $(WORKSPACE)/features --port $(PORT)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
 test: $(STAMP) lint
-	$(VENV)/bin/pytest -q -m "not slow or slow" --durations=15
+	$(VENV)/bin/pytest -q --durations=20
 
 bench-simulate: $(STAMP)
 	$(PY) bench/bench_simulate.py --out bench/results
 
-bench: bench-simulate
+bench-features: $(STAMP)
+	$(PY) bench/bench_features.py --out bench/results
+
+bench-train: $(STAMP)
+	$(PY) bench/bench_train.py --out bench/results
+
+bench-rankers: $(STAMP)
+	$(PY) bench/bench_rankers.py --out bench/results
+
+bench-index: $(STAMP)
+	$(PY) bench/bench_index.py --out bench/results
+
+bench-serve: $(STAMP)
+	$(PY) bench/bench_serve.py --out bench/results
+
+bench: bench-simulate bench-features bench-train bench-rankers bench-index bench-serve
 
 clean:
-	rm -rf data/sim .pytest_cache
+	rm -rf data/sim data/workspace .pytest_cache

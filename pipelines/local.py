@@ -30,13 +30,17 @@ def _failure(log_file: Path, error: BaseException) -> PipelineFailed:
     return PipelineFailed(f"{summary}\n  cause: {cause or 'see log'}\n  task logs: {log_file}")
 
 
-def _check_inputs(data_root: Path, day: str) -> None:
+def resolve_local_day(data_root: Path, day: str) -> str:
+    """`day` checked against the data (`latest` = the newest search_requests partition)."""
     if not data_root.is_dir():
         raise FileNotFoundError(f"--data {data_root} is not a directory")
     days = list_days(data_root, "search_requests")
+    if day == "latest" and days:
+        return days[-1]
     if day not in days:
         span = f"{days[0]}..{days[-1]}" if days else "none"
         raise ValueError(f"--day {day}: no search_requests partition for it in {data_root} (days: {span})")
+    return day
 
 
 def run_local(data_root: str | Path, day: str, workspace: str | Path, cfg: EbrConfig | None = None,
@@ -51,7 +55,7 @@ def run_local(data_root: str | Path, day: str, workspace: str | Path, cfg: EbrCo
 
     cfg = cfg or EbrConfig()
     data_root, ws = Path(data_root).resolve(), Workspace.at(workspace)
-    _check_inputs(data_root, day)
+    day = resolve_local_day(data_root, day)
     ws.root.mkdir(parents=True, exist_ok=True)
     log_file = Path(log_path) if log_path else ws.reports(day) / "kfp.log"
     log_file.parent.mkdir(parents=True, exist_ok=True)
