@@ -1,0 +1,60 @@
+"""Online features: equal to the latest offline values after materialization; unknown and logged-out users."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from ebr.features.definitions import LIST_FEATURES, service_features
+from tests.features.conftest import read_view, same_value
+
+
+def test_online_equals_latest_offline_values(built, store):
+    from ebr.features import historical_features, online_features
+
+    out, result = built
+    end = pd.Timestamp(result["materialized"]["end"])
+    seq = read_view(out, "user_sequences")
+    queries = read_view(out, "user_queries")
+    users = [int(u) for u in seq.loc[seq["seq_st_doc_ids"].map(len) > 0, "user_id"].unique()[:3]]
+    assert users, "the tiny data should give some users a short-term sequence"
+    qs = [queries.loc[queries["user_id"] == u, "recent_queries"].iloc[-1] for u in users]
+    entity = pd.DataFrame({"user_id": users, "query": [q[0] if q else "none" for q in qs], "event_timestamp": end})
+    offline = historical_features(store, entity, "query_tower_online", on_missing="null")
+    for i, u in enumerate(users):
+        online = online_features(store, user_id=u, query=entity["query"].iloc[i])
+        assert set(online) == set(service_features("query_tower_online"))
+        for name, value in online.items():
+            assert same_value(value, offline[name].iloc[i]), (u, name, value, offline[name].iloc[i])
+        assert online["seq_st_doc_ids"], "a user with a short-term sequence gets it online"
+
+
+@pytest.mark.parametrize(("user_id", "query"), [(10**12, "a query nobody searched"), (None, None), (None, "x")])
+def test_unknown_or_logged_out_requests_get_nulls_and_empty_lists(store, user_id, query):
+    from ebr.features import online_features
+
+    got = online_features(store, user_id=user_id, query=query)
+    assert set(got) == set(service_features("query_tower_online"))
+    for name, value in got.items():
+        assert value == [] if name in LIST_FEATURES else value is None, (name, value)
+
+
+def test_logged_out_request_still_gets_query_features(built, store):
+    from ebr.features import online_features
+
+    stats = read_view(built[0], "query_stats")
+    query = stats.loc[stats["query_searches_30d"] > 0, "query"].iloc[-1]
+    got = online_features(store, user_id=None, query=query)
+    assert got["query_searches_30d"] > 0 and got["user_gender"] is None and got["recent_queries"] == []
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [({"user_id": "7"}, "user_id must be an integer"), ({"user_id": True}, "user_id must be an integer"),
+     ({"query": 5}, "query must be a string"), ({"service_name": "nope"}, "unknown feature service")],
+)  # fmt: skip
+def test_bad_online_input_names_the_parameter(store, kwargs, message):
+    from ebr.features import online_features
+
+    with pytest.raises(ValueError, match=message):
+        online_features(store, **kwargs)

@@ -1,0 +1,188 @@
+"""Historical retrieval: point-in-time values, no row lost or merged, dropped rows detected and reported."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ebr.features.definitions import ENTITIES, SERVICES, VIEW_BY_NAME, service_features
+from tests.features.conftest import read_view, same_value
+
+US = pd.Timedelta(microseconds=1)
+
+
+def _reference(out_dir, entity_df: pd.DataFrame, service: str, ttl_days: int = 2) -> pd.DataFrame:
+    """The service's features by a plain as-of lookup: each view's latest row at or before the row's time."""
+    ref = entity_df.reset_index(drop=True).copy()
+    views = sorted(SERVICES[service], key=lambda v: VIEW_BY_NAME[v].entity == "author")
+    for view in views:
+        spec = VIEW_BY_NAME[view]
+        key = ENTITIES[spec.entity].join_key
+        table = read_view(out_dir, view)
+        cols = {n: [] for n in spec.feature_names}
+        for k, t in zip(ref[key], ref["event_timestamp"], strict=True):
+            rows = table[(table[key] == k) & (table["event_timestamp"] <= t)] if pd.notna(k) else table.iloc[:0]
+            if spec.ttl == "snapshot":
+                rows = rows[rows["event_timestamp"] >= t - timedelta(days=ttl_days)]
+            row = rows.iloc[-1] if len(rows) else None
+            for n in spec.feature_names:
+                empty = [] if spec.features[spec.feature_names.index(n)].dtype.startswith("list") else None
+                cols[n].append(row[n] if row is not None else empty)
+        for n, values in cols.items():
+            ref[n] = values
+    return ref
+
+
+@pytest.fixture(scope="module")
+def probe(built) -> pd.DataFrame:
+    """Entity rows exactly at feature-row times and 1 us before them, for users, queries and docs."""
+    out = built[0]
+    rt = read_view(out, "user_realtime")
+    busy = rt.groupby("user_id").size().sort_values().index[-3:]
+    rows = []
+    for u in busy:
+        r = rt[rt["user_id"] == u].iloc[len(rt[rt["user_id"] == u]) // 2]
+        rows += [(u, r["event_timestamp"]), (u, r["event_timestamp"] - US)]
+    docs = read_view(out, "doc_profile")
+    changed = docs[docs.duplicated("doc_id", keep=False)].drop_duplicates("doc_id", keep="last").head(3)
+    stats = read_view(out, "query_stats")
+    first_snapshot = stats["event_timestamp"].min().normalize() + pd.Timedelta(days=1)
+    queries = stats.loc[stats["event_timestamp"] == first_snapshot, "query"].head(len(rows)).tolist()
+    rows = [(u, t) for u, t in rows if t >= first_snapshot]  # every probe query has a row by then
+    entity = pd.DataFrame({
+        "user_id": pd.array([u for u, _ in rows] * 2, dtype="Int64"),
+        "query": (queries * 4)[: 2 * len(rows)],
+        "doc_id": ([int(d) for d in changed["doc_id"]] * 8)[: 2 * len(rows)],
+        "event_timestamp": [t for _, t in rows] + [t for _, t in rows],
+    })
+    # Doc change times exactly and 1 us before; a logged-out row; two rows sharing user, query and time.
+    extra = []
+    for _, d in changed.iterrows():
+        for t in (d["event_timestamp"], d["event_timestamp"] - US):
+            extra.append({"user_id": pd.NA, "query": queries[0], "doc_id": int(d["doc_id"]), "event_timestamp": t})
+    t0 = entity["event_timestamp"].iloc[0]
+    for d in changed["doc_id"].head(2):
+        u = entity["user_id"].iloc[0]
+        extra.append({"user_id": u, "query": queries[1], "doc_id": int(d), "event_timestamp": t0})
+    return pd.concat([entity, pd.DataFrame(extra).astype({"user_id": "Int64"})], ignore_index=True)
+
+
+def test_features_equal_the_latest_row_at_or_before_each_entity_row(built, store, probe):
+    from ebr.features import historical_features_with_report
+
+    got, report = historical_features_with_report(store, probe, "retrieval_training")
+    ref = _reference(built[0], probe.assign(author_id=None).drop(columns="author_id"), "retrieval_training")
+    assert report.missing_rows == 0 and report.rows_out == len(probe)
+    assert report.duplicate_rows >= 0 and report.null_key_rows["user"] == probe["user_id"].isna().sum()
+    pd.testing.assert_frame_equal(got[list(probe.columns)], probe)
+    for name in service_features("retrieval_training"):
+        for i in range(len(probe)):
+            assert same_value(got[name].iloc[i], ref[name].iloc[i]), (name, i, got[name].iloc[i], ref[name].iloc[i])
+    # A change row at t is seen at t and not 1 us before: values differ across the pair.
+    assert any(not same_value(got["title"].iloc[i], got["title"].iloc[i + 1]) for i in range(len(probe) - 1))
+
+
+def test_rows_sharing_keys_and_time_keep_their_own_doc_features(store, probe):
+    from ebr.features import historical_features
+
+    last = probe.tail(2)
+    got = historical_features(store, last, "retrieval_training")
+    assert len(got) == 2 and got["doc_id"].tolist() == last["doc_id"].tolist()
+    assert got["title"].iloc[0] != got["title"].iloc[1]
+    assert got["recent_queries"].iloc[0] == got["recent_queries"].iloc[1]
+
+
+def test_logged_out_rows_get_null_user_features_and_empty_lists(store, probe):
+    from ebr.features import historical_features
+
+    anon = probe[probe["user_id"].isna()]
+    got = historical_features(store, anon, "retrieval_training")
+    assert got["user_gender"].isna().all() and got["user_searches_7d"].isna().all()
+    assert all(x == [] for x in got["seq_st_doc_ids"]) and all(x == [] for x in got["recent_queries"])
+    assert got["title"].notna().all() and got["query_searches_30d"].notna().all()
+
+
+@pytest.fixture(scope="module")
+def dropping(built, tiny_days) -> pd.DataFrame:
+    """Two good rows, a new doc asked before it existed, and a user asked long after the last snapshot."""
+    out = built[0]
+    docs = read_view(out, "doc_profile")
+    first = docs.groupby("doc_id")["event_timestamp"].min()
+    late_doc = int(first.idxmax())
+    users = read_view(out, "user_profile")["user_id"].unique()
+    last_day_end = pd.Timestamp(tiny_days[-1], tz="UTC") + pd.Timedelta(days=1)
+    good_doc = int(first.idxmin())
+    return pd.DataFrame({
+        "user_id": pd.array([users[0], users[1], users[2], users[3]], dtype="Int64"),
+        "query": ["a", "b", "c", "d"],
+        "doc_id": [good_doc, good_doc, late_doc, good_doc],
+        "event_timestamp": [last_day_end - pd.Timedelta(hours=5), last_day_end - pd.Timedelta(hours=4),
+                            first[late_doc] - pd.Timedelta(hours=1), last_day_end + pd.Timedelta(days=3)],
+    })  # fmt: skip
+
+
+def test_dropped_rows_raise_with_count_and_examples(store, dropping):
+    from ebr.features import FeatureRetrievalError, historical_features
+
+    with pytest.raises(FeatureRetrievalError) as err:
+        historical_features(store, dropping, "retrieval_training")
+    report = err.value.report
+    assert report.missing_rows == 2
+    late_doc = int(dropping["doc_id"].iloc[2])
+    assert report.dropped["doc_profile"].keys == 1
+    assert report.dropped["doc_profile"].examples[0]["doc_id"] == late_doc
+    assert "user_stats" in report.dropped and "doc_stats" in report.dropped
+    assert "user_profile" not in report.dropped  # change rows never expire
+    assert str(late_doc) in str(err.value)
+
+
+def test_dropped_rows_kept_with_nulls_or_dropped_on_request(store, dropping):
+    from ebr.features import historical_features_with_report
+
+    kept, report = historical_features_with_report(store, dropping, "retrieval_training", on_missing="null")
+    assert len(kept) == 4 and report.missing_rows == 2 and report.rows_out == 4
+    assert kept["title"].iloc[:2].notna().all() and pd.isna(kept["title"].iloc[2])
+    assert pd.isna(kept["user_searches_30d"].iloc[3]) and kept["user_gender"].notna().iloc[3]
+    dropped, report = historical_features_with_report(store, dropping, "retrieval_training", on_missing="drop")
+    assert dropped.index.tolist() == [0, 1] and report.rows_out == 2
+
+
+@pytest.mark.parametrize(
+    ("mutate", "service", "message"),
+    [
+        (lambda df: df.drop(columns="event_timestamp"), "retrieval_training", "lacks the column 'event_timestamp'"),
+        (lambda df: df.assign(event_timestamp=df["event_timestamp"].dt.tz_localize(None)), "retrieval_training",
+         "timezone-aware"),
+        (lambda df: df.drop(columns="doc_id"), "retrieval_training", "lacks the column 'doc_id'"),
+        (lambda df: df, "nope", "unknown feature service 'nope'"),
+        (lambda df: df.assign(title="x"), "retrieval_training", r"\['title'\] collide"),
+        (lambda df: df.assign(doc_id="abc"), "retrieval_training", "'doc_id' must hold int64 keys"),
+    ],
+)
+def test_bad_entity_rows_name_the_problem(store, dropping, mutate, service, message):
+    from ebr.features import historical_features
+
+    with pytest.raises(ValueError, match=message):
+        historical_features(store, mutate(dropping.copy()), service)
+
+
+def test_author_features_follow_the_given_author_or_the_docs_author(store, probe):
+    from ebr.features import historical_features
+
+    rows = probe.head(4)
+    derived = historical_features(store, rows, "ranking_training")
+    given = historical_features(store, rows.assign(author_id=np.int64(derived["author_id"].iloc[0])),
+                                "ranking_training")  # fmt: skip
+    assert derived["author_follower_count"].notna().all()
+    assert given["author_follower_count"].nunique() == 1
+    assert given["author_follower_count"].iloc[0] == derived["author_follower_count"].iloc[0]
+
+
+def test_empty_entity_rows_give_an_empty_frame_with_every_feature(store, probe):
+    from ebr.features import historical_features
+
+    got = historical_features(store, probe.iloc[:0], "retrieval_training")
+    assert len(got) == 0 and set(service_features("retrieval_training")) <= set(got.columns)
