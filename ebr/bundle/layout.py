@@ -30,7 +30,7 @@ def _check_version(version: str) -> None:
 
 
 def _files(root: Path) -> list[str]:
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and p.name != MANIFEST)
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and p != root / MANIFEST)
 
 
 QUERY_TOWER_EXPORT = "model/export"

@@ -1,0 +1,52 @@
+"""IndexConfig: how the Faiss index of doc embeddings is chosen, trained, tuned and sharded."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from ebr.settings import Section
+
+
+class IndexConfig(Section):
+    """Index build settings; every field has a default that works for a daily build on one machine."""
+
+    factory: str = Field(
+        "auto",
+        min_length=1,
+        description='"auto" picks from N, d and the memory budget (see choose_factory); '
+        "any other value is a Faiss index_factory string such as IVF4096,Flat or OPQ16,IVF4096,PQ16",
+    )
+    metric: Literal["ip"] = Field(
+        "ip", description="inner product on L2-normalized vectors, i.e. cosine similarity"
+    )
+    memory_budget_bytes: int = Field(
+        4 << 30, gt=0, description="RAM the index (all shards, plus 8-byte doc ids) may take when served"
+    )
+    flat_max_n: int = Field(
+        50_000, ge=1, description="auto: below this many docs per shard use exact Flat search"
+    )
+    auto_hnsw: bool = Field(
+        False,
+        description="auto: prefer HNSW32 over IVF-Flat when it fits the budget (faster, ~+280 B/vector)",
+    )
+    train_sample: int = Field(
+        0, ge=0, description="vectors to train on; 0 = auto: 64 x centroids (IVF lists, 256 per PQ codebook)"
+    )
+    seed: int = Field(0, ge=0, lt=2**31, description="seed of training sample, k-means, eval queries")
+    target_recall: float = Field(
+        0.95, gt=0.0, le=1.0, description="tuning stops at the first ann_recall@K >= this"
+    )
+    recall_k: int = Field(100, ge=1, description="K of ann_recall@K and of the latency measurement")
+    num_eval_queries: int = Field(1000, ge=1, description="held-out query vectors for recall measurement")
+    latency_queries: int = Field(300, ge=1, description="queries timed one at a time on one thread")
+    latency_repeats: int = Field(
+        1, ge=1, description="runs per timed query, keeping the fastest (>1 filters noise on shared hosts)"
+    )
+    query_noise: float = Field(
+        0.3, ge=0.0, description="without query vectors: L2 norm of the Gaussian noise added to held-out docs"
+    )
+    shards: int = Field(1, ge=1, le=4096, description="index shards; docs go to splitmix64(doc_id) % shards")
+    threads: int = Field(0, ge=0, description="Faiss OpenMP threads for training/adding; 0 = all cores")
+    progress: bool = Field(True, description="show tqdm progress bars")

@@ -1,0 +1,235 @@
+"""Searching a built index: `ShardedSearcher` (top-k and range search over shards, merged by score)
+and `load_index` (reads an index directory, verifying checksums and dimensions).
+
+Each shard is its own Faiss index whose labels are positions; a per-shard int64 array maps positions
+to doc ids. On a cluster the export and build steps fan out over shards with KFP `dsl.ParallelFor`
+and a server loads all shards (or one server per shard behind a merger); merging is by score, so the
+merged top-k equals the top-k of one index over all docs whenever each shard's search is exact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import faiss
+import numpy as np
+
+from ebr.index.checksums import verify_checksums
+from ebr.index.evaluate import merge_topk
+from ebr.index.factory import IndexLayout, inspect_index
+from ebr.index.manifest import MANIFEST_NAME, ManifestError, read_manifest
+
+RANGE_EMULATION_START_K = 64
+
+
+class ShardedSearcher:
+    """Top-k and range search with doc ids over one or more Faiss index shards of the same dimension.
+
+    Query vectors must be L2-normalized float rows [nq, d] (a single [d] row is accepted); scores are
+    inner products (cosine). Missing results (fewer than k docs reachable) are padded with id -1 and
+    score -inf.
+    """
+
+    def __init__(
+        self,
+        indexes: Sequence[faiss.Index],
+        doc_ids: Sequence[np.ndarray],
+        *,
+        search_params: Mapping[str, float] | None = None,
+        manifest: dict[str, Any] | None = None,
+    ) -> None:
+        if not indexes:
+            raise ValueError("ShardedSearcher needs at least one index shard")
+        if len(indexes) != len(doc_ids):
+            raise ValueError(f"{len(indexes)} index shards but {len(doc_ids)} doc-id arrays")
+        dims = {int(ix.d) for ix in indexes}
+        if len(dims) != 1:
+            raise ValueError(f"index shards have different dimensions {sorted(dims)}")
+        self._indexes = list(indexes)
+        self._doc_ids = [np.ascontiguousarray(ids, dtype=np.int64) for ids in doc_ids]
+        for i, (ix, ids) in enumerate(zip(self._indexes, self._doc_ids, strict=True)):
+            if ix.ntotal != ids.shape[0]:
+                raise ValueError(f"shard {i}: index holds {ix.ntotal} vectors but {ids.shape[0]} doc ids")
+        self.layout: IndexLayout = inspect_index(self._indexes[0])
+        self.manifest = manifest
+        self.search_params: dict[str, float] = {}
+        if search_params:
+            self.set_search_params(search_params)
+
+    @property
+    def dim(self) -> int:
+        return int(self._indexes[0].d)
+
+    @property
+    def ntotal(self) -> int:
+        return sum(int(ix.ntotal) for ix in self._indexes)
+
+    @property
+    def num_shards(self) -> int:
+        return len(self._indexes)
+
+    def set_search_params(self, params: Mapping[str, float]) -> None:
+        """Set Faiss search parameters (nprobe, efSearch, ...) on every shard via faiss.ParameterSpace."""
+        space = faiss.ParameterSpace()
+        for name, value in params.items():
+            for ix in self._indexes:
+                try:
+                    space.set_index_parameter(ix, name, float(value))
+                except RuntimeError as e:
+                    raise ValueError(
+                        f"search parameter {name}={value} does not apply to this index: {e}"
+                    ) from e
+            self.search_params[name] = value
+
+    def _queries(self, query_vectors: np.ndarray) -> np.ndarray:
+        q = np.asarray(query_vectors)
+        if q.ndim == 1:
+            q = q[None, :]
+        if q.ndim != 2 or q.shape[1] != self.dim:
+            raise ValueError(
+                f"query_vectors has shape {np.shape(query_vectors)}; the index expects [nq, {self.dim}]"
+            )
+        if not (np.issubdtype(q.dtype, np.floating) or np.issubdtype(q.dtype, np.integer)):
+            raise ValueError(f"query_vectors must be numeric, got dtype {q.dtype}")
+        q = np.ascontiguousarray(q, dtype=np.float32)
+        if not np.isfinite(q).all():
+            raise ValueError("query_vectors contain NaN or infinite values")
+        return q
+
+    def _map_ids(self, shard: int, scores: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        ids = self._doc_ids[shard]
+        valid = pos >= 0
+        mapped = np.where(valid, ids[np.where(valid, pos, 0)], -1) if ids.size else np.full_like(pos, -1)
+        return np.where(valid, scores, -np.inf).astype(np.float32), mapped.astype(np.int64)
+
+    def search(self, query_vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (scores [nq, k] descending, doc ids [nq, k]) over all shards."""
+        if not isinstance(k, int | np.integer) or k < 1:
+            raise ValueError(f"k must be a positive integer, got {k!r}")
+        q = self._queries(query_vectors)
+        parts = [self._map_ids(i, *ix.search(q, int(k))) for i, ix in enumerate(self._indexes)]
+        if len(parts) == 1:
+            return parts[0]
+        return merge_topk(
+            np.concatenate([p[0] for p in parts], 1), np.concatenate([p[1] for p in parts], 1), int(k)
+        )
+
+    def range_search(
+        self,
+        query_vectors: np.ndarray,
+        radius: float,
+        *,
+        method: Literal["auto", "native", "emulate"] = "auto",
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per query, (scores, doc ids) of all docs with score >= radius, highest first.
+
+        "native" uses Faiss range_search (approximate like top-k: IVF scans nprobe lists); "emulate"
+        repeats top-k search doubling k until the k-th score drops below radius; "auto" uses native
+        search and falls back to emulation for index types without range search.
+        """
+        if method not in ("auto", "native", "emulate"):
+            raise ValueError(f"range_search method must be auto, native or emulate, got {method!r}")
+        q = self._queries(query_vectors)
+        if not np.isfinite(radius):
+            raise ValueError(f"radius must be finite, got {radius}")
+        per_query: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in range(q.shape[0])]
+        for shard, ix in enumerate(self._indexes):
+            if ix.ntotal == 0:
+                continue
+            found = None
+            if method in ("auto", "native"):
+                try:
+                    found = self._native_range(shard, q, radius)
+                except RuntimeError as e:
+                    if method == "native":
+                        raise ValueError(
+                            f"index shard {shard} does not support native range search: {e}"
+                        ) from e
+            if found is None:
+                found = self._emulated_range(shard, q, radius)
+            for i, hit in enumerate(found):
+                per_query[i].append(hit)
+        out = []
+        for hits in per_query:
+            s = np.concatenate([h[0] for h in hits]) if hits else np.empty(0, np.float32)
+            d = np.concatenate([h[1] for h in hits]) if hits else np.empty(0, np.int64)
+            order = np.argsort(-s, kind="stable")
+            out.append((s[order], d[order]))
+        return out
+
+    def _native_range(self, shard: int, q: np.ndarray, radius: float) -> list[tuple[np.ndarray, np.ndarray]]:
+        # Faiss keeps inner products strictly above the radius: step one float32 ulp down for ">=".
+        below = float(np.nextafter(np.float32(radius), np.float32(-np.inf)))
+        lims, scores, pos = self._indexes[shard].range_search(q, below)
+        res = []
+        for i in range(q.shape[0]):
+            s, ids = self._map_ids(shard, scores[lims[i] : lims[i + 1]], pos[lims[i] : lims[i + 1]])
+            keep = (s >= radius) & (ids >= 0)
+            res.append((s[keep], ids[keep]))
+        return res
+
+    def _emulated_range(
+        self, shard: int, q: np.ndarray, radius: float
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        ix = self._indexes[shard]
+        n = int(ix.ntotal)
+        res: list[tuple[np.ndarray, np.ndarray] | None] = [None] * q.shape[0]
+        todo = np.arange(q.shape[0])
+        k = min(n, RANGE_EMULATION_START_K)
+        while todo.size:
+            s, ids = self._map_ids(shard, *ix.search(q[todo], k))
+            done = (s[:, -1] < radius) | (ids[:, -1] < 0) | (k >= n)
+            for row in np.flatnonzero(done):
+                keep = (s[row] >= radius) & (ids[row] >= 0)
+                res[todo[row]] = (s[row][keep], ids[row][keep])
+            todo = todo[~done]
+            k = min(n, 2 * k)
+        return [r for r in res if r is not None]
+
+
+def load_index(
+    directory: str | Path, *, verify: bool = True, expected_dim: int | None = None
+) -> ShardedSearcher:
+    """Load an index directory written by build_index into a ShardedSearcher with the tuned search params.
+
+    With verify=True every file's sha256 is checked against manifest.json first (ChecksumError names the
+    file); shard dimensions and sizes are always checked against the manifest.
+    """
+    directory = Path(directory)
+    manifest = read_manifest(directory)
+    src = f"{directory / MANIFEST_NAME}"
+    if verify:
+        verify_checksums(directory, manifest["files"], MANIFEST_NAME)
+    d = int(manifest["d"])
+    if expected_dim is not None and d != expected_dim:
+        raise ManifestError(f"{src}: index dimension d={d} but the caller expects {expected_dim}")
+    indexes, doc_ids = [], []
+    for shard in manifest["shards"]:
+        index_path = directory / shard["index_file"]
+        ids_path = directory / shard["doc_ids_file"]
+        for p in (index_path, ids_path):
+            if not p.is_file():
+                raise ManifestError(f"{p}: file listed in {src} is missing")
+        try:
+            ix = faiss.read_index(str(index_path))
+        except RuntimeError as e:
+            raise ManifestError(f"{index_path}: not a readable Faiss index ({str(e).splitlines()[0]})") from e
+        try:
+            ids = np.load(ids_path, allow_pickle=False)
+        except ValueError as e:
+            raise ManifestError(f"{ids_path}: not a readable .npy file ({e})") from e
+        if ix.d != d:
+            raise ManifestError(f"{index_path}: dimension {ix.d} but {src} says d={d}")
+        if ix.ntotal != int(shard["count"]) or ids.shape != (ix.ntotal,):
+            raise ManifestError(
+                f"{index_path}: holds {ix.ntotal} vectors, {ids_path.name} {ids.shape[0]} ids, "
+                f"{src} says {shard['count']}"
+            )
+        indexes.append(ix)
+        doc_ids.append(ids)
+    total = sum(int(ix.ntotal) for ix in indexes)
+    if total != int(manifest["n"]):
+        raise ManifestError(f"{src}: shards hold {total} vectors but n={manifest['n']}")
+    return ShardedSearcher(indexes, doc_ids, search_params=manifest["search_params"], manifest=manifest)
