@@ -1,0 +1,628 @@
+"""Training steps of the fine ranker (teacher) and the coarse ranker distilled from it (seed 002).
+
+- `train_fine_ranker(samples_dir, out_dir, cfg, data_root)`: multi-task BCE (seed 002 formula 19) on the
+  ranking samples; writes the model, per-epoch curves and metrics.
+- `distill_coarse_ranker(samples_dir, teacher_dir, out_dir, cfg, data_root)`: the student with
+  L = alpha * L_hard + beta * KL(teacher_T || student_T) and, for comparison, the same student with beta = 0;
+  both and the teacher are evaluated on the samples' day D (the temporal holdout: NDCG against relevance
+  labels, teacher agreement, scoring cost); exports the student (`torch.export` programs through
+  `ebr.train.export`) with the doc matrix the serving bundle ships.
+Outputs appear whole or not at all; MLflow runs get params, per-epoch metrics, plots and the model files.
+torch, mlflow and matplotlib are imported inside functions.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from pydantic import Field, model_validator
+
+from ebr.index.atomic import atomic_output_dir
+from ebr.models.config import FeaturizerConfig
+from ebr.models.rankers.config import CoarseRankerConfig, FineRankerConfig
+from ebr.settings import Section
+from ebr.train.distill import DistillConfig
+from ebr.train.tracking import CURVES_PNG, MlflowConfig, log_run, plot_curves, untracked_note, write_json
+from ebr.train.two_tower_config import OptimizerConfig
+
+if TYPE_CHECKING:
+    import torch
+
+    from ebr.evaluate.metrics import MetricValue
+    from ebr.models.rankers.coarse_ranker import CoarseRanker
+    from ebr.models.rankers.fine_ranker import FineRanker
+    from ebr.models.rankers.rows import RankingRows
+    from ebr.models.rankers.tensors import ListBatch, RankingTensors
+
+MANIFEST = "manifest.json"
+MODEL_FILE = "model.pt"
+MODEL_CONFIG = "model_config.json"
+METRICS_JSON = "metrics.json"
+REPORT_MD = "report.md"
+EXPORT_DIR = "export"
+DOC_IDS = "doc_ids.npy"
+DOC_VECTORS = "doc_vectors.npy"
+DOC_ROWS = "doc_rows.parquet"
+DOC_ROW_COLUMNS = ["doc_id", "title", "category_l1", "category_l2", "category_leaf", "brand", "attributes", "tags",
+                   "author_id"]
+FORMAT = "ebr.rankers/1"
+
+
+def _adam() -> OptimizerConfig:
+    return OptimizerConfig(name="adam", lr=1e-3, sparse_lr=1e-2, grad_clip_norm=None)
+
+
+def _tracking() -> MlflowConfig:
+    return MlflowConfig(experiment="ebr-rankers")
+
+
+class RankerTrainConfig(Section):
+    """The training loop: whole candidate lists per step (listwise losses need them), Adam and SparseAdam."""
+
+    epochs: int = Field(4, ge=1)
+    batch_requests: int = Field(32, ge=1, description="requests per step; each brings its whole candidate list")
+    requests_per_epoch: int | None = Field(
+        4000, ge=1,
+        description="each epoch trains on this many requests drawn afresh (seeded); None = every request. Bounds "
+        "the daily step on 2 cores: one thread trains ~150 us (teacher) / ~100 us (student) per candidate, so "
+        "4000 requests of ~45 candidates take ~25 s / ~18 s an epoch",
+    )
+    optimizer: OptimizerConfig = Field(
+        default_factory=_adam,
+        description="Adam 1e-3 on dense parameters, SparseAdam 1e-2 on the sparse hashed tables (rarely seen rows "
+        "need larger steps), no clipping: the ranking losses are bounded per list",
+    )
+    valid_share: float = Field(
+        0.1, ge=0, lt=1, description="requests held out (by a hash of request_id) for the per-epoch curves"
+    )
+    valid_k: int = Field(10, ge=1, description="K of the per-epoch validation NDCG / teacher agreement")
+    seed: int = Field(0, description="shuffling and dropout; with the model seed, same seed -> same weights")
+    num_threads: int | None = Field(None, ge=1, description="torch threads while training; None = torch's default")
+    progress: bool = Field(True, description="tqdm progress bar per epoch")
+
+
+class RankerEvalConfig(Section):
+    """Holdout evaluation of teacher, distilled student and plain student."""
+
+    ks: list[int] = Field(default_factory=lambda: [5, 10], description="cut-offs of NDCG and teacher agreement")
+    main_k: int = Field(10, ge=1, description="K of the report's summary table")
+    compare_plain: bool = Field(True, description="also train the student without distillation (beta = 0)")
+    cost_candidates: int = Field(1000, ge=1, description="candidates of one request scored per timing")
+    cost_repeats: int = Field(15, ge=1, description="timings per model; the median is reported")
+    cost_threads: int = Field(1, ge=1, description="torch threads while timing (single thread by default)")
+
+    @model_validator(mode="after")
+    def _check(self) -> RankerEvalConfig:
+        if not self.ks or any(k < 1 for k in self.ks):
+            raise ValueError(f"ks must be non-empty and >= 1, got {self.ks}")
+        if self.main_k not in self.ks:
+            raise ValueError(f"main_k ({self.main_k}) must be one of ks {self.ks}")
+        return self
+
+
+class FineRankerStepConfig(Section):
+    """`train_fine_ranker`: the teacher model, its training loop and tracking."""
+
+    model: FineRankerConfig = Field(default_factory=FineRankerConfig)
+    train: RankerTrainConfig = Field(default_factory=RankerTrainConfig)
+    mlflow: MlflowConfig = Field(default_factory=_tracking)
+
+
+class CoarseRankerStepConfig(Section):
+    """`distill_coarse_ranker`: the student model, distillation, training loop, evaluation and tracking."""
+
+    model: CoarseRankerConfig = Field(default_factory=CoarseRankerConfig)
+    train: RankerTrainConfig = Field(default_factory=lambda: RankerTrainConfig(epochs=6))
+    distill: DistillConfig = Field(default_factory=DistillConfig)
+    evaluation: RankerEvalConfig = Field(default_factory=RankerEvalConfig)
+    mlflow: MlflowConfig = Field(default_factory=_tracking)
+
+
+# ------------------------------------------------------------------------------------------------- data
+
+
+def split_requests(rows: RankingRows, valid_share: float) -> tuple[np.ndarray, np.ndarray]:
+    """(train request rows, validation request rows) by a stable hash of request_id."""
+    from ebr.text.hashing import stable_hash64
+
+    h = np.array([stable_hash64(str(r), "rank_split") % 10_000 for r in rows.requests["request_id"]], dtype=np.int64)
+    valid = h < int(round(valid_share * 10_000))
+    return np.flatnonzero(~valid), np.flatnonzero(valid)
+
+
+class _Featurized:
+    """Cross features of some rows computed once, tensors built per model (cached by featurizer and names)."""
+
+    def __init__(self, rows: RankingRows) -> None:
+        from ebr.models.rankers.cross_features import CROSS_FEATURE_NAMES
+        from ebr.models.rankers.tensors import rows_cross_features
+
+        self.rows = rows
+        self.names = list(CROSS_FEATURE_NAMES)
+        self.cross = rows_cross_features(rows, self.names)
+        self._cache: dict[str, RankingTensors] = {}
+
+    def tensors(self, featurizer: FeaturizerConfig, names: Sequence[str]) -> RankingTensors:
+        from ebr.models.rankers.tensors import build_tensors
+
+        key = featurizer.model_dump_json() + "|" + ",".join(names)
+        if key not in self._cache:
+            cols = [self.names.index(n) for n in names]
+            self._cache[key] = build_tensors(self.rows, featurizer, self.cross[:, cols], names)
+        return self._cache[key]
+
+
+# --------------------------------------------------------------------------------------------- training
+
+
+def fit(
+    model: torch.nn.Module,
+    train: RankingTensors,
+    cfg: RankerTrainConfig,
+    loss_fn: Callable[[ListBatch], tuple[torch.Tensor, dict[str, float]]],
+    evaluate: Callable[[], dict[str, float]],
+    desc: str,
+) -> list[dict[str, float]]:
+    """Train `model` for cfg.epochs over shuffled request batches; returns one dict of metrics per epoch.
+
+    The caller's global RNG state is left untouched; shuffling and dropout depend on cfg.seed alone."""
+    import torch
+    from tqdm import tqdm
+
+    from ebr.models.rankers.tensors import make_batch
+    from ebr.train.optimizers import clip_grad_norm, make_optimizers
+
+    if train.n_requests == 0:
+        raise ValueError(f"{desc}: no training request")
+    threads = torch.get_num_threads()
+    if cfg.num_threads is not None:
+        torch.set_num_threads(cfg.num_threads)
+    history: list[dict[str, float]] = []
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed)
+            gen = torch.Generator().manual_seed(cfg.seed)
+            opts = make_optimizers(model, cfg.optimizer)
+            clip = cfg.optimizer.grad_clip_norm
+            per_epoch = min(train.n_requests, cfg.requests_per_epoch or train.n_requests)
+            steps = math.ceil(per_epoch / cfg.batch_requests)
+            for epoch in range(1, cfg.epochs + 1):
+                model.train()
+                perm = torch.randperm(train.n_requests, generator=gen)[:per_epoch]
+                sums: dict[str, float] = {}
+                with tqdm(total=steps, desc=f"{desc} {epoch}/{cfg.epochs}", unit="step", disable=not cfg.progress,
+                          leave=False) as bar:
+                    for start in range(0, per_epoch, cfg.batch_requests):
+                        batch = make_batch(train, perm[start : start + cfg.batch_requests])
+                        loss, parts = loss_fn(batch)
+                        if not torch.isfinite(loss):
+                            raise FloatingPointError(f"{desc}: loss is {float(loss)} at epoch {epoch}")
+                        for o in opts:
+                            o.zero_grad(set_to_none=True)
+                        loss.backward()
+                        if clip is not None:
+                            clip_grad_norm(model.parameters(), clip)
+                        for o in opts:
+                            o.step()
+                        for k, v in {"loss": float(loss.detach()), **parts}.items():
+                            sums[k] = sums.get(k, 0.0) + v
+                        bar.update(1)
+                        bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
+                model.eval()
+                row = {"epoch": float(epoch), **{f"train_{k}": v / steps for k, v in sums.items()}}
+                row.update(evaluate())
+                history.append(row)
+    finally:
+        torch.set_num_threads(threads)
+        model.eval()
+    return history
+
+
+def score_all_pairs(model: torch.nn.Module, t: RankingTensors, batch_requests: int = 256) -> np.ndarray:
+    """Every pair's score [N] in eval mode (teacher or student: both take the same batch inputs)."""
+    import torch
+
+    from ebr.models.rankers.tensors import make_batch
+
+    out = np.zeros(t.n_pairs, dtype=np.float32)
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for start in range(0, t.n_requests, batch_requests):
+                b = make_batch(t, torch.arange(start, min(start + batch_requests, t.n_requests)))
+                s = model(b.query, b.doc, b.cross, b.cross_buckets, b.pair_request)
+                out[b.pair_index.numpy()] = s.numpy()
+    finally:
+        model.train(was)
+    return out
+
+
+def _task_logits_all(model: FineRanker, t: RankingTensors, batch_requests: int = 256) -> np.ndarray:
+    import torch
+
+    from ebr.models.rankers.tensors import make_batch
+
+    out = np.zeros((t.n_pairs, len(model.tasks)), dtype=np.float32)
+    with torch.no_grad():
+        for start in range(0, t.n_requests, batch_requests):
+            b = make_batch(t, torch.arange(start, min(start + batch_requests, t.n_requests)))
+            out[b.pair_index.numpy()] = model.task_logits(b.query, b.doc, b.cross, b.cross_buckets,
+                                                          b.pair_request).numpy()
+    return out
+
+
+def _metric_values(metrics: Mapping[str, MetricValue], prefix: str) -> dict[str, float]:
+    return {f"{prefix}{k}": float(v.value) for k, v in metrics.items() if not math.isnan(v.value)}
+
+
+# ----------------------------------------------------------------------------------------- persistence
+
+
+def save_model(model: torch.nn.Module, config: Section, out_dir: Path) -> None:
+    """The state dict and the model config (JSON) into `out_dir`."""
+    import torch
+
+    torch.save(model.state_dict(), out_dir / MODEL_FILE)
+    (out_dir / MODEL_CONFIG).write_text(config.model_dump_json(indent=2) + "\n", encoding="utf-8")
+
+
+def load_fine_ranker(model_dir: str | Path) -> FineRanker:
+    """The teacher saved by `train_fine_ranker`, in eval mode."""
+    import torch
+
+    from ebr.models.rankers.fine_ranker import FineRanker
+
+    d = Path(model_dir)
+    for f in (MODEL_CONFIG, MODEL_FILE):
+        if not (d / f).is_file():
+            raise FileNotFoundError(f"{d} is not a fine-ranker folder: {f} is missing")
+    cfg = FineRankerConfig.model_validate_json((d / MODEL_CONFIG).read_text(encoding="utf-8"))
+    model = FineRanker(cfg)
+    model.load_state_dict(torch.load(d / MODEL_FILE, weights_only=True))
+    return model.eval()
+
+
+def load_coarse_ranker(model_dir: str | Path) -> CoarseRanker:
+    """The student saved by `distill_coarse_ranker` (eager), in eval mode."""
+    import torch
+
+    from ebr.models.rankers.coarse_ranker import CoarseRanker
+
+    d = Path(model_dir)
+    for f in (MODEL_CONFIG, MODEL_FILE):
+        if not (d / f).is_file():
+            raise FileNotFoundError(f"{d} is not a coarse-ranker folder: {f} is missing")
+    cfg = CoarseRankerConfig.model_validate_json((d / MODEL_CONFIG).read_text(encoding="utf-8"))
+    model = CoarseRanker(cfg)
+    model.load_state_dict(torch.load(d / MODEL_FILE, weights_only=True))
+    return model.eval()
+
+
+# ------------------------------------------------------------------------------------------ reporting
+
+
+def mlflow_name(key: str) -> str:
+    """A metric key as MLflow accepts it: `valid_ndcg@10` -> `valid_ndcg_at_10`."""
+    return key.replace("@", "_at_")
+
+
+def _track(cfg: MlflowConfig, run_name: str, params: Mapping[str, Any],
+           histories: Mapping[str, Sequence[Mapping[str, float]]], final: Mapping[str, float], artifacts: Path,
+           tags: Mapping[str, str]) -> str | None:
+    """`ebr.train.tracking.log_run` with metric keys MLflow accepts."""
+    hist = {m: [{mlflow_name(k): v for k, v in row.items()} for row in h] for m, h in histories.items()}
+    return log_run(cfg, run_name, params, hist, {mlflow_name(k): v for k, v in final.items()}, artifacts, tags)
+
+
+
+# ------------------------------------------------------------------------------------------------ steps
+
+
+def check_out_dir(out_dir: str | Path) -> Path:
+    """Fail before any work when `out_dir` holds something other than an earlier output of these steps."""
+    out = Path(out_dir)
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / MANIFEST).is_file())):
+        raise FileExistsError(f"output dir {out} is not empty and holds no {MANIFEST}; refusing to replace it")
+    return out
+
+
+def _manifest_info(samples_dir: str | Path) -> dict[str, Any]:
+    from ebr.models.rankers.rows import read_samples_manifest
+
+    m = read_samples_manifest(samples_dir)
+    return {"day": m.get("day"), "train_days": m.get("train_days", [])}
+
+
+def train_fine_ranker(
+    samples_dir: str | Path,
+    out_dir: str | Path,
+    cfg: FineRankerStepConfig | None = None,
+    data_root: str | Path | None = None,
+) -> dict[str, Any]:
+    """Train the teacher on the ranking samples; returns {"model_dir", "metrics", "history", "mlflow_run_id", ...}.
+
+    `data_root` (the raw logs) is needed only when the samples carry no joined features."""
+    import torch
+
+    from ebr.models.rankers.evaluation import ranking_metrics
+    from ebr.models.rankers.fine_ranker import FineRanker
+    from ebr.models.rankers.rows import load_training_rows
+    from ebr.models.rankers.tensors import TASKS
+    from ebr.train.losses import multitask_bce_loss
+
+    cfg = cfg or FineRankerStepConfig()
+    mc, tc = cfg.model, cfg.train
+    out = check_out_dir(out_dir)
+    info = _manifest_info(samples_dir)
+    rows = load_training_rows(samples_dir, data_root, mc.featurizer.max_len)
+    train_idx, valid_idx = split_requests(rows, tc.valid_share)
+    train_rows, valid_rows = rows.select_requests(train_idx), rows.select_requests(valid_idx)
+    train_t = _Featurized(train_rows).tensors(mc.featurizer, mc.cross_features)
+    valid_f = _Featurized(valid_rows) if len(valid_idx) else None
+    valid_t = valid_f.tensors(mc.featurizer, mc.cross_features) if valid_f is not None else None
+    model = FineRanker(mc)
+    weights = list(mc.multi_task.task_weights) if mc.multi_task.enabled else [1.0]
+    task_cols = [TASKS.index(t) for t in model.tasks]
+
+    def loss_fn(b: ListBatch) -> tuple[torch.Tensor, dict[str, float]]:
+        logits = model.task_logits(b.query, b.doc, b.cross, b.cross_buckets, b.pair_request)
+        return multitask_bce_loss(logits, b.labels[:, task_cols], weights), {}
+
+    def evaluate() -> dict[str, float]:
+        if valid_t is None:
+            return {}
+        logits = torch.from_numpy(_task_logits_all(model, valid_t))
+        labels = valid_t.task_labels(model.tasks)
+        res = {"valid_loss": float(multitask_bce_loss(logits, labels, weights))}
+        scores = model.score_logits(logits).numpy()
+        res.update(_metric_values(ranking_metrics(scores, valid_rows, [tc.valid_k], names=["click_ndcg"]), "valid_"))
+        return res
+
+    history = fit(model, train_t, tc, loss_fn, evaluate, "fine ranker")
+    final = {k: v for k, v in history[-1].items() if k != "epoch"}
+    manifest = {
+        "format": FORMAT, "kind": "fine_ranker", **info, "feature_source": rows.feature_source,
+        "rows": {"requests": rows.n_requests, "pairs": len(rows.pairs), "train_requests": len(train_idx),
+                 "valid_requests": len(valid_idx)},
+        "config": cfg.model_dump(mode="json"),
+    }
+    with atomic_output_dir(out, marker=MANIFEST) as tmp:
+        save_model(model, mc, tmp)
+        plot_curves({"teacher": history}, tmp / CURVES_PNG, f"fine ranker ({mc.interaction}), day {info['day']}")
+        metrics = {"format": FORMAT, "day": info["day"], "final": final, "history": {"teacher": history}}
+        write_json(tmp / METRICS_JSON, metrics)
+        run_id = _track(cfg.mlflow, "train_fine_ranker", cfg.model_dump(mode="json"), {"teacher": history},
+                               final, tmp, {"ebr.day": str(info["day"])})
+        manifest["mlflow_run_id"] = run_id
+        write_json(tmp / MANIFEST, manifest)
+    notes = _feature_notes(rows.feature_source) + untracked_note(run_id)
+    return {"model_dir": str(out), "metrics": final, "history": history, "mlflow_run_id": run_id,
+            "feature_source": rows.feature_source, "notes": notes}
+
+
+def _feature_notes(feature_source: str) -> list[str]:
+    if feature_source == "contract":
+        return ["samples carry no joined features: features computed from the contract tables"]
+    return []
+
+
+def _train_student(
+    cfg: CoarseRankerStepConfig,
+    distill: DistillConfig,
+    train_t: RankingTensors,
+    valid_t: RankingTensors | None,
+    valid_rows: RankingRows | None,
+    teacher_train: np.ndarray,
+    teacher_valid: np.ndarray | None,
+    desc: str,
+) -> tuple[CoarseRanker, list[dict[str, float]]]:
+    import torch
+
+    from ebr.models.rankers.coarse_ranker import CoarseRanker
+    from ebr.models.rankers.evaluation import ranking_metrics
+    from ebr.models.rankers.tensors import make_batch
+    from ebr.train.distill import distillation_loss
+
+    model = CoarseRanker(cfg.model)
+    teacher_all = torch.from_numpy(teacher_train)
+
+    def loss_fn(b: ListBatch) -> tuple[torch.Tensor, dict[str, float]]:
+        s = model(b.query, b.doc, b.cross, b.cross_buckets, b.pair_request)
+        t = b.lists(teacher_all[b.pair_index]) if distill.beta > 0 else None
+        return distillation_loss(distill, b.lists(s), t, b.lists(b.labels[:, 0]), b.mask)
+
+    def evaluate() -> dict[str, float]:
+        if valid_t is None or valid_rows is None or teacher_valid is None:
+            return {}
+        scores = score_all_pairs(model, valid_t)
+        b = make_batch(valid_t, torch.arange(valid_t.n_requests))
+        s = torch.from_numpy(scores)[b.pair_index]
+        t = torch.from_numpy(teacher_valid)[b.pair_index]
+        loss, parts = distillation_loss(distill, b.lists(s), b.lists(t) if distill.beta > 0 else None,
+                                        b.lists(b.labels[:, 0]), b.mask)
+        res = {"valid_loss": float(loss), **{f"valid_{k}": v for k, v in parts.items()}}
+        m = ranking_metrics(scores, valid_rows, [cfg.train.valid_k], teacher_valid, names=["click_ndcg"])
+        res.update(_metric_values(m, "valid_"))
+        return res
+
+    history = fit(model, train_t, cfg.train, loss_fn, evaluate, desc)
+    return model, history
+
+
+def _system_json(metrics: Mapping[str, MetricValue], cost_ms: float | None) -> dict[str, Any]:
+    out: dict[str, Any] = {k: v.to_json() for k, v in metrics.items()}
+    out["cost_ms_per_1k"] = cost_ms
+    return out
+
+
+def render_report(day: str | None, systems: Mapping[str, Mapping[str, Any]], ks: Sequence[int], main_k: int,
+                  notes: Sequence[str], eval_desc: str) -> str:
+    """report.md: one row per system (teacher, student_distilled, student_plain)."""
+    cols = [f"ndcg@{main_k}", f"true_ndcg@{main_k}", f"click_ndcg@{main_k}"] + [f"teacher_agreement@{k}" for k in ks]
+    lines = [f"# Fine ranker and coarse ranker, day {day}", "", eval_desc, "",
+             "| system | " + " | ".join(cols) + " | ms / 1k candidates |", "|---|" + "---|" * (len(cols) + 1)]
+    for name, m in systems.items():
+        cells = []
+        for c in cols:
+            v = m.get(c)
+            cells.append("–" if v is None or v["value"] is None else f"{v['value']:.4f} (n={v['n_requests']})")
+        cost = m.get("cost_ms_per_1k")
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {'–' if cost is None else f'{cost:.2f}'} |")
+    lines += ["", "Cost: median of single-thread timings of scoring the candidates of one request, features and",
+              "cross features precomputed, student doc vectors precomputed (the shipped matrix).", ""]
+    lines += [f"- {n}" for n in notes]
+    return "\n".join(lines) + "\n"
+
+
+def distill_coarse_ranker(
+    samples_dir: str | Path,
+    teacher_dir: str | Path,
+    out_dir: str | Path,
+    cfg: CoarseRankerStepConfig | None = None,
+    data_root: str | Path | None = None,
+    eval_day: str | None = None,
+) -> dict[str, Any]:
+    """Distil the teacher into the coarse ranker, train the plain student, evaluate all three, export.
+
+    `data_root` gives the evaluation day's candidates and labels (day D of the samples, or `eval_day`), the
+    corpus of the doc matrix, and features when the samples carry none; without it the metrics are those
+    of the validation requests (clicks only) and the doc matrix covers the sampled docs. Returns paths, the
+    metrics of every system and the MLflow run id."""
+    from ebr.models.rankers.coarse_ranker import encode_corpus
+    from ebr.models.rankers.cost import student_cost_ms, teacher_cost_ms
+    from ebr.models.rankers.evaluation import judgement_counts, judgements, ranking_metrics
+    from ebr.models.rankers.rows import load_corpus_docs, load_eval_rows, load_training_rows
+
+    cfg = cfg or CoarseRankerStepConfig()
+    mc, tc, ec = cfg.model, cfg.train, cfg.evaluation
+    out = check_out_dir(out_dir)
+    info = _manifest_info(samples_dir)
+    day = eval_day or info["day"]
+    teacher = load_fine_ranker(teacher_dir)
+    tcfg = teacher.config
+    max_len = mc.featurizer.max_len
+    rows = load_training_rows(samples_dir, data_root, max_len)
+    train_idx, valid_idx = split_requests(rows, tc.valid_share)
+    train_rows, valid_rows = rows.select_requests(train_idx), rows.select_requests(valid_idx)
+    train_f = _Featurized(train_rows)
+    valid_f = _Featurized(valid_rows) if len(valid_idx) else None
+
+    teacher_train = score_all_pairs(teacher, train_f.tensors(tcfg.featurizer, tcfg.cross_features))
+    teacher_valid = (score_all_pairs(teacher, valid_f.tensors(tcfg.featurizer, tcfg.cross_features))
+                     if valid_f is not None else None)
+    s_train = train_f.tensors(mc.featurizer, mc.cross_features)
+    s_valid = valid_f.tensors(mc.featurizer, mc.cross_features) if valid_f is not None else None
+    student, hist = _train_student(cfg, cfg.distill, s_train, s_valid, valid_rows if valid_f else None,
+                                   teacher_train, teacher_valid, "coarse ranker (distilled)")
+    histories = {"student_distilled": hist}
+    plain = None
+    if ec.compare_plain:
+        plain_cfg = cfg.distill.model_copy(update={"beta": 0.0})
+        plain, plain_hist = _train_student(cfg, plain_cfg, s_train, s_valid, valid_rows if valid_f else None,
+                                           teacher_train, teacher_valid, "coarse ranker (plain)")
+        histories["student_plain"] = plain_hist
+
+    notes = _feature_notes(rows.feature_source)
+    if data_root is not None:
+        ev_rows = load_eval_rows(data_root, day, max_len)
+        eval_desc = (f"Holdout day {day}: {ev_rows.n_requests} requests, {len(ev_rows.pairs)} logged candidates "
+                     "(pre-ranked, ranked and exposed docs). ndcg: relevance labels where the query has complete "
+                     "labels, else clicks; true_ndcg: labels only; click_ndcg: clicks only.")
+    elif valid_f is not None:
+        ev_rows = valid_rows
+        eval_desc = (f"No data root: metrics on {ev_rows.n_requests} validation requests of the samples "
+                     "(clicks only, no relevance labels).")
+        notes.append("no data_root: evaluated on validation requests, not on the holdout day")
+    else:
+        raise ValueError("nothing to evaluate on: pass data_root or set train.valid_share > 0")
+    ev_f = _Featurized(ev_rows)
+    ev_teacher_t = ev_f.tensors(tcfg.featurizer, tcfg.cross_features)
+    ev_student_t = ev_f.tensors(mc.featurizer, mc.cross_features)
+    t_scores = score_all_pairs(teacher, ev_teacher_t)
+    judged = judgements(ev_rows)
+    systems: dict[str, dict[str, Any]] = {}
+    scored = {"teacher": (teacher, ev_teacher_t), "student_distilled": (student, ev_student_t)}
+    if plain is not None:
+        scored["student_plain"] = (plain, ev_student_t)
+    for name, (m, t) in scored.items():
+        s = t_scores if m is teacher else score_all_pairs(m, t)
+        metrics = ranking_metrics(s, ev_rows, ec.ks, t_scores, judged)
+        cost_fn = teacher_cost_ms if m is teacher else student_cost_ms
+        cost = cost_fn(m, t, ec.cost_candidates, ec.cost_repeats, ec.cost_threads)
+        systems[name] = _system_json(metrics, cost)
+    final = {f"{name}.{k}": v["value"] for name, m in systems.items() for k, v in m.items()
+             if k != "cost_ms_per_1k" and v["value"] is not None}
+    final.update({f"{name}.cost_ms_per_1k": m["cost_ms_per_1k"] for name, m in systems.items()})
+
+    if data_root is not None:
+        corpus = load_corpus_docs(data_root, day)
+    else:
+        corpus = rows.docs.drop_duplicates("doc_id", keep="last").reset_index(drop=True)
+    doc_ids, doc_vecs = encode_corpus(student, corpus, mc.featurizer)
+
+    n_ex = min(4, ev_student_t.n_pairs)
+    with atomic_output_dir(out, marker=MANIFEST) as tmp:
+        save_model(student, mc, tmp)
+        np.save(tmp / DOC_IDS, doc_ids, allow_pickle=False)
+        np.save(tmp / DOC_VECTORS, doc_vecs, allow_pickle=False)
+        if student.three_tower:  # the cross tower needs the docs' fields online (cross_features)
+            corpus[DOC_ROW_COLUMNS].to_parquet(tmp / DOC_ROWS, index=False)
+        export_student(student, ev_student_t, tmp / EXPORT_DIR, f"coarse-ranker-{day}", n_ex)
+        plot_curves(histories, tmp / CURVES_PNG, f"coarse ranker ({mc.kind}), day {day}")
+        metrics_doc = {
+            "format": FORMAT, "day": day, "ks": ec.ks, "main_k": ec.main_k, "evaluation": eval_desc,
+            "judged_requests": judgement_counts(ev_rows), "systems": systems, "history": histories,
+        }
+        write_json(tmp / METRICS_JSON, metrics_doc)
+        (tmp / REPORT_MD).write_text(render_report(day, systems, ec.ks, ec.main_k, notes, eval_desc),
+                                     encoding="utf-8")
+        run_id = _track(cfg.mlflow, "distill_coarse_ranker", cfg.model_dump(mode="json"), histories, final,
+                               tmp, {"ebr.day": str(day), "ebr.teacher_dir": str(teacher_dir)})
+        notes += untracked_note(run_id)
+        manifest = {
+            "format": FORMAT, "kind": "coarse_ranker", "model_kind": mc.kind, **info, "eval_day": day,
+            "feature_source": rows.feature_source, "teacher_dir": str(teacher_dir), "mlflow_run_id": run_id,
+            "rows": {"requests": rows.n_requests, "pairs": len(rows.pairs), "train_requests": len(train_idx),
+                     "valid_requests": len(valid_idx), "corpus_docs": len(doc_ids)},
+            "files": {"model": MODEL_FILE, "config": MODEL_CONFIG, "export": EXPORT_DIR, "doc_ids": DOC_IDS,
+                      "doc_vectors": DOC_VECTORS, "doc_rows": DOC_ROWS if student.three_tower else None,
+                      "metrics": METRICS_JSON, "report": REPORT_MD, "curves": CURVES_PNG},
+            "config": cfg.model_dump(mode="json"),
+        }
+        write_json(tmp / MANIFEST, manifest)
+    return {"model_dir": str(out), "export_dir": str(out / EXPORT_DIR), "doc_matrix": str(out / DOC_VECTORS),
+            "systems": systems, "metrics": final, "history": histories, "mlflow_run_id": run_id, "notes": notes}
+
+
+def export_student(student: CoarseRanker, t: RankingTensors, path: Path, model_version: str, n: int = 4) -> Path:
+    """The student's query_tower, doc_tower and scorer as `torch.export` programs (`ebr.train.export`), with
+    example inputs from the first pairs of `t`."""
+    import torch
+
+    from ebr.models.rankers.coarse_ranker import PairScorer
+    from ebr.models.rankers.tensors import make_batch
+    from ebr.train.export import export_modules
+
+    b = make_batch(t, torch.arange(min(t.n_requests, 2)))
+    idx = torch.arange(min(n, len(b.pair_index)))
+    with torch.no_grad():
+        q = student.encode_queries(b.query)[b.pair_request[idx]]
+        d = student.encode_docs({k: v[idx] for k, v in b.doc.items()})
+    scorer_in = {"query": q, "doc": d}
+    if student.three_tower:
+        scorer_in.update(cross=b.cross[idx], cross_buckets=b.cross_buckets[idx])
+    cfg = student.config
+    return export_modules(
+        path,
+        {"query_tower": student.query_tower, "doc_tower": student.doc_tower, "scorer": PairScorer(student)},
+        {"query_tower": b.query, "doc_tower": {k: v[idx] for k, v in b.doc.items()}, "scorer": scorer_in},
+        model_version=model_version,
+        featurizer=cfg.featurizer,
+        config={"coarse_ranker": cfg.model_dump(mode="json"), "embedding_dim": cfg.doc_tower.out_dim,
+                "cross_features": cfg.cross_features if student.three_tower else []},
+    )

@@ -1,0 +1,142 @@
+"""The two step functions end to end on the tiny dataset: outputs, MLflow runs, holdout metrics, distillation."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+
+from ebr.models.rankers.evaluation import ranking_metrics
+from ebr.models.rankers.rows import load_eval_rows
+from ebr.train.distill import DistillConfig
+from ebr.train.export import load_exported
+from ebr.train.rankers import (
+    CoarseRankerStepConfig,
+    FineRankerStepConfig,
+    RankerEvalConfig,
+    RankerTrainConfig,
+    distill_coarse_ranker,
+    load_coarse_ranker,
+    train_fine_ranker,
+)
+from ebr.train.tracking import MlflowConfig
+from tests.rankers.conftest import TINY_FEATURIZER, coarse_config, fine_config
+
+pytestmark = pytest.mark.slow
+
+TEACHER_EPOCHS = 3
+STUDENT_EPOCHS = 4
+
+
+def _train(epochs: int) -> RankerTrainConfig:
+    adam = RankerTrainConfig().optimizer.model_copy(update={"lr": 3e-3})
+    return RankerTrainConfig(epochs=epochs, batch_requests=32, optimizer=adam, num_threads=1, progress=False)
+
+
+@pytest.fixture(scope="module")
+def tracking(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mlflow")
+    return MlflowConfig(tracking_uri=f"sqlite:///{root}/mlflow.db", artifact_location=str(root / "artifacts"))
+
+
+@pytest.fixture(scope="module")
+def teacher(samples_dir, tiny_data, tracking, tmp_path_factory):
+    out = tmp_path_factory.mktemp("teacher") / "fine"
+    cfg = FineRankerStepConfig(model=fine_config(), train=_train(TEACHER_EPOCHS), mlflow=tracking)
+    return out, train_fine_ranker(samples_dir, out, cfg, data_root=tiny_data)
+
+
+@pytest.fixture(scope="module")
+def coarse(samples_dir, tiny_data, tracking, teacher, tmp_path_factory):
+    out = tmp_path_factory.mktemp("coarse") / "coarse"
+    cfg = CoarseRankerStepConfig(
+        model=coarse_config(), train=_train(STUDENT_EPOCHS), distill=DistillConfig(),
+        evaluation=RankerEvalConfig(cost_candidates=200, cost_repeats=3), mlflow=tracking,
+    )
+    return out, distill_coarse_ranker(samples_dir, teacher[0], out, cfg, data_root=tiny_data)
+
+
+def _run(tracking: MlflowConfig, run_id: str):
+    return MlflowClient(tracking.tracking_uri).get_run(run_id)
+
+
+def test_teacher_writes_model_curves_and_an_mlflow_run(teacher, tracking):
+    out, res = teacher
+    for f in ("model.pt", "model_config.json", "metrics.json", "curves.png", "manifest.json"):
+        assert (out / f).is_file(), f
+    assert len(res["history"]) == TEACHER_EPOCHS
+    assert res["history"][-1]["train_loss"] < res["history"][0]["train_loss"]
+    assert "features computed from the contract tables" in " ".join(res["notes"])
+    run = _run(tracking, res["mlflow_run_id"])
+    assert run.info.status == "FINISHED" and run.data.params["model.interaction"] == "dcn"
+    client = MlflowClient(tracking.tracking_uri)
+    assert len(client.get_metric_history(run.info.run_id, "teacher.train_loss")) == TEACHER_EPOCHS
+    assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {"model.pt", "curves.png", "metrics.json"}
+
+
+def test_holdout_report_has_the_three_rows_and_the_teacher_beats_a_random_order(coarse, tiny_data, tiny_days):
+    out, res = coarse
+    systems = res["systems"]
+    assert list(systems) == ["teacher", "student_distilled", "student_plain"]
+    for m in systems.values():
+        for key in ("ndcg@10", "true_ndcg@10", "click_ndcg@10", "teacher_agreement@5", "teacher_agreement@10"):
+            assert m[key]["n_requests"] > 0 and 0.0 <= m[key]["value"] <= 1.0
+        assert m["cost_ms_per_1k"] > 0
+    assert systems["teacher"]["teacher_agreement@10"]["value"] == pytest.approx(1.0)
+    report = (out / "report.md").read_text()
+    assert all(f"| {name} |" in report for name in systems)
+    doc = json.loads((out / "metrics.json").read_text())
+    assert doc["systems"] == systems and doc["judged_requests"]["true"] > 0
+    ev = load_eval_rows(tiny_data, tiny_days[-1], TINY_FEATURIZER.max_len)
+    rnd = np.random.default_rng(0).normal(size=len(ev.pairs))
+    random_ndcg = ranking_metrics(rnd, ev, [10], names=["true_ndcg"])["true_ndcg@10"].value
+    assert systems["teacher"]["true_ndcg@10"]["value"] > random_ndcg + 0.1
+
+
+def test_distillation_raises_teacher_agreement_over_the_plain_student(coarse):
+    systems = coarse[1]["systems"]
+    for k in (5, 10):
+        key = f"teacher_agreement@{k}"
+        assert systems["student_distilled"][key]["value"] > systems["student_plain"][key]["value"]
+    hist = coarse[1]["history"]
+    assert hist["student_distilled"][-1]["valid_teacher_agreement@10"] > hist["student_plain"][-1][
+        "valid_teacher_agreement@10"]
+
+
+def test_student_export_and_doc_matrix_match_the_saved_model(coarse):
+    out, res = coarse
+    model = load_coarse_ranker(out)
+    ids = np.load(out / "doc_ids.npy")
+    vecs = np.load(out / "doc_vectors.npy")
+    assert vecs.shape == (len(ids), 8) and len(np.unique(ids)) == len(ids)
+    np.testing.assert_allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
+    bundle = load_exported(out / "export")
+    q = torch.nn.functional.normalize(torch.randn(5, 8), dim=1)
+    d = torch.from_numpy(vecs[:5])
+    with torch.no_grad():
+        eager = model.score_pairs(q, d)
+    torch.testing.assert_close(bundle["scorer"]({"query": q, "doc": d}), eager, atol=1e-5, rtol=0)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["kind"] == "coarse_ranker" and manifest["rows"]["corpus_docs"] == len(ids)
+
+
+def test_student_run_logs_both_students_per_epoch(coarse, tracking):
+    res = coarse[1]
+    client = MlflowClient(tracking.tracking_uri)
+    run = client.get_run(res["mlflow_run_id"])
+    assert run.data.params["distill.temperature"] == str(DistillConfig().temperature)
+    for name in ("student_distilled", "student_plain"):
+        hist = client.get_metric_history(run.info.run_id, f"{name}.valid_teacher_agreement_at_10")
+        assert [m.step for m in hist] == list(range(1, STUDENT_EPOCHS + 1))
+    assert "student_distilled.ndcg_at_10" in run.data.metrics
+    assert {"export", "report.md", "curves.png"} <= {a.path for a in client.list_artifacts(run.info.run_id)}
+
+
+def test_an_unrelated_output_dir_is_refused_before_training(samples_dir, tiny_data, tmp_path):
+    (tmp_path / "precious.txt").write_text("keep me")
+    with pytest.raises(FileExistsError, match="manifest.json"):
+        train_fine_ranker(samples_dir, tmp_path, FineRankerStepConfig(model=fine_config()), data_root=tiny_data)
+    assert (tmp_path / "precious.txt").read_text() == "keep me"
