@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
@@ -15,7 +15,7 @@ D1, D2 = "2026-03-01", "2026-03-02"
 
 
 def ts(day: str, hour: int, minute: int = 0) -> datetime:
-    return datetime.fromisoformat(day).replace(tzinfo=timezone.utc) + timedelta(hours=hour, minutes=minute)
+    return datetime.fromisoformat(day).replace(tzinfo=UTC) + timedelta(hours=hour, minutes=minute)
 
 
 def rows_by_table() -> dict[str, dict[str, list[dict]]]:

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
-
 import pytest
+import yaml
 
 from components.schedule import resolve_day
 from pipelines.compile import DEFAULT_PACKAGE, SCHEDULED_PACKAGE, compile_daily

@@ -109,12 +109,13 @@ def read_samples_manifest(samples_dir: str | Path) -> dict:
 
 
 def load_training_rows(samples_dir: str | Path, data_root: str | Path | None, max_len: MaxLengths) -> RankingRows:
-    """Ranking rows of a samples folder: joined features when present, else computed from `data_root`."""
+    """Ranking rows of a samples folder: features computed from `data_root` (the same computation the holdout
+    evaluation uses, so training and evaluation see one feature definition), else the joined Feast features."""
     manifest = read_samples_manifest(samples_dir)
     tables = manifest.get("tables", {})
     if "ranking" not in tables:
         raise ValueError(f"samples in {samples_dir} have no ranking table")
-    if "ranking_features" in tables:
+    if data_root is None and "ranking_features" in tables:
         return rows_from_joined(pd.read_parquet(Path(samples_dir) / tables["ranking_features"]["file"]))
     if data_root is None:
         raise ValueError(f"samples in {samples_dir} carry no joined ranking features (ranking_features.parquet): "
