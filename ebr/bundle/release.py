@@ -59,7 +59,7 @@ def example_queries(evalset_path: Path, model_dir: str | Path, index_dir: str | 
     vectors = encode_queries(load_exported(export_dir_of(model_dir)), rows, 256)
     scores, ids = load_index(index_dir).search(vectors, k)
     corpus = load_corpus(data_root, day)
-    titles = dict(zip(corpus.frame["doc_id"].to_numpy(), corpus.frame["title"], strict=True))
+    titles = dict(zip(corpus.doc_ids.tolist(), corpus.titles.tolist(), strict=True))
     out = []
     for i, r in enumerate(subset.frame.itertuples(index=False)):
         labels = dict(zip(np.asarray(r.label_doc_ids).tolist(), np.asarray(r.label_values).tolist(), strict=True))
@@ -106,7 +106,9 @@ def publish_day(data_root: str | Path, day: str, ws: Workspace, cfg: EbrConfig, 
     version = bundle_version(day, model_dir)
     model_manifest = _read_json(Path(model_dir) / "manifest.json") or {}
     evaluation = ws.read(day, "evaluation") or {}
-    docs = load_corpus(data_root, day).frame
+    corpus = load_corpus(data_root, day)
+    docs = pd.DataFrame({"doc_id": corpus.doc_ids, "title": corpus.titles, "category_leaf": corpus.category_leaf,
+                         "brand": corpus.brand})
     staging = ws.bundles / f".staging-{version}"
     if staging.exists():
         import shutil

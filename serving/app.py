@@ -1,0 +1,212 @@
+"""The FastAPI application: routes, error mapping, and the runtime (bundle manager, feature source, engine)."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from serving.bundle_manager import BundleManager, NoBundle
+from serving.errors import InputError, from_validation
+from serving.feature_source import OnlineFeatureSource
+from serving.loaded_bundle import BundleRefused
+from serving.metrics import ServerMetrics
+from serving.middleware import BodyLimit, RequestMetrics
+from serving.schema import (
+    ErrorResponse,
+    ReadyResponse,
+    ReloadResponse,
+    SearchRequest,
+    SearchResponse,
+)
+from serving.search import NotReady, SearchEngine, SearchResult
+from serving.settings import ServerSettings
+
+log = logging.getLogger(__name__)
+
+
+class ServerRuntime:
+    """Everything behind the routes; `start` begins loading (watcher thread), `stop` ends the watcher."""
+
+    def __init__(self, settings: ServerSettings, features: OnlineFeatureSource | None = None) -> None:
+        self.settings = settings
+        self.metrics = ServerMetrics()
+        if features is None and settings.feature_repo is not None:
+            features = OnlineFeatureSource(settings.feature_repo, settings.feature_retry_s)
+        self.features = features
+        self.manager = BundleManager(
+            settings.bundles_dir,
+            warm=lambda bundle: self.engine.warm(bundle),
+            metrics=self.metrics,
+            interval_s=settings.watch_interval_s,
+            before_first_load=features.open if features is not None else None,
+        )
+        self.engine = SearchEngine(lambda: self.manager.current, features, self.metrics)
+
+    def set_threads(self) -> None:
+        """Compute threads of torch and Faiss (one request at a time gains nothing from more on small inputs)."""
+        import faiss
+        import torch
+
+        torch.set_num_threads(self.settings.compute_threads)
+        faiss.omp_set_num_threads(self.settings.compute_threads)
+
+    def start(self) -> None:
+        self.set_threads()
+        if self.features is None:
+            log.warning("no feature store configured (--feature-repo / EBR_FEATURE_REPO): requests are unpersonalized")
+        self.manager.start()
+
+    def stop(self) -> None:
+        self.manager.stop()
+
+
+def _error(status: int, field: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    body = InputError.one(status, field, message).body()
+    return JSONResponse(body.model_dump(), status_code=status, headers=headers)
+
+
+def _payload(result: SearchResult, took_s: float) -> dict[str, Any]:
+    items = [
+        {"doc_id": d, "score": s} if c is None else {"doc_id": d, "score": s, "coarse_score": c}
+        for d, s, c in result.items
+    ]
+    return {"items": items, "bundle_version": result.version, "personalized": result.personalized,
+            "reranked": result.reranked, "took_ms": round(took_s * 1000, 3)}
+
+
+def _server_timing(result: SearchResult, total_s: float) -> str:
+    parts = [f"{name};dur={seconds * 1000:.3f}" for name, seconds in result.stages.items()]
+    return ", ".join([*parts, f"total;dur={total_s * 1000:.3f}"])
+
+
+def create_app(settings: ServerSettings, runtime: ServerRuntime | None = None, start: bool = True) -> FastAPI:
+    """The ASGI app. With `start`, the lifespan starts the bundle watcher; `app.state.runtime` is the runtime."""
+    rt = runtime or ServerRuntime(settings)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if start:
+            rt.start()
+        try:
+            yield
+        finally:
+            rt.stop()
+
+    app = FastAPI(
+        title="ebr query-tower server",
+        version="1",
+        description="query + user -> top-K docs: online features, query tower, Faiss, relevance control, "
+        "coarse re-score.",
+        lifespan=lifespan,
+    )
+    app.state.runtime = rt
+    body_schema = {"$ref": "#/components/schemas/SearchRequest"}
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _error(exc.status_code, "path", str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def server_error(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error: %s", exc)
+        return JSONResponse(ErrorResponse(error="internal error").model_dump(), status_code=500)
+
+    @app.post(
+        "/search",
+        response_model=SearchResponse,
+        responses={400: {"model": ErrorResponse}, 413: {"model": ErrorResponse}, 422: {"model": ErrorResponse},
+                   503: {"model": ErrorResponse}},
+        openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": body_schema}}}},
+        summary="top-K docs for a query (and user)",
+    )
+    async def search(request: Request) -> Response:
+        t0 = time.perf_counter()
+        body = await request.body()
+        try:
+            try:
+                body.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise InputError.one(400, "body", f"not valid UTF-8 (byte {e.start})") from e
+            try:
+                req = SearchRequest.model_validate_json(body, context={"max_query_chars": settings.max_query_chars})
+            except ValidationError as e:
+                raise from_validation(e) from e
+            result = rt.engine.search(req)
+        except InputError as e:
+            return JSONResponse(e.body().model_dump(), status_code=e.status)
+        except NotReady as e:
+            return _error(503, "bundle", str(e))
+        took = result.seconds
+        data = json.dumps(_payload(result, took)).encode()
+        total = time.perf_counter() - t0
+        return Response(data, media_type="application/json", headers={"Server-Timing": _server_timing(result, total)})
+
+    @app.get("/healthz", summary="the process is alive")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", response_model=ReadyResponse, responses={503: {"model": ReadyResponse}},
+             summary="a bundle is loaded and warmed")
+    async def readyz() -> JSONResponse:
+        bundle = rt.manager.current
+        if bundle is None:
+            detail = rt.manager.last_error or "loading the first bundle"
+            return JSONResponse(ReadyResponse(ready=False, bundle_version=None, detail=detail).model_dump(), 503)
+        detail = f"{bundle.ntotal} docs" + (f"; last reload refused: {rt.manager.last_error}"
+                                             if rt.manager.last_error else "")
+        return JSONResponse(ReadyResponse(ready=True, bundle_version=bundle.version, detail=detail).model_dump())
+
+    @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
+    async def metrics() -> Response:
+        return Response(rt.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    @app.post(
+        "/admin/reload",
+        response_model=ReloadResponse,
+        responses={401: {"model": ErrorResponse}, 403: {"model": ErrorResponse}, 409: {"model": ErrorResponse}},
+        summary="load the bundle CURRENT names now (Authorization: Bearer <EBR_ADMIN_TOKEN>)",
+    )
+    async def admin_reload(request: Request) -> JSONResponse:
+        token = settings.admin_token
+        if not token:
+            return _error(403, "authorization", "admin API disabled: no EBR_ADMIN_TOKEN is configured")
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not given.strip():
+            return _error(401, "authorization", "missing bearer token (Authorization: Bearer <token>)",
+                          headers={"WWW-Authenticate": "Bearer"})
+        if not hmac.compare_digest(given.strip().encode(), token.encode()):
+            return _error(403, "authorization", "invalid admin token")
+        try:
+            outcome = await anyio.to_thread.run_sync(lambda: rt.manager.reload(force=True))
+        except (NoBundle, BundleRefused) as e:
+            return _error(409, "bundle", str(e))
+        body = ReloadResponse(version=outcome.version, previous_version=outcome.previous, changed=outcome.changed)
+        return JSONResponse(body.model_dump())
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            from fastapi.openapi.utils import get_openapi
+
+            schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            request_schema = SearchRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+            components.update(request_schema.pop("$defs", {}))
+            components["SearchRequest"] = request_schema
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestMetrics, metrics=rt.metrics)
+    return app

@@ -1,0 +1,52 @@
+"""`ebr serve`: the query-tower server on uvicorn (uvloop, httptools), registered through `ebr.commands`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from serving.app import create_app
+    from serving.settings import ServerSettings
+
+    settings = ServerSettings.resolve({
+        "bundles_dir": args.bundles, "feature_repo": args.feature_repo, "host": args.host, "port": args.port,
+        "log_level": args.log_level,
+    })  # fmt: skip
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        log_level=settings.log_level.lower(),
+        access_log=False,
+        timeout_graceful_shutdown=20,
+    )
+    uvicorn.Server(config).run()
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the `serve` sub-command (the `ebr.commands` entry point)."""
+    p = subparsers.add_parser(
+        "serve",
+        help="run the query-tower server (POST /search, /healthz, /readyz, /metrics, /admin/reload)",
+        description="Serve top-K docs from the bundle <bundles>/CURRENT names, hot-swapping when it changes. "
+        "Unset options fall back to EBR_BUNDLES_DIR, EBR_FEATURE_REPO, EBR_HOST, EBR_PORT (8080) and "
+        "EBR_LOG_LEVEL; EBR_ADMIN_TOKEN, EBR_WATCH_INTERVAL_S, EBR_MAX_QUERY_CHARS, EBR_MAX_BODY_BYTES, "
+        "EBR_COMPUTE_THREADS and EBR_FEATURE_RETRY_S are read from the environment.",
+    )
+    p.add_argument("--bundles", type=Path, help="bundles root holding CURRENT and <version>/ (EBR_BUNDLES_DIR)")
+    p.add_argument("--feature-repo", dest="feature_repo", type=Path,
+                   help="features directory (ebr.features.open_store) or Feast repo (EBR_FEATURE_REPO)")
+    p.add_argument("--host", help="bind address (EBR_HOST, default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port (EBR_PORT, default 8080)")
+    p.add_argument("--log-level", dest="log_level", help="DEBUG, INFO, WARNING, ERROR or CRITICAL (EBR_LOG_LEVEL)")
+    p.set_defaults(func=_serve)

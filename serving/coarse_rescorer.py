@@ -1,0 +1,120 @@
+"""Re-scoring retrieved candidates with the bundle's coarse ranker (`coarse_ranker/` in the bundle).
+
+The directory is what `ebr.train.rankers.distill_coarse_ranker` writes: `export/` holding the `query_tower`
+and `scorer` programs (`ebr.train.export`), `doc_ids.npy` and `doc_vectors.npy` (the doc matrix computed
+offline). An export directory at the top level with the doc matrix beside it is accepted too. Online: the
+request row is featurized with the ranker's featurizer, encoded once, and `scorer({"query", "doc"})` scores
+every candidate found in the doc matrix. A three-tower ranker needs cross features of full doc rows, which a
+bundle does not ship: it is loaded as unusable and re-rank requests are answered in ANN order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ebr.index.export import export_dir_of
+from ebr.train.export import ExportedModule, load_exported
+from ebr.train.rankers import DOC_IDS, DOC_VECTORS
+
+if TYPE_CHECKING:
+    import torch
+
+    from ebr.models.config import FeaturizerConfig
+
+
+class CoarseRescorer:
+    """A loaded coarse ranker: `usable` says whether it can score; `reason` says why not."""
+
+    def __init__(
+        self,
+        *,
+        query_tower: ExportedModule | None = None,
+        scorer: ExportedModule | None = None,
+        featurizer: FeaturizerConfig | None = None,
+        doc_ids: np.ndarray | None = None,
+        doc_vectors: np.ndarray | None = None,
+        reason: str | None = None,
+    ) -> None:
+        self.query_tower = query_tower
+        self.scorer = scorer
+        self.featurizer = featurizer
+        self.reason = reason
+        self.usable = reason is None
+        if doc_ids is not None and doc_vectors is not None:
+            order = np.argsort(doc_ids, kind="stable")
+            self._ids = np.ascontiguousarray(doc_ids[order], dtype=np.int64)
+            self._vectors = np.ascontiguousarray(doc_vectors[order], dtype=np.float32)
+        else:
+            self._ids = np.zeros(0, dtype=np.int64)
+            self._vectors = np.zeros((0, 0), dtype=np.float32)
+
+    @classmethod
+    def unusable(cls, reason: str) -> CoarseRescorer:
+        """A placeholder that never scores."""
+        return cls(reason=reason)
+
+    @classmethod
+    def open(cls, directory: str | Path) -> CoarseRescorer:
+        """Load a coarse-ranker directory (files already verified by the bundle's checksums)."""
+        root = Path(directory)
+        exported = load_exported(export_dir_of(root), verify=False)
+        missing = [m for m in ("query_tower", "scorer") if m not in exported.modules]
+        if missing:
+            return cls.unusable(f"coarse ranker export has no {' or '.join(missing)} module")
+        scorer = exported["scorer"]
+        if set(scorer.input_spec) != {"query", "doc"}:
+            return cls.unusable(
+                f"coarse ranker scorer takes {sorted(scorer.input_spec)}: cross features are not served"
+            )
+        if exported.featurizer is None:
+            return cls.unusable("coarse ranker export records no featurizer config")
+        for name in (DOC_IDS, DOC_VECTORS):
+            if not (root / name).is_file():
+                return cls.unusable(f"coarse ranker has no doc matrix ({name} is missing)")
+        ids = np.load(root / DOC_IDS, allow_pickle=False)
+        vectors = np.load(root / DOC_VECTORS, allow_pickle=False)
+        dim = int(scorer.input_spec["doc"]["shape"][-1])
+        if ids.ndim != 1 or vectors.shape != (len(ids), dim):
+            raise ValueError(
+                f"coarse ranker doc matrix: {ids.shape[0]} ids, vectors {vectors.shape}, scorer expects dim {dim}"
+            )
+        return cls(
+            query_tower=exported["query_tower"],
+            scorer=scorer,
+            featurizer=exported.featurizer,
+            doc_ids=ids,
+            doc_vectors=vectors,
+        )
+
+    def score(
+        self,
+        row: Mapping[str, Any],
+        doc_ids: np.ndarray,
+        query_inputs: Mapping[str, torch.Tensor] | None = None,
+    ) -> np.ndarray:
+        """Coarse scores [n] (float64) of the candidates, NaN for a doc missing from the doc matrix; `query_inputs`
+        (featurized with the ranker's featurizer config) are reused when given."""
+        import torch
+
+        from ebr.models.inputs import featurize_queries
+
+        if not self.usable or self.query_tower is None or self.scorer is None or self.featurizer is None:
+            raise RuntimeError(f"coarse ranker is not usable: {self.reason}")
+        ids = np.asarray(doc_ids, dtype=np.int64)
+        out = np.full(len(ids), np.nan, dtype=np.float64)
+        if not len(ids) or not len(self._ids):
+            return out
+        pos = np.minimum(np.searchsorted(self._ids, ids), len(self._ids) - 1)
+        found = self._ids[pos] == ids
+        if not found.any():
+            return out
+        x = query_inputs if query_inputs is not None else featurize_queries([dict(row)], self.featurizer)
+        q = self.query_tower(x)
+        d = torch.from_numpy(self._vectors[pos[found]])
+        scores = self.scorer({"query": q.expand(len(d), -1).contiguous(), "doc": d})
+        out[found] = scores.reshape(-1).double().numpy()
+        return out

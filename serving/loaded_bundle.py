@@ -1,0 +1,115 @@
+"""One bundle in memory: the query tower, the Faiss index, the docs' structured fields and the coarse ranker.
+
+`LoadedBundle.open` verifies the whole directory first (`ebr.bundle.verify_bundle`: checksums, no missing or
+extra file, tower and index dimensions) and refuses anything inconsistent with a `BundleRefused` naming the
+reason; parts are then loaded without re-hashing.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from ebr.bundle import BundleError, verify_bundle
+from ebr.bundle.layout import QUERY_TOWER_EXPORT
+from ebr.index import ShardedSearcher, load_index
+from ebr.train.export import ExportedModule, load_exported
+from serving.coarse_rescorer import CoarseRescorer
+from serving.relevance_filter import DocFields
+
+if TYPE_CHECKING:
+    from ebr.models.config import FeaturizerConfig
+
+REFUSAL_REASONS = ("checksum", "missing_file", "dimension", "invalid")
+
+
+class BundleRefused(Exception):
+    """A bundle that will not be served: `reason` is one of REFUSAL_REASONS, the message says what is wrong."""
+
+    def __init__(self, version: str, reason: str, message: str) -> None:
+        super().__init__(f"bundle {version} refused ({reason}): {message}")
+        self.version = version
+        self.reason = reason
+
+
+def refusal_reason(message: str) -> str:
+    """Classify a bundle verification message."""
+    text = message.lower()
+    if "checksum" in text:
+        return "checksum"
+    if "missing" in text:
+        return "missing_file"
+    if "dim" in text:
+        return "dimension"
+    return "invalid"
+
+
+@dataclass
+class LoadedBundle:
+    """Everything a request needs from one bundle version; immutable once switched in."""
+
+    version: str
+    path: Path
+    manifest: dict[str, Any]
+    tower: ExportedModule
+    featurizer: FeaturizerConfig
+    searcher: ShardedSearcher
+    docs: DocFields
+    rescorer: CoarseRescorer | None
+    loaded_at: float = field(default_factory=time.time)
+
+    @property
+    def ntotal(self) -> int:
+        return self.searcher.ntotal
+
+    @classmethod
+    def open(cls, path: str | Path, version: str | None = None) -> LoadedBundle:
+        """Verify and load the bundle directory `path`; `version` (the name CURRENT gave) must match it."""
+        path = Path(path)
+        version = version or path.name
+        try:
+            manifest = verify_bundle(path)
+        except BundleError as e:
+            raise BundleRefused(version, refusal_reason(str(e).replace(str(path), "")), str(e)) from e
+        if manifest.get("version") != version:
+            raise BundleRefused(version, "invalid", f"manifest says version {manifest.get('version')!r}")
+        try:
+            exported = load_exported(path / QUERY_TOWER_EXPORT, verify=False)
+            if "query_tower" not in exported.modules or exported.featurizer is None:
+                raise BundleRefused(version, "invalid", f"{QUERY_TOWER_EXPORT} lacks the query tower or its featurizer")
+            tower = exported["query_tower"]
+            searcher = load_index(path / "index", verify=False, expected_dim=tower.output_dim)
+            docs = DocFields(pd.read_parquet(path / "docs.parquet", columns=["doc_id", "category_leaf", "brand"]))
+            index_ids = np.concatenate([
+                np.load(path / "index" / s["doc_ids_file"], allow_pickle=False)
+                for s in searcher.manifest["shards"]
+            ]) if searcher.manifest else np.zeros(0, dtype=np.int64)  # fmt: skip
+            unknown = docs.missing(index_ids)
+            if len(unknown):
+                raise BundleRefused(
+                    version, "invalid",
+                    f"docs.parquet lacks {len(unknown)} indexed doc ids, e.g. {unknown[:5].tolist()}",
+                )
+            rescorer = None
+            if (path / "coarse_ranker").is_dir():
+                rescorer = CoarseRescorer.open(path / "coarse_ranker")
+        except BundleRefused:
+            raise
+        except Exception as e:  # noqa: BLE001 - any failure to load means the bundle is not served
+            raise BundleRefused(version, refusal_reason(str(e).replace(str(path), "")),
+                                f"{type(e).__name__}: {e}") from e
+        return cls(
+            version=version,
+            path=path,
+            manifest=manifest,
+            tower=tower,
+            featurizer=exported.featurizer,
+            searcher=searcher,
+            docs=docs,
+            rescorer=rescorer,
+        )

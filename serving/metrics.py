@@ -1,0 +1,67 @@
+"""Prometheus metrics of one server instance, on their own registry (several apps can live in one process)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
+
+STAGES = ("features", "featurize", "tower", "search", "filter", "rescore")
+LATENCY_BUCKETS = (
+    0.0005, 0.001, 0.0015, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1,
+    0.25, 0.5, 1.0, 2.5,
+)  # fmt: skip
+
+
+class ServerMetrics:
+    """Request, stage, bundle and degradation metrics (names prefixed `ebr_serve_`)."""
+
+    def __init__(self) -> None:
+        disable_created_metrics()  # no `_created` series: they double the exposition for no use here
+        self._served: str | None = None
+        r = self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter("ebr_serve_requests", "HTTP requests by route and status code",
+                                ["route", "code"], registry=r)
+        self.errors = Counter("ebr_serve_errors", "HTTP answers with status >= 400 by route and code",
+                              ["route", "code"], registry=r)
+        self.request_seconds = Histogram("ebr_serve_request_seconds", "HTTP request latency in the server",
+                                         ["route"], buckets=LATENCY_BUCKETS, registry=r)
+        self.stage_seconds = Histogram("ebr_serve_stage_seconds", "time per search stage",
+                                       ["stage"], buckets=LATENCY_BUCKETS, registry=r)
+        self.bundle_info = Gauge("ebr_serve_bundle_info", "1 for the bundle version being served",
+                                 ["version"], registry=r)
+        self.bundle_docs = Gauge("ebr_serve_bundle_docs", "docs in the served index", registry=r)
+        self.bundle_loaded = Gauge("ebr_serve_bundle_loaded_timestamp_seconds",
+                                   "when the served bundle was switched in (unix time)", registry=r)
+        self.bundle_loads = Counter("ebr_serve_bundle_loads", "bundle load attempts by outcome (ok, refused)",
+                                    ["outcome"], registry=r)
+        self.bundle_refusals = Counter("ebr_serve_bundle_refusals",
+                                       "bundles refused by reason (checksum, missing_file, dimension, invalid)",
+                                       ["version", "reason"], registry=r)
+        self.ready = Gauge("ebr_serve_ready", "1 once a bundle is loaded and warmed", registry=r)
+        self.feature_fallbacks = Counter("ebr_serve_feature_fallbacks",
+                                         "requests answered without online features, by reason",
+                                         ["reason"], registry=r)
+        self.relevance_dropped = Counter("ebr_serve_relevance_dropped",
+                                         "candidates dropped by relevance control and filters", registry=r)
+        self.short_results = Counter("ebr_serve_short_results",
+                                     "answers with fewer than k items (corpus, radius or fetch bound)", registry=r)
+        self.rerank_unavailable = Counter("ebr_serve_rerank_unavailable",
+                                          "re-rank requests answered in ANN order (no usable coarse ranker)",
+                                          registry=r)
+        for stage in STAGES:
+            self.stage_seconds.labels(stage)
+        for outcome in ("ok", "refused"):
+            self.bundle_loads.labels(outcome)
+
+    def set_bundle(self, version: str, docs: int, loaded_at: float) -> None:
+        """Point the bundle gauges at the version now served."""
+        if self._served is not None and self._served != version:
+            self.bundle_info.remove(self._served)
+        self._served = version
+        self.bundle_info.labels(version).set(1)
+        self.bundle_docs.set(docs)
+        self.bundle_loaded.set(loaded_at)
+        self.ready.set(1)
+
+    def render(self) -> bytes:
+        """The text exposition format."""
+        return generate_latest(self.registry)

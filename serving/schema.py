@@ -1,0 +1,111 @@
+"""Request and response models of the HTTP API (strict: no type coercion, unknown fields rejected)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+INT64_MAX = 2**63 - 1
+MAX_K = 1000
+MAX_FILTER_CHARS = 256
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
+
+
+def _well_formed(value: str, field: str) -> str:
+    """Reject text that is not encodable as UTF-8 (lone surrogates from JSON escapes)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValueError(f"{field} holds an unpaired surrogate at position {e.start}") from e
+    return value
+
+
+class SearchFilters(_Strict):
+    """Structured constraints: a candidate whose field differs is dropped (the relevance-control rule)."""
+
+    category_leaf: str | None = Field(None, min_length=1, max_length=MAX_FILTER_CHARS)
+    brand: str | None = Field(None, min_length=1, max_length=MAX_FILTER_CHARS)
+
+    @field_validator("category_leaf", "brand")
+    @classmethod
+    def _text(cls, v: str | None, info: ValidationInfo) -> str | None:
+        return None if v is None else _well_formed(v, info.field_name or "filter")
+
+
+class SearchRequest(_Strict):
+    """POST /search body."""
+
+    query: str = Field(description="the query text; blank is rejected, longer than EBR_MAX_QUERY_CHARS too")
+    user_id: int | None = Field(
+        None, ge=1, le=INT64_MAX, description="logged-in user id (1..2^63-1); null or absent = logged out"
+    )
+    k: int = Field(100, ge=1, le=MAX_K, description="number of docs to return")
+    radius: float | None = Field(
+        None, ge=-1.0, le=1.0, description="keep only docs with cosine score >= radius (at most k of them)"
+    )
+    filters: SearchFilters | None = None
+    relevance_control: bool = Field(
+        True, description="drop docs whose category/brand contradict the query-understanding fields"
+    )
+    rerank: bool = Field(False, description="re-score the candidates with the bundle's coarse ranker")
+
+    @field_validator("query")
+    @classmethod
+    def _query(cls, v: str, info: ValidationInfo) -> str:
+        _well_formed(v, "query")
+        if not v.strip():
+            raise ValueError("query must not be blank")
+        limit = (info.context or {}).get("max_query_chars")
+        if limit is not None and len(v) > limit:
+            raise ValueError(f"query has {len(v)} characters, more than the limit of {limit}")
+        return v
+
+
+class SearchItem(BaseModel):
+    """One retrieved doc: its ANN score (cosine) and, when re-ranked, the coarse ranker's score."""
+
+    doc_id: int
+    score: float
+    coarse_score: float | None = None
+
+
+class SearchResponse(BaseModel):
+    """POST /search answer."""
+
+    items: list[SearchItem]
+    bundle_version: str
+    personalized: bool = Field(description="user features from the online store were used")
+    reranked: bool = Field(description="items are ordered by the coarse ranker's score")
+    took_ms: float = Field(description="server time of the search path (features to re-score)")
+
+
+class FieldError(BaseModel):
+    """One problem with the input: the field (dotted path, `body` for the whole body) and what is wrong."""
+
+    field: str
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    """Every 4xx/5xx answer: a one-line summary naming the field(s), and the list of problems."""
+
+    error: str
+    errors: list[FieldError] = Field(default_factory=list)
+
+
+class ReloadResponse(BaseModel):
+    """POST /admin/reload answer."""
+
+    version: str
+    previous_version: str | None
+    changed: bool
+
+
+class ReadyResponse(BaseModel):
+    """GET /readyz answer."""
+
+    ready: bool
+    bundle_version: str | None
+    detail: str

@@ -1,0 +1,90 @@
+"""Server settings: command-line arguments first, then the `EBR_*` environment variables the Helm chart sets."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+# setting name -> (environment variable, default)
+ENV: dict[str, tuple[str, Any]] = {
+    "bundles_dir": ("EBR_BUNDLES_DIR", None),
+    "feature_repo": ("EBR_FEATURE_REPO", None),
+    "host": ("EBR_HOST", "127.0.0.1"),
+    "port": ("EBR_PORT", 8080),
+    "admin_token": ("EBR_ADMIN_TOKEN", None),
+    "log_level": ("EBR_LOG_LEVEL", "INFO"),
+    "watch_interval_s": ("EBR_WATCH_INTERVAL_S", 5.0),
+    "max_query_chars": ("EBR_MAX_QUERY_CHARS", 256),
+    "max_body_bytes": ("EBR_MAX_BODY_BYTES", 65536),
+    "compute_threads": ("EBR_COMPUTE_THREADS", 1),
+    "feature_retry_s": ("EBR_FEATURE_RETRY_S", 5.0),
+}
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """Everything the server is configured with; `resolve` builds it from arguments and environment."""
+
+    bundles_dir: Path
+    feature_repo: Path | None = None
+    host: str = "127.0.0.1"
+    port: int = 8080
+    admin_token: str | None = None
+    log_level: str = "INFO"
+    watch_interval_s: float = 5.0
+    max_query_chars: int = 256
+    max_body_bytes: int = 65536
+    compute_threads: int = 1
+    feature_retry_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        checks = [
+            (1 <= self.port <= 65535, f"port must be in 1..65535, got {self.port}"),
+            (self.log_level in LOG_LEVELS, f"log level must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}"),
+            (self.watch_interval_s > 0, f"watch interval must be > 0 seconds, got {self.watch_interval_s}"),
+            (self.max_query_chars >= 1, f"max query chars must be >= 1, got {self.max_query_chars}"),
+            (self.max_body_bytes >= 256, f"max body bytes must be >= 256, got {self.max_body_bytes}"),
+            (self.compute_threads >= 1, f"compute threads must be >= 1, got {self.compute_threads}"),
+            (self.feature_retry_s >= 0, f"feature retry must be >= 0 seconds, got {self.feature_retry_s}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+
+    @classmethod
+    def resolve(cls, given: Mapping[str, Any], env: Mapping[str, str] | None = None) -> ServerSettings:
+        """Each setting from `given` (None = not given), else its environment variable, else the default."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for name, (var, default) in ENV.items():
+            value = given.get(name)
+            if value is None and env.get(var, "") != "":
+                value = _parse(name, var, env[var])
+            values[name] = default if value is None else value
+        if values["bundles_dir"] is None:
+            raise ValueError("the bundles directory is required: pass --bundles or set EBR_BUNDLES_DIR")
+        values["bundles_dir"] = Path(values["bundles_dir"])
+        if values["feature_repo"] is not None:
+            values["feature_repo"] = Path(values["feature_repo"])
+        values["log_level"] = str(values["log_level"]).upper()
+        return cls(**values)
+
+
+def _parse(name: str, var: str, raw: str) -> Any:
+    """An environment value converted to the type of the setting's default; the error names the variable."""
+    default = ENV[name][1]
+    try:
+        if isinstance(default, bool):
+            return raw.lower() in ("1", "true", "yes")
+        if isinstance(default, int):
+            return int(raw)
+        if isinstance(default, float):
+            return float(raw)
+    except ValueError as e:
+        raise ValueError(f"{var}={raw!r} is not a valid {type(default).__name__}") from e
+    return raw

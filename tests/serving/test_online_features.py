@@ -1,0 +1,143 @@
+"""Online features from a real Feast SQLite online store: personalization, unknown users, query-understanding
+relevance control, and degradation when the store is unreachable or fails mid-operation."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from ebr.features import open_store
+from ebr.features.definitions import PROJECT, VIEW_BY_NAME
+from ebr.features.encoding import encode_list
+from ebr.features.store import ONLINE_DB
+from serving.app import create_app
+from serving.settings import ServerSettings
+from tests.serving.clients import InProcessClient, metric_value
+
+USER = 7
+BAD_USER = 8  # its stored gender is not one the featurizer knows
+QUERY = "acme running shoes"
+
+
+def _write(store, view: str, key: object, values: dict) -> None:
+    spec = VIEW_BY_NAME[view]
+    join_key = {"user": "user_id", "query": "query"}[spec.entity]
+    row: dict[str, list] = {join_key: [key], "event_timestamp": [pd.Timestamp.now(tz="UTC")]}
+    for f in spec.features:
+        value = values.get(f.name)
+        row[f.name] = [encode_list(value) if f.dtype.startswith("list") else value]
+    store.write_to_online_store(view, pd.DataFrame(row))
+
+
+@pytest.fixture(scope="session")
+def feature_dir(tmp_path_factory) -> Path:
+    """A features directory (ebr.features layout) whose online store holds one user and one query."""
+    out = tmp_path_factory.mktemp("features") / "features"
+    out.mkdir()
+    store = open_store(out)  # applies the project's definitions (the slow part, ~15 s)
+    _write(store, "user_profile", USER, {"user_gender": "f", "user_age": 31.0, "user_city": "hangzhou",
+                                         "user_profile_tags": ["sports", "outdoor"]})
+    _write(store, "user_sequences", USER, {
+        "seq_st_doc_ids": [3, 2, 1], "seq_st_categories": ["running shoes", "jacket", "dress"],
+        "seq_st_authors": [4, 3, 2], "seq_st_event_types": ["click", "like", "click"],
+    })  # fmt: skip
+    _write(store, "user_queries", USER, {"recent_queries": ["trail shoes", "acme jacket"]})
+    _write(store, "user_profile", BAD_USER, {"user_gender": "not-a-gender", "user_age": 40.0})
+    _write(store, "query_stats", QUERY, {"qu_category_leaf": "running shoes", "qu_brand": "acme",
+                                         "query_searches_7d": 12})
+    return out
+
+
+def _client(root: Path, features: Path, retry_s: float = 5.0) -> InProcessClient:
+    app = create_app(ServerSettings(bundles_dir=root, feature_repo=features, feature_retry_s=retry_s), start=False)
+    rt = app.state.runtime
+    rt.features.open()
+    rt.manager.reload()
+    return InProcessClient(app)
+
+
+def _ids(body: dict) -> list[int]:
+    return [it["doc_id"] for it in body["items"]]
+
+
+def _fallbacks(c: InProcessClient, reason: str) -> float:
+    return metric_value(c.get("/metrics").text, f'ebr_serve_feature_fallbacks_total{{reason="{reason}"}}')
+
+
+@pytest.mark.slow
+def test_known_user_is_personalized_and_unknown_user_is_not(published_root, feature_dir):
+    c = _client(published_root, feature_dir)
+    try:
+        anon = c.post("/search", json={"query": "trail shoes", "k": 20}).json()
+        known = c.post("/search", json={"query": "trail shoes", "k": 20, "user_id": USER}).json()
+        unknown = c.post("/search", json={"query": "trail shoes", "k": 20, "user_id": 999_999}).json()
+        assert anon["personalized"] is False
+        assert known["personalized"] is True
+        assert [it["score"] for it in known["items"]] != [it["score"] for it in anon["items"]]
+        assert unknown["personalized"] is False
+        assert unknown["items"] == anon["items"]
+        assert _fallbacks(c, "error") == _fallbacks(c, "unavailable") == 0
+        bad = c.post("/search", json={"query": "trail shoes", "k": 20, "user_id": BAD_USER})
+        assert bad.status_code == 200 and bad.json()["personalized"] is False
+        assert bad.json()["items"] == anon["items"]
+        assert _fallbacks(c, "bad_features") == 1
+    finally:
+        c.close()
+
+
+@pytest.mark.slow
+def test_query_understanding_fields_drive_relevance_control(published_root, feature_dir, parts):
+    docs = parts.docs_v1.set_index("doc_id")
+    matching = docs[(docs["category_leaf"] == "running shoes") & (docs["brand"] == "acme")]
+    k = 5
+    assert len(matching) >= k
+    c = _client(published_root, feature_dir)
+    try:
+        on = c.post("/search", json={"query": QUERY, "k": k}).json()
+        assert len(on["items"]) == k
+        assert set(_ids(on)) <= set(matching.index)
+        off = c.post("/search", json={"query": QUERY, "k": 40, "relevance_control": False}).json()
+        assert not set(_ids(off)) <= set(matching.index)
+        # request filters and query understanding combine: a filter that contradicts the QU brand leaves nothing
+        both = c.post("/search", json={"query": QUERY, "k": k, "filters": {"brand": "globex"}}).json()
+        assert both["items"] == []
+        assert metric_value(c.get("/metrics").text, "ebr_serve_relevance_dropped_total") > 0
+    finally:
+        c.close()
+
+
+@pytest.mark.slow
+def test_store_failing_mid_operation_degrades_to_unpersonalized(published_root, feature_dir, tmp_path):
+    broken = tmp_path / "features"
+    shutil.copytree(feature_dir, broken)
+    c = _client(published_root, broken, retry_s=60.0)
+    try:
+        assert c.post("/search", json={"query": "trail shoes", "user_id": USER}).json()["personalized"] is True
+        with sqlite3.connect(broken / ONLINE_DB) as db:  # the store loses its tables under the server
+            for (name,) in db.execute("select name from sqlite_master where type='table'").fetchall():
+                if name.startswith(f"{PROJECT}_"):
+                    db.execute(f'drop table "{name}"')
+        r = c.post("/search", json={"query": "trail shoes", "user_id": USER})
+        assert r.status_code == 200 and r.json()["personalized"] is False and len(r.json()["items"]) == 100
+        assert _fallbacks(c, "error") == 1
+        r = c.post("/search", json={"query": "trail shoes", "user_id": USER})  # backing off: store not asked
+        assert r.status_code == 200 and r.json()["personalized"] is False
+        assert _fallbacks(c, "error") == 1 and _fallbacks(c, "unavailable") == 1
+    finally:
+        c.close()
+
+
+def test_unreachable_store_serves_unpersonalized_and_counts_it(published_root, tmp_path):
+    c = _client(published_root, tmp_path / "no-store-here", retry_s=0.0)
+    try:
+        for _ in range(3):
+            r = c.post("/search", json={"query": "trail shoes", "k": 10, "user_id": USER})
+            assert r.status_code == 200
+            assert r.json()["personalized"] is False and len(r.json()["items"]) == 10
+        assert _fallbacks(c, "unavailable") == 3
+    finally:
+        c.close()
