@@ -54,7 +54,7 @@ def example_queries(evalset_path: Path, model_dir: str | Path, index_dir: str | 
     pick = f[f["labels_complete"].astype(bool)].sort_values("request_id").drop_duplicates("query").head(n)
     if pick.empty:
         return []
-    subset = EvalSet(pick.reset_index(drop=True))
+    subset = EvalSet(day=evalset.day, frame=pick.reset_index(drop=True))
     rows = query_feature_rows(features_dir, subset)
     vectors = encode_queries(load_exported(export_dir_of(model_dir)), rows, 256)
     scores, ids = load_index(index_dir).search(vectors, k)
