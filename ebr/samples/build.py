@@ -3,12 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -18,6 +12,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ebr.index.atomic import atomic_output_dir
 from ebr.samples.config import SamplesConfig
 from ebr.samples.exposed_unclicked import exposed_unclicked
 from ebr.samples.feature_join import join_features
@@ -43,30 +38,6 @@ _STREAMS = {"rewrites": 1, "hard_negatives": 2, "ranking": 3}
 def _rng(cfg: SamplesConfig, day: str, stream: str) -> np.random.Generator:
     """An independent seeded stream per (seed, day, purpose): switching one source on does not move the others."""
     return np.random.default_rng([cfg.seed, date.fromisoformat(day).toordinal(), _STREAMS[stream]])
-
-
-@contextmanager
-def _atomic_dir(dest: Path) -> Iterator[Path]:
-    """A temp dir beside `dest` that replaces it on success and vanishes on error."""
-    if dest.exists() and not dest.is_dir():
-        raise FileExistsError(f"out_dir {dest} exists and is not a directory")
-    if dest.is_dir() and any(dest.iterdir()) and not (dest / MANIFEST).is_file():
-        raise FileExistsError(f"out_dir {dest} is not empty and holds no {MANIFEST}; refusing to replace it")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
-    try:
-        yield tmp
-        os.chmod(tmp, 0o755)
-        if dest.exists():
-            old = dest.with_name(f".{dest.name}.old-{uuid.uuid4().hex[:8]}")
-            os.rename(dest, old)
-            os.rename(tmp, dest)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, dest)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _write(frame: pd.DataFrame, path: Path, name: str) -> None:
@@ -159,7 +130,7 @@ def build_samples(
         "config": cfg.model_dump(mode="json"),
     }
     out = Path(out_dir)
-    with _atomic_dir(out) as tmp:
+    with atomic_output_dir(out, MANIFEST) as tmp:
         for name, t in tables.items():
             _write(t, tmp / f"{name}.parquet", name)
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
