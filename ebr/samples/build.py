@@ -105,7 +105,9 @@ def build_samples(
     if cfg.use_exposed_unclicked_negatives:
         tables["exposed_unclicked"] = exposed_unclicked(imps, positives["request_id"])
     if features_dir is not None:
-        for name, service in (("retrieval", "retrieval_training"), ("ranking", "ranking_training")):
+        services = {"retrieval": "retrieval_training", "ranking": "ranking_training"}
+        for name in cfg.join_features:
+            service = services[name]
             joined = join_features(tables[name], features_dir, service, cfg.features_on_missing)
             report = joined.attrs.pop("feature_report", None)
             if report is not None and report.missing_rows:

@@ -18,7 +18,8 @@ def with_features(tiny_data, tiny_days, tmp_path_factory):
     feat = tmp_path_factory.mktemp("features") / "store"
     build_features(tiny_data, tiny_days[3], feat, FeaturesConfig(materialize=False))
     out = tmp_path_factory.mktemp("samples_features") / "out"
-    cfg = SamplesConfig(days_back=1, ranking={"include_preranked": False, "include_ranked": False})
+    cfg = SamplesConfig(days_back=1, ranking={"include_preranked": False, "include_ranked": False},
+                        join_features=("retrieval", "ranking"))
     manifest = build_samples(tiny_data, day, out, cfg, features_dir=feat)
     return out, manifest, feat
 
