@@ -13,9 +13,9 @@ from ebr.features.config import FeaturesConfig
 from ebr.index.config import IndexConfig
 from ebr.index.export import ExportEmbeddingsConfig
 from ebr.samples.config import SamplesConfig
-from ebr.settings import Section, dump_config, load_config
+from ebr.settings import Section, load_config
 from ebr.train.rankers import CoarseRankerStepConfig, FineRankerStepConfig
-from ebr.train.two_tower_config import TwoTowerTrainConfig
+from ebr.train.two_tower_config import TEMPERATURE_FIELDS, TwoTowerTrainConfig
 from ebr.validation.config import ValidationConfig
 
 
@@ -41,7 +41,12 @@ class EbrConfig(Section):
         return cls.model_validate(tree or {})
 
     def to_yaml(self) -> str:
-        return dump_config(self)
+        """YAML that `from_yaml_text` and `--config` read back to an equal config. The loss's temperature
+        fields are left out: the temperature is set once, on the model (the loss follows it)."""
+        import yaml
+
+        tree = self.model_dump(mode="json", exclude={"two_tower": {"loss": set(TEMPERATURE_FIELDS)}})
+        return yaml.safe_dump(tree, sort_keys=False, allow_unicode=True)
 
 
 def load_ebr_config(path: str | None = None, overrides: list[str] | None = None) -> EbrConfig:
