@@ -90,15 +90,18 @@ def export_doc_embedding_shard(
     directory: str | Path,
     shard_no: int,
     cfg: ExportEmbeddingsConfig,
+    store: Any = None,
 ) -> int:
-    """Features, vectors and files of one shard of `corpus` (doc_id, first_seen); returns its doc count."""
+    """Features, vectors and files of one shard of `corpus` (doc_id, first_seen); returns its doc count.
+
+    `store` is an open feature store (opened from `features_dir` when None)."""
     from ebr.train.doc_features import doc_feature_table
 
     ranges = shard_ranges(corpus["doc_id"].to_numpy(), cfg.num_shards)
     if not 0 <= shard_no < len(ranges):
         raise ValueError(f"shard_no must be in [0, {len(ranges)}), got {shard_no}")
     part = corpus[corpus["doc_id"].isin(ranges[shard_no])]
-    table = doc_feature_table(features_dir, part, day, cfg.features_as_of)
+    table = doc_feature_table(features_dir, part, day, cfg.features_as_of, store=store)
     vectors = encode_docs(bundle, table, cfg.batch_size, cfg.progress, f"doc tower shard {shard_no}")
     write_embedding_shard(directory, shard_no, table["doc_id"].to_numpy(dtype=np.int64), vectors)
     return len(table)
@@ -122,6 +125,7 @@ def export_doc_embeddings(
     Returns the embeddings.json content plus the directory, the model version and timings."""
     import torch
 
+    from ebr.features import open_store
     from ebr.train.doc_features import corpus_docs
     from ebr.train.export import load_exported
 
@@ -134,9 +138,10 @@ def export_doc_embeddings(
     if cfg.num_threads is not None:
         torch.set_num_threads(cfg.num_threads)
     try:
+        store = open_store(features_dir)
         with atomic_output_dir(out_dir, marker=EMBEDDINGS_JSON) as tmp:
             counts = [
-                export_doc_embedding_shard(bundle, features_dir, corpus, day, tmp, s, cfg)
+                export_doc_embedding_shard(bundle, features_dir, corpus, day, tmp, s, cfg, store)
                 for s in range(cfg.num_shards)
             ]
             doc = finalize_export(tmp, bundle)

@@ -1,0 +1,212 @@
+"""Benchmark of two-tower training: examples per second and peak memory of the default model, per scale and
+torch thread count.
+
+For each scale the parent simulates a few days, builds the samples of the last day (no Feast: the positives'
+query and doc features are computed from the contract tables by `ebr.models.rankers.contract_features`, the
+same columns the feature store serves) and featurizes them once (pickled). Each (scale, threads) point then
+runs in a fresh child process (`--child`): it trains `--steps` steps of the default `TwoTowerTrainConfig`
+(batch 256, shared random negatives, mixed hard negatives, rewrite negatives) after `--warmup` steps, and
+reports examples/s over wall time and CPU time and the child's peak resident memory (getrusage maxrss, data
+and model included).
+
+    python bench/bench_train.py [--scales small medium] [--threads 1 2] [--days 3] [--steps 30]
+
+Writes OUT/train.json and OUT/train.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pickle
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def _args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--scales", nargs="+", default=["small", "medium"], choices=["tiny", "small", "medium", "large"])
+    p.add_argument("--threads", nargs="+", type=int, default=[1, 2])
+    p.add_argument("--days", type=int, default=3, help="days simulated per scale (training window = days - 1)")
+    p.add_argument("--steps", type=int, default=30, help="timed training steps per point")
+    p.add_argument("--warmup", type=int, default=3, help="untimed steps first")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--out", type=Path, default=Path("bench/results"))
+    p.add_argument("--work", type=Path, default=None, help="keep prepared data here (default: a temp dir)")
+    p.add_argument("--child", nargs=2, metavar=("DATA_PICKLE", "THREADS"), help=argparse.SUPPRESS)
+    return p.parse_args(argv)
+
+
+def prepare(scale: str, days: int, seed: int, work: Path) -> tuple[Path, dict]:
+    """Simulate, build samples, compute features from the contract and featurize; returns (pickle, sizes)."""
+    import numpy as np
+    import pandas as pd
+
+    from ebr.contract import list_days
+    from ebr.models.rankers.contract_features import REQUEST_KEYS, doc_features, request_features
+    from ebr.samples import SamplesConfig, build_samples
+    from ebr.simulate import SimulateConfig, simulate
+    from ebr.train.retrieval_data import DocTable, TrainingData, build_rowset
+    from ebr.train.two_tower_config import TwoTowerTrainConfig
+
+    data = work / "data"
+    if not data.exists():
+        simulate(data, SimulateConfig(scale=scale, days=days, seed=seed), progress=False)
+    day = list_days(data, "search_requests")[-1]
+    samples = work / "samples"
+    cfg = SamplesConfig(days_back=days - 1, ranking={"include_preranked": False, "include_ranked": False,
+                                                     "random_same_category": 0, "random_other_category": 0})
+    t0 = time.perf_counter()
+    build_samples(data, day, samples, cfg)
+    t_samples = time.perf_counter() - t0
+    train_cfg = TwoTowerTrainConfig()
+    featurizer = train_cfg.model.featurizer
+    positives = pd.read_parquet(samples / "retrieval.parquet")
+    negatives = pd.read_parquet(samples / "negatives.parquet")
+    rewrites = pd.read_parquet(samples / "rewrites.parquet")
+    t0 = time.perf_counter()
+    requests = request_features(data, positives.drop_duplicates(["request_id", "query"])[REQUEST_KEYS],
+                                featurizer.max_len)
+    frame = positives.merge(requests.drop(columns=["user_id", "query_category_leaf", "query_brand",
+                                                   "event_timestamp"]), on=["request_id", "query"], how="left")
+    docs_at = pd.DataFrame({"doc_id": negatives["doc_id"].to_numpy(dtype=np.int64), "day": day})
+    table = doc_features(data, docs_at).drop(columns=["day"])
+    frame = frame.drop(columns=["author_id"]).merge(table, on="doc_id", how="left")
+    t_features = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    docs = DocTable.build(table, negatives, featurizer)
+    reqs = pd.Index(frame["request_id"].unique())
+    train = build_rowset(frame, docs, featurizer, reqs, rewrites)
+    t_featurize = time.perf_counter() - t0
+    td = TrainingData(day, [day], docs, train, None, None, None, {"train_rows": len(train)})
+    path = work / "training_data.pkl"
+    with open(path, "wb") as f:
+        pickle.dump(td, f, protocol=pickle.HIGHEST_PROTOCOL)
+    sizes = {"train_rows": len(train), "corpus_docs": len(docs), "distinct_query_rows": int(train.query_row.max() + 1),
+             "rewrite_negatives": int((train.rewrite_row >= 0).sum()) if train.rewrite_row is not None else 0,
+             "prepare_seconds": {"samples": round(t_samples, 1), "contract_features": round(t_features, 1),
+                                 "featurize": round(t_featurize, 1)}}
+    return path, sizes
+
+
+def _child(data_pickle: Path, threads: int, steps: int, warmup: int) -> None:
+    """Train `warmup + steps` steps of the default config on the pickled data; print one JSON line."""
+    import numpy as np
+    import torch
+
+    from ebr.models.two_tower import TwoTowerModel
+    from ebr.train.optimizers import clip_grad_norm, make_optimizers
+    from ebr.train.two_tower import NegativeSampler, batch_loss, epoch_order
+    from ebr.train.two_tower_config import TwoTowerTrainConfig
+
+    torch.set_num_threads(threads)
+    with open(data_pickle, "rb") as f:
+        data = pickle.load(f)
+    cfg = TwoTowerTrainConfig()
+    tc = cfg.train
+    model = TwoTowerModel(cfg.model).train()
+    opts = make_optimizers(model, cfg.optimizer)
+    params = [p for p in model.parameters() if p.requires_grad]
+    sampler = NegativeSampler(data, cfg)
+    rng = np.random.default_rng(0)
+    order = epoch_order(data.train, cfg.data.use_weights, rng)
+    gen = torch.Generator().manual_seed(0)
+    lcfg = cfg.loss_config()
+
+    def step(i: int) -> None:
+        s = (i * tc.batch_size) % max(1, len(order) - tc.batch_size)
+        batch = sampler.batch(data.train, order[s : s + tc.batch_size], rng)
+        loss, _ = batch_loss(model, data.train, data.docs, batch, lcfg, cfg.data.rewrite_negative_weight, gen)
+        for o in opts:
+            o.zero_grad(set_to_none=True)
+        loss.backward()
+        clip_grad_norm(params, cfg.optimizer.grad_clip_norm)
+        for o in opts:
+            o.step()
+
+    for i in range(warmup):
+        step(i)
+    t0, c0 = time.perf_counter(), time.process_time()
+    for i in range(warmup, warmup + steps):
+        step(i)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    examples = steps * tc.batch_size
+    print(json.dumps({
+        "threads": threads, "steps": steps, "batch_size": tc.batch_size, "examples": examples,
+        "seconds": round(wall, 2), "cpu_seconds": round(cpu, 2), "examples_per_s": round(examples / wall, 1),
+        "examples_per_cpu_s": round(examples / cpu, 1),
+        "epoch_seconds_estimate": round(len(data.train) / (examples / wall), 1),
+        "parameters": int(sum(p.numel() for p in model.parameters())),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+    }))
+
+
+def _render(doc: dict) -> str:
+    lines = [
+        "# Two-tower training benchmark", "",
+        f"Default `TwoTowerTrainConfig` model and loop (batch {doc['batch_size']}), {doc['steps']} timed steps after "
+        f"{doc['warmup']} warm-up steps, on {doc['machine']['cpus']} CPUs ({doc['machine']['platform']}, torch "
+        f"{doc['machine']['torch']}); load average at start {doc['machine']['load_avg']}. Peak memory is the child "
+        "process's maxrss (featurized data and model included). Wall time on a shared machine varies; CPU time is "
+        "the steadier number.", "",
+        "| scale | threads | train rows | corpus docs | examples/s | examples/CPU-s | est. epoch (s) | peak RSS (MB) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in doc["results"]:
+        lines.append(f"| {r['scale']} | {r['threads']} | {r['train_rows']} | {r['corpus_docs']} | "
+                     f"{r['examples_per_s']} | {r['examples_per_cpu_s']} | {r['epoch_seconds_estimate']} | "
+                     f"{r['peak_rss_mb']} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _args(argv)
+    if args.child:
+        _child(Path(args.child[0]), int(args.child[1]), args.steps, args.warmup)
+        return 0
+    import torch
+
+    from ebr.train.two_tower_config import TwoTowerTrainConfig
+
+    work_root = args.work or Path(tempfile.mkdtemp(prefix="bench-train-"))
+    results, prepared = [], {}
+    try:
+        for scale in args.scales:
+            work = work_root / scale
+            work.mkdir(parents=True, exist_ok=True)
+            path, sizes = prepare(scale, args.days, args.seed, work)
+            prepared[scale] = sizes
+            for threads in args.threads:
+                cmd = [sys.executable, __file__, "--child", str(path), str(threads), "--steps", str(args.steps),
+                       "--warmup", str(args.warmup)]
+                out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
+                row = {"scale": scale, **{k: sizes[k] for k in ("train_rows", "corpus_docs")}, **json.loads(out)}
+                results.append(row)
+                print(json.dumps(row), flush=True)
+    finally:
+        if args.work is None:
+            shutil.rmtree(work_root, ignore_errors=True)
+    cfg = TwoTowerTrainConfig()
+    doc = {
+        "benchmark": "two_tower_training", "days": args.days, "steps": args.steps, "warmup": args.warmup,
+        "batch_size": cfg.train.batch_size, "prepared": prepared, "results": results,
+        "config": {"model": cfg.model.model_dump(mode="json"), "loss": cfg.loss.model_dump(mode="json"),
+                   "negatives": cfg.negatives.model_dump(mode="json"), "optimizer": cfg.optimizer.model_dump()},
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
+                    "torch": torch.__version__, "load_avg": [round(x, 2) for x in os.getloadavg()]},
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "train.json").write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    (args.out / "train.md").write_text(_render(doc), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

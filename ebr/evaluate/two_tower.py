@@ -1,0 +1,248 @@
+"""Evaluation of a trained two-tower model on the holdout day D, beside the champion and the baselines.
+
+Every request of D (`build_evalset`) gets its query-side features as of its own time from the Feast offline store
+(service `query_tower_online`), is encoded by the exported query tower and searched EXACTLY (Faiss IndexFlatIP)
+over the exported doc embeddings of the whole corpus. The champion re-embeds the same corpus with its own doc
+tower and searches with its own query tower; popularity and BM25 come from `baseline_systems`; with an index
+directory, `ann_recall@K` of the built index joins the model's row. The report (markdown, JSON, plots) is
+written with `write_report`, logged to MLflow, and the gate's inputs and decision are returned.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import Field
+
+from ebr.evaluate.config import EvaluateConfig, GateConfig
+from ebr.evaluate.metrics import EMPTY
+from ebr.index.atomic import atomic_output_dir
+from ebr.settings import Section
+from ebr.train.tracking import MlflowConfig, write_json
+
+if TYPE_CHECKING:
+    from ebr.evaluate.evalset import EvalSet
+    from ebr.train.export import ExportedBundle
+
+SUMMARY_JSON = "evaluation.json"
+REPORT_DIR = "report"
+EVALSET_FILE = "evalset.parquet"
+QUERY_SERVICE = "query_tower_online"
+
+
+class TwoTowerEvalConfig(Section):
+    """What the two-tower evaluation computes and where it is tracked."""
+
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+    gate: GateConfig = Field(default_factory=GateConfig)
+    batch_size: int = Field(2048, ge=1, description="rows per tower call")
+    features_as_of: Literal["day_start", "day_end"] = Field(
+        "day_start", description="doc features of the champion's re-embedding (as the export step reads them)"
+    )
+    num_threads: int | None = Field(None, ge=1, description="torch threads while encoding; None = torch's default")
+    progress: bool = Field(True, description="tqdm progress bars")
+    mlflow: MlflowConfig = Field(default_factory=lambda: MlflowConfig(experiment="ebr-two-tower"))
+
+
+def query_feature_rows(features_dir: str | Path, evalset: EvalSet, store: Any = None) -> pd.DataFrame:
+    """The evaluation requests with their query-side features as of each request's time (Feast historical)."""
+    from ebr.features import historical_features, open_store
+
+    f = evalset.frame
+    entity = pd.DataFrame({"user_id": f["user_id"].astype("Int64"), "query": f["query"].astype(str),
+                           "event_timestamp": pd.to_datetime(f["event_timestamp"], utc=True)})
+    store = store if store is not None else open_store(features_dir)
+    out = historical_features(store, entity, QUERY_SERVICE, on_missing="null")
+    out.attrs.pop("feature_report", None)
+    return out.reset_index(drop=True)
+
+
+def encode_queries(bundle: ExportedBundle, rows: pd.DataFrame, batch_size: int) -> np.ndarray:
+    """Query vectors [n, dim] through the exported query tower, featurized with the model's own featurizer."""
+    from ebr.models.inputs import featurize_queries
+
+    if bundle.featurizer is None:
+        raise ValueError(f"export {bundle.path} records no featurizer: not a two-tower export")
+    tower = bundle["query_tower"]
+    out = np.zeros((len(rows), tower.output_dim), dtype=np.float32)
+    for start in range(0, len(rows), batch_size):
+        part = rows.iloc[start : start + batch_size]
+        out[start : start + len(part)] = tower(featurize_queries(part, bundle.featurizer)).numpy()
+    return out
+
+
+def flat_search(doc_ids: np.ndarray, doc_vectors: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
+    """Exact top-k doc ids [n, k] by inner product (Faiss IndexFlatIP); -1 pads a corpus smaller than k."""
+    import faiss
+
+    index = faiss.IndexFlatIP(doc_vectors.shape[1])
+    index.add(np.ascontiguousarray(doc_vectors, dtype=np.float32))
+    kk = min(k, index.ntotal)
+    _, pos = index.search(np.ascontiguousarray(queries, dtype=np.float32), kk)
+    ids = np.where(pos >= 0, np.asarray(doc_ids, dtype=np.int64)[np.maximum(pos, 0)], EMPTY)
+    if kk < k:
+        ids = np.concatenate([ids, np.full((len(ids), k - kk), EMPTY, dtype=np.int64)], axis=1)
+    return ids
+
+
+def _export_version(model_dir: str | Path) -> tuple[ExportedBundle, str]:
+    from ebr.index.export import export_dir_of
+    from ebr.train.export import load_exported
+
+    bundle = load_exported(export_dir_of(model_dir))
+    return bundle, bundle.model_version
+
+
+def _champion_ids(
+    champion_dir: str | Path,
+    features_dir: str | Path,
+    data_root: str | Path,
+    day: str,
+    rows: pd.DataFrame,
+    k: int,
+    cfg: TwoTowerEvalConfig,
+) -> tuple[np.ndarray, str]:
+    """The champion's exact top-k: its doc tower over the corpus as of `day`, its query tower over the requests."""
+    from ebr.index.export import encode_docs
+    from ebr.train.doc_features import corpus_docs, doc_feature_table
+
+    bundle, version = _export_version(champion_dir)
+    table = doc_feature_table(features_dir, corpus_docs(data_root, day), day, cfg.features_as_of)
+    vectors = encode_docs(bundle, table, cfg.batch_size, cfg.progress, "champion doc tower")
+    queries = encode_queries(bundle, rows, cfg.batch_size)
+    return flat_search(table["doc_id"].to_numpy(dtype=np.int64), vectors, queries, k), version
+
+
+def evaluate_two_tower(
+    model_dir: str | Path,
+    embeddings_dir: str | Path,
+    features_dir: str | Path,
+    data_root: str | Path,
+    day: str,
+    out_dir: str | Path,
+    cfg: TwoTowerEvalConfig | None = None,
+    champion_dir: str | Path | None = None,
+    index_dir: str | Path | None = None,
+) -> dict[str, Any]:
+    """Evaluate the model (its exported towers and doc embeddings) on day `day`; write the report into `out_dir`.
+
+    `out_dir` gets report/ (metrics.json, report.md, recall_at_k.png), evalset.parquet and evaluation.json,
+    whole or not at all. Returns the report's metrics, the gate inputs and the gate decision."""
+    import torch
+
+    from ebr.evaluate.baselines import baseline_systems
+    from ebr.evaluate.corpus import load_corpus
+    from ebr.evaluate.evalset import build_evalset
+    from ebr.evaluate.gate import compare
+    from ebr.evaluate.metrics import ann_recall, metric_key
+    from ebr.evaluate.report import evaluate_systems, write_report
+    from ebr.index.embeddings import read_embeddings
+
+    cfg = cfg or TwoTowerEvalConfig()
+    ec = cfg.evaluate
+    t0 = time.perf_counter()
+    timings: dict[str, float] = {}
+    bundle, version = _export_version(model_dir)
+    emb = read_embeddings(embeddings_dir, mmap=False)
+    if emb.info.model_version != version:
+        raise ValueError(f"embeddings in {embeddings_dir} come from model {emb.info.model_version!r}, but "
+                         f"{model_dir} is model {version!r}: export the embeddings of this model")
+    corpus = load_corpus(data_root, day)
+    unknown = np.setdiff1d(emb.ids, corpus.doc_ids)
+    if len(unknown):
+        raise ValueError(f"embeddings in {embeddings_dir} hold {len(unknown)} doc(s) not in the corpus as of {day}, "
+                         f"e.g. {unknown[:5].tolist()}")
+    evalset = build_evalset(data_root, day, ec.label_days, corpus)
+    if evalset.n_requests == 0:
+        raise ValueError(f"no request on {day} under {data_root}: nothing to evaluate")
+    kmax = max(ec.ks)
+    threads = torch.get_num_threads()
+    if cfg.num_threads is not None:
+        torch.set_num_threads(cfg.num_threads)
+    try:
+        rows = query_feature_rows(features_dir, evalset)
+        timings["query_features"] = time.perf_counter() - t0
+        queries = encode_queries(bundle, rows, cfg.batch_size)
+        systems = {"model": flat_search(emb.ids, emb.vectors, queries, kmax)}
+        extra: dict[str, Any] = {}
+        notes: list[str] = []
+        champion_version = None
+        if champion_dir is not None:
+            t1 = time.perf_counter()
+            systems["champion"], champion_version = _champion_ids(champion_dir, features_dir, data_root, day, rows,
+                                                                  kmax, cfg)
+            timings["champion"] = time.perf_counter() - t1
+        else:
+            notes.append("no champion: first model, the gate publishes")
+        t1 = time.perf_counter()
+        systems.update(baseline_systems(data_root, evalset, kmax, corpus, ec))
+        timings["baselines"] = time.perf_counter() - t1
+        index_info = None
+        if index_dir is not None:
+            from ebr.index import load_index
+
+            searcher = load_index(index_dir, expected_dim=emb.vectors.shape[1])
+            if searcher.manifest and searcher.manifest.get("model_version") != version:
+                raise ValueError(f"index {index_dir} was built from model {searcher.manifest.get('model_version')!r}"
+                                 f", not {version!r}")
+            _, ann_ids = searcher.search(queries, min(kmax, searcher.ntotal))
+            ann_ids = np.pad(ann_ids, ((0, 0), (0, kmax - ann_ids.shape[1])), constant_values=EMPTY)
+            ann = ann_recall(ann_ids, systems["model"], ec.ks)
+            extra["model"] = {metric_key("ann_recall", k): v for k, v in ann.items()}
+            index_info = {"index_dir": str(index_dir), "factory": (searcher.manifest or {}).get("factory"),
+                          "search_params": searcher.search_params}
+    finally:
+        torch.set_num_threads(threads)
+    report = evaluate_systems(evalset, systems, ec.ks, corpus, extra)
+    new = report.system("model")
+    champ = report.systems.get("champion")
+    decision = compare(new, champ, cfg.gate.keys, cfg.gate.tolerance, cfg.gate.min_requests)
+    gate_inputs = {
+        "new": {k: new[k].to_json() for k in cfg.gate.keys if k in new},
+        "champion": {k: champ[k].to_json() for k in cfg.gate.keys if k in champ} if champ is not None else None,
+        "keys": list(cfg.gate.keys), "tolerance": cfg.gate.tolerance, "min_requests": cfg.gate.min_requests,
+    }
+    timings["total"] = time.perf_counter() - t0
+    summary = {
+        "day": day, "model_version": version, "champion_version": champion_version,
+        "n_requests": evalset.n_requests, "corpus_docs": len(corpus), "embedded_docs": int(len(emb.ids)),
+        "systems": sorted(report.systems), "gate_inputs": gate_inputs,
+        "gate": {"publish": decision.publish, "reasons": decision.reasons}, "index": index_info, "notes": notes,
+        "timings_s": {k: round(v, 2) for k, v in timings.items()},
+    }
+    out = Path(out_dir)
+    with atomic_output_dir(out, marker=SUMMARY_JSON) as tmp:
+        write_report(report, tmp / REPORT_DIR, ec.main_k)
+        evalset.save(tmp / EVALSET_FILE)
+        summary["mlflow_run_id"] = _log_mlflow(cfg.mlflow, tmp / REPORT_DIR, summary)
+        write_json(tmp / SUMMARY_JSON, summary)
+    return {**summary, "out_dir": str(out), "report_dir": str(out / REPORT_DIR), "metrics": report.to_json()}
+
+
+def _log_mlflow(cfg: MlflowConfig, report_dir: Path, summary: dict[str, Any]) -> str | None:
+    """The report's metrics and files in a new run of the experiment (log_report_to_mlflow); None untracked."""
+    from ebr.train.tracking import mlflow_run
+
+    with mlflow_run(cfg, "evaluate_two_tower", {"ebr.day": summary["day"],
+                                                "ebr.model_version": summary["model_version"]}) as run:
+        if run is None:
+            return None
+        import mlflow
+
+        from ebr.evaluate.report import log_report_to_mlflow
+
+        previous = mlflow.get_tracking_uri()
+        mlflow.set_tracking_uri(run.client.tracking_uri)
+        try:
+            with mlflow.start_run(run_id=run.run_id):
+                log_report_to_mlflow(report_dir)
+                mlflow.log_params({"model_version": summary["model_version"],
+                                   "champion_version": str(summary["champion_version"]),
+                                   "gate_publish": str(summary["gate"]["publish"])})
+        finally:
+            mlflow.set_tracking_uri(previous)
+        return run.run_id

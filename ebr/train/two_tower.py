@@ -1,0 +1,460 @@
+"""The two-tower retrieval training step of day D (Taobao MGDSPR, seed 001; Facebook EBR, seed 004).
+
+`train_two_tower(samples_dir, features_dir, out_dir, cfg, warm_start=None)` trains on the
+samples of the days before D: sampled softmax over in-batch positives, random negatives of the whole corpus
+(drawn by the samples' `prob`, log-Q corrected), offline hard negatives and MGDSPR mixed hard negatives, query
+rewrites; validates each epoch by exact retrieval over the whole corpus for held-out requests of the last
+training day (early stopping on click_recall@K); writes the model directory whole or not at all:
+
+    checkpoint.pt  model_config.json  export/  metrics.json  curves.png  manifest.json
+
+and tracks the run in MLflow (params, per-epoch metrics, the files, a new registered model version).
+torch and mlflow are imported inside functions.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ebr.index.atomic import atomic_output_dir
+from ebr.train.checkpoint import save_two_tower
+from ebr.train.retrieval_data import DocTable, RowSet, TrainingData, ValidationSet, load_training_data
+from ebr.train.tracking import CURVES_PNG, RunLogger, mlflow_run, plot_curves, untracked_note, write_json
+from ebr.train.two_tower_config import TwoTowerTrainConfig
+
+if TYPE_CHECKING:
+    import torch
+
+    from ebr.models.two_tower import TwoTowerModel
+    from ebr.train.losses import RetrievalLossConfig
+
+log = logging.getLogger(__name__)
+FORMAT = "ebr.two_tower/1"
+MANIFEST = "manifest.json"
+METRICS_JSON = "metrics.json"
+EXPORT_DIR = "export"
+ARTIFACT_PATH = "model"
+_ORDER, _NEGATIVES, _VALID = 1, 2, 3
+
+
+# ------------------------------------------------------------------------------------------------ batches
+
+
+@dataclass
+class Batch:
+    """One step's rows and negatives: `shared` doc-table rows seen by every row, `per_row` [B, S] rows."""
+
+    idx: np.ndarray
+    shared: np.ndarray
+    per_row: np.ndarray | None
+    hard_filled: int = 0
+
+
+class NegativeSampler:
+    """Draws each batch's negatives into one shared pool: random docs by `prob` plus the rows' own offline hard
+    negatives (every row sees the pool); the exposed-unclicked ablation instead gives each row its own slots."""
+
+    def __init__(self, data: TrainingData, cfg: TwoTowerTrainConfig) -> None:
+        nc, b = cfg.negatives, cfg.train.batch_size
+        self.docs = data.docs
+        self.exposed = data.exposed if nc.use_exposed_unclicked else None
+        self.hard = data.hard if nc.hard_negatives else None
+        self.shared = 0 if self.exposed is not None else nc.random_negatives
+        self.hard_slots = math.ceil((b - 1 + self.shared) / nc.easy_hard_ratio) if self.hard is not None else 0
+        self.exposed_slots = nc.exposed_unclicked_per_row if self.exposed is not None else 0
+
+    def batch(self, rows: RowSet, idx: np.ndarray, rng: np.random.Generator, own: bool = True) -> Batch:
+        """Negatives of the rows `idx`; `own` = False (rows of another split) skips the per-request sources."""
+        parts = [self.docs.sample(self.shared, rng)]
+        filled = 0
+        codes = rows.request_code[idx] if own else np.full(len(idx), -1)
+        if self.hard is not None:
+            for code in codes:
+                own = self.hard[code] if code >= 0 else ()
+                if len(own):
+                    pick = rng.choice(own, min(self.hard_slots, len(own)), replace=False)
+                    parts.append(pick)
+                    filled += len(pick)
+        shared = np.concatenate(parts).astype(np.int64)
+        if self.exposed is None:
+            return Batch(idx, shared, None, filled)
+        # Ablation: a row's slots hold its request's exposed-unclicked docs (with replacement), else random docs.
+        per_row = self.docs.sample(len(idx) * self.exposed_slots, rng).reshape(len(idx), self.exposed_slots)
+        for i, code in enumerate(codes):
+            if code >= 0 and len(self.exposed[code]):
+                per_row[i] = rng.choice(self.exposed[code], self.exposed_slots)
+        return Batch(idx, shared, per_row, filled)
+
+
+def epoch_order(rows: RowSet, use_weights: bool, rng: np.random.Generator) -> np.ndarray:
+    """Row order of one epoch: weighted draws with replacement (a row's weight is its rate), else a permutation.
+
+    The retrieval losses average over rows without weights, so weighting by sampling gives the weighted loss in
+    expectation."""
+    n = len(rows)
+    if use_weights and not np.allclose(rows.weights, rows.weights[0]):
+        p = rows.weights / rows.weights.sum()
+        return rng.choice(n, size=n, replace=True, p=p)
+    return rng.permutation(n)
+
+
+# --------------------------------------------------------------------------------------------------- loss
+
+
+def _cat_inputs(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    import torch
+
+    return {k: torch.cat([a[k], b[k]]) for k in a}
+
+
+def batch_loss(
+    model: TwoTowerModel,
+    rows: RowSet,
+    docs: DocTable,
+    batch: Batch,
+    lcfg: RetrievalLossConfig,
+    rewrite_weight: float,
+    generator: torch.Generator,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """The configured retrieval loss of one batch (+ the rewrite hard-negative term); returns (loss, parts)."""
+    import torch
+    import torch.nn.functional as F
+
+    from ebr.train.losses import retrieval_loss
+
+    idx = batch.idx
+    b, m = len(idx), len(batch.shared)
+    neg_rows = batch.shared if batch.per_row is None else np.concatenate([batch.shared, batch.per_row.ravel()])
+    q = model.encode_queries(rows.query_tensors(idx))
+    pos_in = rows.doc_tensors(idx)
+    d = model.encode_docs(_cat_inputs(pos_in, _doc_inputs(docs, neg_rows)) if len(neg_rows) else pos_in)
+    pos = d[:b]
+    pos_ids = torch.from_numpy(rows.doc_ids[idx])
+    pos_lq = torch.from_numpy(rows.log_q[idx]).to(q.dtype)
+    neg = neg_ids = neg_lq = None
+    if batch.per_row is not None:
+        s = batch.per_row.shape[1]
+        shared = d[b : b + m].unsqueeze(0).expand(b, m, -1)
+        neg = torch.cat([shared, d[b + m :].view(b, s, -1)], dim=1)
+        ids = np.concatenate([np.broadcast_to(docs.ids[batch.shared], (b, m)), docs.ids[batch.per_row]], axis=1)
+        lq = np.concatenate([np.broadcast_to(docs.log_q[batch.shared], (b, m)), docs.log_q[batch.per_row]], axis=1)
+        neg_ids, neg_lq = torch.from_numpy(ids), torch.from_numpy(lq).to(q.dtype)
+    elif m:
+        neg = d[b:]
+        neg_ids = torch.from_numpy(docs.ids[batch.shared])
+        neg_lq = torch.from_numpy(docs.log_q[batch.shared]).to(q.dtype)
+    loss = retrieval_loss(lcfg, q, pos, neg, pos_ids=pos_ids, neg_ids=neg_ids, pos_log_q=pos_lq, neg_log_q=neg_lq,
+                          generator=generator)
+    parts = {"loss_retrieval": float(loss.detach())}
+    if rows.rewrite_row is not None and rewrite_weight > 0:
+        rr = rows.rewrite_row[idx]
+        sel = np.flatnonzero(rr >= 0)
+        if len(sel):
+            # The clicked doc must prefer its query to the query with a core term dropped (seed 000).
+            q_neg = model.encode_queries(rows.rewrite_tensors(rr[sel]))
+            tau = lcfg.effective_temperature
+            anchor = pos[sel]
+            logits = torch.stack([(q[sel] * anchor).sum(-1), (q_neg * anchor).sum(-1)], dim=1) / tau
+            rewrite = F.cross_entropy(logits, torch.zeros(len(sel), dtype=torch.long))
+            parts["loss_rewrite"] = float(rewrite.detach())
+            loss = loss + rewrite_weight * rewrite
+    return loss, parts
+
+
+def _doc_inputs(docs: DocTable, rows: np.ndarray) -> dict[str, torch.Tensor]:
+    import torch
+
+    return {k: torch.from_numpy(np.ascontiguousarray(v[rows])) for k, v in docs.arrays.items()}
+
+
+# ---------------------------------------------------------------------------------------------- validation
+
+
+def encode_doc_table(model: TwoTowerModel, docs: DocTable, batch_size: int) -> np.ndarray:
+    """Doc vectors [N, k] of the whole doc table (eval mode, no gradients)."""
+    import torch
+
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(docs), batch_size):
+            out.append(model.encode_docs(_doc_inputs(docs, np.arange(start, min(start + batch_size, len(docs))))))
+    return torch.cat(out).numpy()
+
+
+def exact_top_k(queries: np.ndarray, doc_vectors: np.ndarray, doc_ids: np.ndarray, k: int) -> np.ndarray:
+    """Doc ids [Q, k] of the highest inner products over every doc (exact search, chunks of queries)."""
+    import torch
+
+    k = min(k, len(doc_ids))
+    d = torch.from_numpy(np.ascontiguousarray(doc_vectors, dtype=np.float32))
+    out = []
+    for start in range(0, len(queries), 256):
+        q = torch.from_numpy(np.ascontiguousarray(queries[start : start + 256], dtype=np.float32))
+        out.append(torch.topk(q @ d.T, k, dim=1).indices.numpy())
+    idx = np.concatenate(out) if out else np.zeros((0, k), dtype=np.int64)
+    return doc_ids[idx]
+
+
+def validate(
+    model: TwoTowerModel,
+    data: TrainingData,
+    valid: ValidationSet,
+    cfg: TwoTowerTrainConfig,
+    sampler: NegativeSampler,
+) -> dict[str, float]:
+    """Validation click_recall@K (exact search over the whole doc table) and the loss on fixed negatives."""
+    import torch
+
+    from ebr.evaluate.metrics import Judgements, click_recall
+
+    tc = cfg.train
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            vecs = encode_doc_table(model, data.docs, tc.encode_batch_size)
+            qi = valid.query_index
+            qv = torch.cat([model.encode_queries(valid.rows.query_tensors(qi[s : s + tc.encode_batch_size]))
+                            for s in range(0, len(qi), tc.encode_batch_size)]).numpy()
+            k = min(tc.valid_k, len(data.docs))
+            top = exact_top_k(qv, vecs, data.docs.ids, k)
+            recall = click_recall(top, Judgements.from_clicks(valid.clicked), [k])[k]
+            rng = np.random.default_rng([tc.seed, 0, _VALID])
+            gen = torch.Generator().manual_seed(tc.seed)
+            losses = []
+            for start in range(0, len(valid.rows), tc.batch_size):
+                idx = np.arange(start, min(start + tc.batch_size, len(valid.rows)))
+                if len(idx) < 2:
+                    continue
+                loss, _ = batch_loss(model, valid.rows, data.docs, sampler.batch(valid.rows, idx, rng, own=False),
+                                     cfg.loss_config(), 0.0, gen)
+                losses.append(float(loss))
+    finally:
+        model.train(was)
+    out = {f"valid_click_recall_at_{tc.valid_k}": recall.value}
+    if losses:
+        out["valid_loss"] = float(np.mean(losses))
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ training
+
+
+@contextmanager
+def torch_settings(num_threads: int | None, deterministic: bool) -> Iterator[None]:
+    """Torch thread count and deterministic algorithms for the block, restored afterwards."""
+    import torch
+
+    threads, det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    if num_threads is not None:
+        torch.set_num_threads(num_threads)
+    torch.use_deterministic_algorithms(deterministic)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(det)
+
+
+def fit_two_tower(
+    model: TwoTowerModel,
+    data: TrainingData,
+    cfg: TwoTowerTrainConfig,
+    on_epoch: Callable[[dict[str, float]], None] | None = None,
+) -> tuple[list[dict[str, float]], dict[str, Any]]:
+    """Train with early stopping on validation recall; the best epoch's weights end in `model`.
+
+    Returns the history (epoch 0 = before training) and a summary (best epoch, stopped early, hard share)."""
+    import torch
+    from tqdm import tqdm
+
+    from ebr.train.optimizers import clip_grad_norm, make_optimizers
+
+    tc, oc = cfg.train, cfg.optimizer
+    lcfg = cfg.loss_config()
+    sampler = NegativeSampler(data, cfg)
+    metric = f"valid_click_recall_at_{tc.valid_k}"
+    history: list[dict[str, float]] = []
+    summary: dict[str, Any] = {"shared_random_negatives": sampler.shared, "hard_slots_per_row": sampler.hard_slots,
+                               "exposed_unclicked_slots_per_row": sampler.exposed_slots}
+    hard_filled = hard_total = 0
+    with torch_settings(tc.num_threads, tc.deterministic), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(tc.seed)
+        gen = torch.Generator().manual_seed(tc.seed)
+        opts = make_optimizers(model, oc)
+        params = [p for p in model.parameters() if p.requires_grad]
+        row0: dict[str, float] = {"epoch": 0.0}
+        if data.valid is not None:
+            row0.update(validate(model, data, data.valid, cfg, sampler))
+        history.append(row0)
+        if on_epoch:
+            on_epoch(row0)
+        best, best_epoch, best_state, stale = row0.get(metric, -math.inf), 0, None, 0
+        for epoch in range(1, tc.epochs + 1):
+            model.train()
+            order = epoch_order(data.train, cfg.data.use_weights, np.random.default_rng([tc.seed, epoch, _ORDER]))
+            rng = np.random.default_rng([tc.seed, epoch, _NEGATIVES])
+            starts = [s for s in range(0, len(order), tc.batch_size) if len(order) - s >= 2]
+            sums: dict[str, float] = {}
+            t0 = time.perf_counter()
+            with tqdm(total=len(starts), desc=f"two-tower {epoch}/{tc.epochs}", unit="step",
+                      disable=not tc.progress, leave=False) as bar:
+                for s in starts:
+                    batch = sampler.batch(data.train, order[s : s + tc.batch_size], rng)
+                    hard_filled += batch.hard_filled
+                    hard_total += len(batch.idx) * sampler.hard_slots
+                    loss, parts = batch_loss(model, data.train, data.docs, batch, lcfg,
+                                             cfg.data.rewrite_negative_weight, gen)
+                    if not torch.isfinite(loss):
+                        raise FloatingPointError(f"two-tower loss is {float(loss)} at epoch {epoch}")
+                    for o in opts:
+                        o.zero_grad(set_to_none=True)
+                    loss.backward()
+                    if oc.grad_clip_norm is not None:
+                        parts["grad_norm"] = clip_grad_norm(params, oc.grad_clip_norm)
+                    for o in opts:
+                        o.step()
+                    for k, v in {"loss": float(loss.detach()), **parts}.items():
+                        sums[k] = sums.get(k, 0.0) + v
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
+            row = {"epoch": float(epoch), **{f"train_{k}": v / len(starts) for k, v in sums.items()},
+                   "examples_per_s": len(starts) * tc.batch_size / max(time.perf_counter() - t0, 1e-9)}
+            if data.valid is not None:
+                row.update(validate(model, data, data.valid, cfg, sampler))
+            history.append(row)
+            log.info("two-tower epoch %d: %s", epoch, {k: round(v, 4) for k, v in row.items()})
+            if on_epoch:
+                on_epoch(row)
+            if metric in row:
+                if row[metric] > best + tc.min_delta:
+                    best, best_epoch, stale = row[metric], epoch, 0
+                    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                else:
+                    stale += 1
+                    if tc.early_stopping_patience and stale >= tc.early_stopping_patience:
+                        summary["stopped_early"] = True
+                        break
+        if data.valid is None:
+            best_epoch = len(history) - 1
+        elif best_state is not None:
+            model.load_state_dict(best_state)
+        else:
+            summary["note"] = "no epoch beat the untrained model on validation: the weights of the last epoch are kept"
+            best_epoch = len(history) - 1
+    model.eval()
+    summary.update(best_epoch=best_epoch, epochs_run=len(history) - 1, stopped_early=summary.get("stopped_early",
+                   False), hard_slots_filled=(hard_filled / hard_total) if hard_total else 0.0)
+    if metric in history[best_epoch]:
+        summary["best_" + metric] = history[best_epoch][metric]
+    return history, summary
+
+
+# --------------------------------------------------------------------------------------------------- step
+
+
+def _example_inputs(rows: RowSet, n: int) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    idx = np.arange(min(n, len(rows)))
+    return rows.query_tensors(idx), rows.doc_tensors(idx)
+
+
+def _final_metrics(history: list[dict[str, float]], best_epoch: int) -> dict[str, float]:
+    best = history[best_epoch]
+    out = {k: v for k, v in best.items() if k != "epoch"}
+    out["best_epoch"] = float(best_epoch)
+    if history[0]:
+        out.update({f"untrained_{k}": v for k, v in history[0].items() if k.startswith("valid_")})
+    return out
+
+
+def train_two_tower(
+    samples_dir: str | Path,
+    features_dir: str | Path,
+    out_dir: str | Path,
+    cfg: TwoTowerTrainConfig | None = None,
+    warm_start: str | Path | None = None,
+) -> dict[str, Any]:
+    """Train the two-tower model on the samples of day D and write its model directory (see module doc).
+
+    `warm_start` is a previous model directory (the champion) whose matching weights initialize the model.
+    Returns the model dir, export dir, model version, registered version, MLflow run id, metrics and history."""
+    from ebr.models.two_tower import TwoTowerModel
+    from ebr.train.checkpoint import warm_start as load_warm
+    from ebr.train.export import export_two_tower
+
+    cfg = cfg or TwoTowerTrainConfig()
+    if not isinstance(cfg, TwoTowerTrainConfig):
+        raise TypeError(f"cfg must be a TwoTowerTrainConfig, got {type(cfg).__name__}")
+    t_start = time.perf_counter()
+    data = load_training_data(samples_dir, features_dir, cfg)
+    timings = {"load_data": time.perf_counter() - t_start}
+    notes = list(data.notes)
+    model = TwoTowerModel(cfg.model)
+    warm = load_warm(model, warm_start) if warm_start is not None else None
+    tags = {"ebr.day": data.day, "ebr.samples_dir": str(samples_dir)}
+    with mlflow_run(cfg.mlflow, "train_two_tower", tags) as run:
+        model_version = f"{data.day}.{(run.run_id if run else uuid.uuid4().hex)[:8]}"
+        if run is not None:
+            run.log_params(cfg.model_dump(mode="json"))
+            run.set_tags({"ebr.model_version": model_version})
+        t0 = time.perf_counter()
+        history, summary = fit_two_tower(model, data, cfg, _epoch_logger(run))
+        timings["train"] = time.perf_counter() - t0
+        final = _final_metrics(history, summary["best_epoch"])
+        if "note" in summary:
+            notes.append(summary["note"])
+        out = Path(out_dir)
+        with atomic_output_dir(out, marker=MANIFEST) as tmp:
+            t0 = time.perf_counter()
+            save_two_tower(model, tmp, {"epoch": summary["best_epoch"], "model_version": model_version})
+            q_ex, d_ex = _example_inputs(data.train, cfg.train.example_rows)
+            export_two_tower(model, tmp / EXPORT_DIR, query_inputs=q_ex, doc_inputs=d_ex, model_version=model_version)
+            timings["export"] = time.perf_counter() - t0
+            plot_curves({"two_tower": history}, tmp / CURVES_PNG, f"two-tower {model_version} (day {data.day})")
+            write_json(tmp / METRICS_JSON, {"format": FORMAT, "day": data.day, "model_version": model_version,
+                                            "final": final, "summary": summary, "history": history})
+            registered = None
+            if run is not None:
+                run.log_metrics({f"final.{k}": v for k, v in final.items()})
+                run.log_artifacts(tmp, ARTIFACT_PATH)
+                if cfg.mlflow.registered_model:
+                    registered = run.register(cfg.mlflow.registered_model, ARTIFACT_PATH,
+                                              f"two-tower trained on {data.train_days[0]}..{data.train_days[-1]}")
+            notes += untracked_note(run.run_id if run else None)
+            timings["total"] = time.perf_counter() - t_start
+            manifest = {
+                "format": FORMAT, "kind": "two_tower", "model_version": model_version, "day": data.day,
+                "train_days": data.train_days, "rows": data.counts, "seed": {"model": cfg.model.seed,
+                                                                              "train": cfg.train.seed},
+                "best_epoch": summary["best_epoch"], "summary": summary, "warm_start": warm,
+                "mlflow_run_id": run.run_id if run else None,
+                "registered_model": cfg.mlflow.registered_model if registered else None,
+                "registered_version": registered, "samples_dir": str(samples_dir),
+                "features_dir": str(features_dir), "notes": notes,
+                "timings_s": {k: round(v, 2) for k, v in timings.items()},
+                "files": {"checkpoint": "checkpoint.pt", "config": "model_config.json", "export": EXPORT_DIR,
+                          "metrics": METRICS_JSON, "curves": CURVES_PNG},
+                "config": cfg.model_dump(mode="json"),
+            }
+            write_json(tmp / MANIFEST, manifest)
+            if run is not None:
+                run.log_artifact(tmp / MANIFEST, ARTIFACT_PATH)
+    return {"model_dir": str(out), "export_dir": str(out / EXPORT_DIR), "model_version": model_version,
+            "registered_version": registered, "mlflow_run_id": manifest["mlflow_run_id"], "metrics": final,
+            "history": history, "summary": summary, "notes": notes}
+
+
+def _epoch_logger(run: RunLogger | None) -> Callable[[dict[str, float]], None] | None:
+    if run is None:
+        return None
+    return lambda row: run.log_metrics({k: v for k, v in row.items() if k != "epoch"}, int(row["epoch"]))

@@ -1,0 +1,68 @@
+"""The whole daily DAG through the real KFP local runner on tiny simulated data, two days in a row.
+
+Day 1 has no champion, so the gate publishes; day 2 warm-starts from that champion and the gate decides; the
+decision, CURRENT and the MLflow alias must agree. Models are shrunk by config so the run fits in CI.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from ebr.bundle import current_version, verify_bundle
+from ebr.config import load_ebr_config
+from pipelines.local import run_local
+
+FAST = [
+    "two_tower.train.epochs=1",
+    "fine_ranker.train.epochs=1",
+    "coarse_ranker.train.epochs=1",
+    "index.latency_queries=20",
+    "index.num_eval_queries=100",
+]
+
+
+@pytest.fixture(scope="module")
+def two_days(tiny_data: Path, tiny_days: list[str], tmp_path_factory) -> dict:
+    work = tmp_path_factory.mktemp("daily")
+    data = work / "data"
+    shutil.copytree(tiny_data, data)
+    ws = work / "ws"
+    cfg = load_ebr_config(None, FAST)
+    day1, day2 = tiny_days[-2], tiny_days[-1]
+    r1 = json.loads(run_local(data, day1, ws, cfg).read_text(encoding="utf-8"))
+    v1 = current_version(ws / "bundles")
+    r2 = json.loads(run_local(data, day2, ws, cfg).read_text(encoding="utf-8"))
+    return {"ws": ws, "r1": r1, "r2": r2, "v1": v1, "v2": current_version(ws / "bundles"), "data": data}
+
+
+@pytest.mark.slow
+def test_first_day_publishes_a_verified_bundle(two_days):
+    r1, ws = two_days["r1"], two_days["ws"]
+    assert r1["decision"]["publish"] is True
+    assert two_days["v1"] == r1["decision"]["version"]
+    manifest = verify_bundle(ws / "bundles" / two_days["v1"])
+    assert manifest["index"]["ann_recall"] >= 0.95
+    for step in ("validate_data", "build_features", "build_samples", "validate_samples", "train_two_tower",
+                 "train_fine_ranker", "distill_coarse_ranker", "export_doc_embeddings", "build_index", "evaluate",
+                 "publish"):
+        assert r1["steps"][step]["status"] == "ok", step
+    systems = r1["evaluation"]["retrieval"]["systems"]
+    assert {"model", "bm25", "popularity"} <= set(systems)
+    assert r1["evaluation"]["examples"], "the run shows example queries"
+
+
+@pytest.mark.slow
+def test_second_day_warm_starts_and_the_gate_decision_matches_current(two_days):
+    r2 = two_days["r2"]
+    assert r2["evaluation"]["champion_version"] is not None  # evaluated against the day-1 champion
+    decision = r2["decision"]
+    assert decision["reason"]
+    if decision["publish"]:
+        assert two_days["v2"] == decision["version"] != two_days["v1"]
+    else:
+        assert two_days["v2"] == two_days["v1"]
+        assert "keep_champion" in r2["steps"]

@@ -1,0 +1,123 @@
+"""evaluate_two_tower on the tiny pipeline: model, champion and baselines on the holdout day, ann_recall of a
+built index, the report files, MLflow, and one metric recomputed independently."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.train.test_two_tower_pipeline import pipe, trained  # noqa: F401
+
+pytestmark = pytest.mark.slow
+
+
+def _eval_config(mlflow_dir: Path):
+    from ebr.evaluate.two_tower import TwoTowerEvalConfig
+
+    return TwoTowerEvalConfig(
+        evaluate={"ks": [10, 50, 100], "main_k": 50}, num_threads=1, progress=False,
+        mlflow={"tracking_uri": f"sqlite:///{mlflow_dir}/mlflow.db", "experiment": "ebr-two-tower",
+                "artifact_location": str(mlflow_dir / "artifacts")},
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def evaluated(pipe, tmp_path_factory):  # noqa: F811
+    from ebr.evaluate.two_tower import evaluate_two_tower
+    from ebr.index import IndexConfig, build_index
+    from ebr.index.export import ExportEmbeddingsConfig, export_doc_embeddings
+
+    work = tmp_path_factory.mktemp("evaluate")
+    model = trained(pipe, "base")
+    emb, index = work / "emb", work / "index"
+    export_doc_embeddings(model["model_dir"], pipe.features, pipe.data, pipe.day, emb,
+                          ExportEmbeddingsConfig(num_shards=2, progress=False))
+    build_index(emb, index, IndexConfig(factory="IVF8,Flat", num_eval_queries=50, latency_queries=5, recall_k=20,
+                                        progress=False, target_recall=0.5))
+    # the champion is the model itself: re-embedding the corpus with its own doc tower must give the same results
+    result = evaluate_two_tower(model["model_dir"], emb, pipe.features, pipe.data, pipe.day, work / "out",
+                                _eval_config(work), champion_dir=model["model_dir"], index_dir=index)
+    return model, emb, index, work, result
+
+
+def test_report_has_model_champion_and_baselines(evaluated):
+    _, _, _, work, result = evaluated
+    assert set(result["systems"]) == {"model", "champion", "popularity", "bm25"}
+    out = work / "out"
+    assert {"report", "evalset.parquet", "evaluation.json"} <= {p.name for p in out.iterdir()}
+    assert {"metrics.json", "report.md", "recall_at_k.png"} <= {p.name for p in (out / "report").iterdir()}
+    text = (out / "report" / "report.md").read_text()
+    for name in ("| model |", "| champion |", "| popularity |", "| bm25 |"):
+        assert name in text
+    summary = json.loads((out / "evaluation.json").read_text())
+    assert summary["model_version"] == result["model_version"] and summary["n_requests"] > 0
+
+
+def test_champion_equal_to_the_model_scores_the_same_and_passes_the_gate(evaluated):
+    _, _, _, _, result = evaluated
+    systems = result["metrics"]["systems"]
+    for metric in ("click_recall", "true_recall", "ndcg"):
+        for k, value in systems["model"][metric].items():
+            champion = systems["champion"][metric][k]
+            assert champion["n_requests"] == value["n_requests"]
+            # same towers and features; only float rounding of near-tied docs may reorder a result
+            assert champion["value"] == pytest.approx(value["value"], abs=1e-3)
+    assert result["gate"]["publish"] is True
+    assert result["gate_inputs"]["champion"].keys() == result["gate_inputs"]["new"].keys()
+
+
+def test_ann_recall_of_the_built_index_is_reported_for_the_model(evaluated):
+    _, _, _, _, result = evaluated
+    ann = result["metrics"]["systems"]["model"]["ann_recall"]
+    assert set(ann) == {"10", "50", "100"}
+    assert all(0.0 < v["value"] <= 1.0 and v["n_requests"] == result["n_requests"] for v in ann.values())
+    assert "ann_recall" not in result["metrics"]["systems"]["champion"]
+
+
+def test_click_recall_matches_an_independent_recomputation(pipe, evaluated):  # noqa: F811
+    from ebr.evaluate.evalset import EvalSet
+    from ebr.evaluate.two_tower import encode_queries, query_feature_rows
+    from ebr.index import read_embeddings
+    from ebr.index.export import export_dir_of
+    from ebr.train.export import load_exported
+
+    model, emb_dir, _, work, result = evaluated
+    evalset = EvalSet.load(work / "out" / "evalset.parquet")
+    bundle = load_exported(export_dir_of(model["model_dir"]))
+    queries = encode_queries(bundle, query_feature_rows(pipe.features, evalset), 256).astype(np.float64)
+    emb = read_embeddings(emb_dir)
+    scores = queries @ emb.vectors.astype(np.float64).T
+    top = emb.ids[np.argsort(-scores, axis=1, kind="stable")[:, :10]]
+    shares = [len(set(clicked) & set(row.tolist())) / len(set(clicked))
+              for clicked, row in zip(evalset.frame["clicked_doc_ids"], top, strict=True) if len(clicked)]
+    got = result["metrics"]["systems"]["model"]["click_recall"]["10"]
+    assert got["n_requests"] == len(shares)
+    assert got["value"] == pytest.approx(float(np.mean(shares)), abs=2.0 / len(shares))
+
+
+def test_the_evaluation_is_logged_to_mlflow(evaluated):
+    from mlflow.tracking import MlflowClient
+
+    _, _, _, work, result = evaluated
+    client = MlflowClient(tracking_uri=f"sqlite:///{work}/mlflow.db")
+    run = client.get_run(result["mlflow_run_id"])
+    assert run.data.metrics["click_recall_at_10"] == result["metrics"]["systems"]["model"]["click_recall"]["10"][
+        "value"]
+    assert "bm25.click_recall_at_10" in run.data.metrics
+    assert run.data.params["model_version"] == result["model_version"]
+    assert {"evaluation/metrics.json", "evaluation/report.md"} <= {
+        a.path for a in client.list_artifacts(run.info.run_id, "evaluation")}
+
+
+def test_embeddings_of_another_model_are_refused(pipe, evaluated, tmp_path):  # noqa: F811
+    from ebr.evaluate.two_tower import evaluate_two_tower
+
+    _, emb, _, work, _ = evaluated
+    other = trained(pipe, "other", json.dumps({"train": {"epochs": 1, "seed": 9}}))
+    with pytest.raises(ValueError, match="export the embeddings of this model"):
+        evaluate_two_tower(other["model_dir"], emb, pipe.features, pipe.data, pipe.day, tmp_path / "out",
+                           _eval_config(tmp_path))
+    assert not (tmp_path / "out").exists()
