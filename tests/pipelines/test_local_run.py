@@ -19,7 +19,9 @@ from pipelines.local import run_local
 FAST = [
     "two_tower.train.epochs=1",
     "fine_ranker.train.epochs=1",
+    "fine_ranker.train.requests_per_epoch=600",
     "coarse_ranker.train.epochs=1",
+    "coarse_ranker.train.requests_per_epoch=600",
     "index.latency_queries=20",
     "index.num_eval_queries=100",
 ]
