@@ -13,9 +13,10 @@ def validate_data(data_root: str, day: str, workspace: str, config: str, report:
     from ebr.validation import validate_raw
 
     with step("validate_data", workspace, day, config) as ctx:
+        ctx.info["report"] = f"{report.path}/report.md"
         res = validate_raw(data_root, day, report.path, ctx.cfg.validation)
         report.metadata["success"] = bool(res.success)
-        ctx.info["checks"] = len(res.checks)
+        ctx.info["verdict"] = f"PASSED: {len(res.checks)} checks, {len(res.warnings)} warnings"
 
 
 @dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
@@ -34,7 +35,7 @@ def build_features(data_root: str, day: str, workspace: str, config: str, valida
         with open(os.path.join(features.path, "features.json"), "w", encoding="utf-8") as f:
             json.dump({"features_dir": str(ctx.ws.features), **out}, f, default=str, indent=2)
         features.metadata["features_dir"] = str(ctx.ws.features)
-        ctx.info["rows"] = out.get("rows", {})
+        ctx.info["rows"] = {name: v["rows"] for name, v in out["views"].items()}
 
 
 @dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
@@ -50,8 +51,8 @@ def build_samples(data_root: str, day: str, workspace: str, config: str, feature
         prev_index, encode = champion_miner(ctx.ws.bundles)
         out = run(data_root, day, samples.path, ctx.cfg.samples, features_dir=features.metadata["features_dir"],
                   prev_index=prev_index, encode_queries=encode)
-        samples.metadata["rows"] = out.get("rows", {})
-        ctx.info["rows"] = out.get("rows", {})
+        ctx.info["rows"] = {name: t["rows"] for name, t in out["tables"].items()}
+        samples.metadata["rows"] = ctx.info["rows"]
 
 
 @dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
@@ -61,5 +62,7 @@ def validate_samples(day: str, workspace: str, config: str, samples: Input[Datas
     from ebr.validation import validate_samples as run
 
     with step("validate_samples", workspace, day, config) as ctx:
+        ctx.info["report"] = f"{report.path}/report.md"
         res = run(samples.path, report.path, ctx.cfg.validation)
         report.metadata["success"] = bool(res.success)
+        ctx.info["verdict"] = f"PASSED: {len(res.checks)} checks, {len(res.warnings)} warnings"

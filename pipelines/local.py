@@ -21,13 +21,19 @@ class PipelineFailed(RuntimeError):
     """A task of the daily DAG failed; the message names the task, the error and the log with every detail."""
 
 
-def _failure(log_file: Path, error: BaseException) -> PipelineFailed:
-    """The failed task's own error (the last exception line of its log), not just the runner's summary."""
+def _failure(log_file: Path, error: BaseException, steps_dir: Path | None = None) -> PipelineFailed:
+    """The failed task's own error (the last exception line of its log), not just the runner's summary, and the
+    report of a failed validation step (the run stops there, before training)."""
     text = log_file.read_text(encoding="utf-8", errors="replace") if log_file.is_file() else ""
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     cause = next((ln for ln in reversed(lines) if re.match(r"^[A-Za-z_.]+(Error|Exception|Failed):", ln)), "")
     summary = re.sub(r"\x1b\[[0-9;]*m", "", str(error))
-    return PipelineFailed(f"{summary}\n  cause: {cause or 'see log'}\n  task logs: {log_file}")
+    reports = []
+    for p in sorted(steps_dir.glob("*.json")) if steps_dir and steps_dir.is_dir() else []:
+        step = json.loads(p.read_text(encoding="utf-8"))
+        if step.get("status") == "failed" and step.get("report"):
+            reports.append(f"\n  {step['step']} report: {step['report']}")
+    return PipelineFailed(f"{summary}\n  cause: {cause or 'see log'}{''.join(reports)}\n  task logs: {log_file}")
 
 
 def resolve_local_day(data_root: Path, day: str) -> str:
@@ -69,7 +75,7 @@ def run_local(data_root: str | Path, day: str, workspace: str | Path, cfg: EbrCo
         except BaseException as e:  # noqa: BLE001 - re-raised below with the log path
             error = e
     if error is not None:
-        raise _failure(log_file, error) from error
+        raise _failure(log_file, error, ws.reports(day) / "steps") from error
     return write_run_report(ws, day, time.perf_counter() - t0, log_file)
 
 

@@ -24,7 +24,12 @@ def render_run(report: dict[str, Any], data_root: str | Path | None = None) -> s
     steps = report.get("steps", {})
     for name in sorted(steps, key=lambda n: STEP_ORDER.index(n) if n in STEP_ORDER else 99):
         s = steps[name]
-        lines.append(f"  {name:<24}{s['wall_s']:>8.1f}  {s.get('status', '')}")
+        extra = s.get("verdict") or ""
+        if s.get("rows"):
+            extra = "rows: " + ", ".join(f"{k} {v}" for k, v in s["rows"].items())
+        if s.get("status") != "ok" and s.get("report"):
+            extra = f"report: {s['report']}"
+        lines.append(f"  {name:<24}{s['wall_s']:>8.1f}  {s.get('status', '')}  {extra}".rstrip())
     ev = report.get("evaluation") or {}
     table = ev.get("table")
     if table:
