@@ -63,6 +63,9 @@ def run_local(data_root: str | Path, day: str, workspace: str | Path, cfg: EbrCo
     data_root, ws = Path(data_root).resolve(), Workspace.at(workspace)
     day = resolve_local_day(data_root, day)
     ws.root.mkdir(parents=True, exist_ok=True)
+    import shutil
+
+    shutil.rmtree(ws.reports(day) / "steps", ignore_errors=True)  # this run's records only
     log_file = Path(log_path) if log_path else ws.reports(day) / "kfp.log"
     log_file.parent.mkdir(parents=True, exist_ok=True)
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(ws.kfp_root),
