@@ -34,6 +34,7 @@ def _batch(data, cfg, seed: int = 0, size: int = 64):
 def _loss(model, data, cfg, batch, rewrite_weight: float = 0.0):
     from ebr.train.two_tower import batch_loss
 
+    model.eval()  # no dropout: two calls on the same batch differ only by the config
     with torch.no_grad():
         loss, parts = batch_loss(model, data.train, data.docs, batch, cfg.loss_config(), rewrite_weight,
                                  torch.Generator().manual_seed(0))
@@ -94,10 +95,11 @@ def test_temperature_off_scores_plain_cosines(pipe):  # noqa: F811
     data = _data(pipe)
     on_cfg = tiny_config(None)
     off_cfg = tiny_config(None, model={"use_temperature": False})
-    assert on_cfg.loss_config().effective_temperature == 2.0
+    tau = on_cfg.model.temperature
+    assert tau != 1.0 and on_cfg.loss_config().effective_temperature == tau
     assert off_cfg.loss_config().effective_temperature == 1.0
     model_on, model_off = TwoTowerModel(on_cfg.model), TwoTowerModel(off_cfg.model)
-    assert model_off.temperature == 1.0 and model_on.temperature == 2.0
+    assert model_off.temperature == 1.0 and model_on.temperature == tau
     batch = _batch(data, on_cfg)
     assert _loss(model_on, data, on_cfg, batch)[0] != pytest.approx(_loss(model_on, data, off_cfg, batch)[0])
 
