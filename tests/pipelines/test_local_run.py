@@ -18,6 +18,7 @@ from pipelines.local import run_local
 
 FAST = [
     "two_tower.train.epochs=1",
+    "two_tower.negatives.random_negatives=128",
     "fine_ranker.train.epochs=1",
     "fine_ranker.train.requests_per_epoch=600",
     "coarse_ranker.train.epochs=1",
