@@ -11,6 +11,18 @@ os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
 
 TINY_DAYS = 6
+
+
+@pytest.fixture(autouse=True)
+def _no_ambient_mlflow_server():
+    """Tests track only where they say: no $MLFLOW_TRACKING_URI from the shell, none leaked by a component run
+    in-process (components set it to their workspace's database)."""
+    saved = os.environ.pop("MLFLOW_TRACKING_URI", None)
+    yield
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    if saved is not None:
+        os.environ["MLFLOW_TRACKING_URI"] = saved
+
 TINY_SEED = 11
 
 

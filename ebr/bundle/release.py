@@ -18,6 +18,7 @@ from ebr.bundle.champion import champion_model_dir
 from ebr.bundle.layout import assemble_bundle, current_version, publish_bundle
 from ebr.evaluate.gate import GateDecision
 from ebr.index.checksums import sha256_file
+from ebr.train.tracking import resolve_tracking_uri
 from ebr.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -124,19 +125,21 @@ def publish_day(data_root: str | Path, day: str, ws: Workspace, cfg: EbrConfig, 
     assemble_bundle(staging, version=version, model_dir=model_dir, index_dir=index_dir, docs=docs,
                     coarse_ranker_dir=coarse_dir, info=info)
     final = publish_bundle(ws.bundles, staging, version)
-    alias = _set_champion_alias(info["registered_model"], info["registered_version"])
+    alias = _set_champion_alias(resolve_tracking_uri(cfg.two_tower.mlflow), info["registered_model"],
+                                info["registered_version"])
     ws.record(day, "decision", {"publish": True, "reason": reason, "bundle": str(final), "version": version,
                                 "mlflow_alias": alias})
     return final
 
 
-def _set_champion_alias(name: str | None, version: str | int | None) -> str | None:
-    """Point the registered model's `champion` alias at the published version (only ever at publish time)."""
-    if not name or version is None:
+def _set_champion_alias(tracking_uri: str | None, name: str | None, version: str | int | None) -> str | None:
+    """Point the registered model's `champion` alias at the published version (only ever at publish time), in the
+    registry the trainer registered it in (never MLflow's ambient default)."""
+    if not tracking_uri or not name or version is None:
         return None
     from mlflow import MlflowClient
 
-    MlflowClient().set_registered_model_alias(name, "champion", str(version))
+    MlflowClient(tracking_uri=tracking_uri).set_registered_model_alias(name, "champion", str(version))
     return f"models:/{name}@champion -> {version}"
 
 

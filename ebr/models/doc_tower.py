@@ -14,6 +14,7 @@ from ebr.models.blocks.mlp import MLP
 from ebr.models.blocks.pooling import masked_mean
 from ebr.models.blocks.senet import SENet
 from ebr.models.config import DocTowerConfig, FeaturizerConfig
+from ebr.models.seeding import seeded
 
 
 class DocTower(nn.Module):
@@ -27,9 +28,7 @@ class DocTower(nn.Module):
         seed: int | None = None,
     ) -> None:
         super().__init__()
-        with torch.random.fork_rng(devices=[], enabled=seed is not None):
-            if seed is not None:
-                torch.manual_seed(seed)
+        with seeded(seed):
             self._build(config, featurizer, sparse)
 
     def _build(self, c: DocTowerConfig, featurizer: FeaturizerConfig, sparse: bool) -> None:

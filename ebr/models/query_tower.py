@@ -21,6 +21,7 @@ from ebr.models.behavior import (
 )
 from ebr.models.blocks.attention import TransformerLayer
 from ebr.models.config import FeaturizerConfig, QueryTowerConfig
+from ebr.models.seeding import seeded
 from ebr.models.semantic_unit import MultiGranularSemanticUnit
 from ebr.models.user_profile import UserProfileEncoder
 
@@ -36,9 +37,7 @@ class QueryTower(nn.Module):
         seed: int | None = None,
     ) -> None:
         super().__init__()
-        with torch.random.fork_rng(devices=[], enabled=seed is not None):
-            if seed is not None:
-                torch.manual_seed(seed)
+        with seeded(seed):
             self._build(config, featurizer, sparse)
 
     def _build(self, c: QueryTowerConfig, featurizer: FeaturizerConfig, sparse: bool) -> None:

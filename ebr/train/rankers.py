@@ -116,7 +116,11 @@ class CoarseRankerStepConfig(Section):
     """`distill_coarse_ranker`: the student model, distillation, training loop, evaluation and tracking."""
 
     model: CoarseRankerConfig = Field(default_factory=CoarseRankerConfig)
-    train: RankerTrainConfig = Field(default_factory=lambda: RankerTrainConfig(epochs=6))
+    train: RankerTrainConfig = Field(
+        default_factory=lambda: RankerTrainConfig(epochs=4),
+        description="4 epochs: on the small day the distilled student's validation teacher_agreement@10 was 0.957 "
+        "after 4 and 0.966 after 6 (plain student: 0.873 after 6), at ~10 s per epoch and student",
+    )
     distill: DistillConfig = Field(default_factory=DistillConfig)
     evaluation: RankerEvalConfig = Field(default_factory=RankerEvalConfig)
     mlflow: MlflowConfig = Field(default_factory=_tracking)
@@ -271,36 +275,31 @@ def save_model(model: torch.nn.Module, config: Section, out_dir: Path) -> None:
     (out_dir / MODEL_CONFIG).write_text(config.model_dump_json(indent=2) + "\n", encoding="utf-8")
 
 
-def load_fine_ranker(model_dir: str | Path) -> FineRanker:
-    """The teacher saved by `train_fine_ranker`, in eval mode."""
+def _load_ranker(model_dir: str | Path, kind: str, config_cls: type[Section], model_cls: type) -> Any:
+    """A ranker saved by `save_model` (config + state dict), in eval mode; names the missing file otherwise."""
     import torch
-
-    from ebr.models.rankers.fine_ranker import FineRanker
 
     d = Path(model_dir)
     for f in (MODEL_CONFIG, MODEL_FILE):
         if not (d / f).is_file():
-            raise FileNotFoundError(f"{d} is not a fine-ranker folder: {f} is missing")
-    cfg = FineRankerConfig.model_validate_json((d / MODEL_CONFIG).read_text(encoding="utf-8"))
-    model = FineRanker(cfg)
+            raise FileNotFoundError(f"{d} is not a {kind} folder: {f} is missing")
+    model = model_cls(config_cls.model_validate_json((d / MODEL_CONFIG).read_text(encoding="utf-8")))
     model.load_state_dict(torch.load(d / MODEL_FILE, weights_only=True))
     return model.eval()
+
+
+def load_fine_ranker(model_dir: str | Path) -> FineRanker:
+    """The teacher saved by `train_fine_ranker`, in eval mode."""
+    from ebr.models.rankers.fine_ranker import FineRanker
+
+    return _load_ranker(model_dir, "fine-ranker", FineRankerConfig, FineRanker)
 
 
 def load_coarse_ranker(model_dir: str | Path) -> CoarseRanker:
     """The student saved by `distill_coarse_ranker` (eager), in eval mode."""
-    import torch
-
     from ebr.models.rankers.coarse_ranker import CoarseRanker
 
-    d = Path(model_dir)
-    for f in (MODEL_CONFIG, MODEL_FILE):
-        if not (d / f).is_file():
-            raise FileNotFoundError(f"{d} is not a coarse-ranker folder: {f} is missing")
-    cfg = CoarseRankerConfig.model_validate_json((d / MODEL_CONFIG).read_text(encoding="utf-8"))
-    model = CoarseRanker(cfg)
-    model.load_state_dict(torch.load(d / MODEL_FILE, weights_only=True))
-    return model.eval()
+    return _load_ranker(model_dir, "coarse-ranker", CoarseRankerConfig, CoarseRanker)
 
 
 # ------------------------------------------------------------------------------------------ reporting

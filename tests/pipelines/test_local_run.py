@@ -38,8 +38,23 @@ def two_days(tiny_data: Path, tiny_days: list[str], tmp_path_factory) -> dict:
     day1, day2 = tiny_days[-2], tiny_days[-1]
     r1 = json.loads(run_local(data, day1, ws, cfg).read_text(encoding="utf-8"))
     v1 = current_version(ws / "bundles")
+    alias1 = _champion_alias(ws)
     r2 = json.loads(run_local(data, day2, ws, cfg).read_text(encoding="utf-8"))
-    return {"ws": ws, "r1": r1, "r2": r2, "v1": v1, "v2": current_version(ws / "bundles"), "data": data}
+    return {"ws": ws, "r1": r1, "r2": r2, "v1": v1, "v2": current_version(ws / "bundles"), "data": data,
+            "alias_after_day1": alias1}
+
+
+def _champion_alias(ws: Path) -> str:
+    """The version the registry's `champion` alias points at, in the workspace's own MLflow database."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{ws / 'mlflow.db'}")
+    return str(client.get_model_version_by_alias("ebr-two-tower", "champion").version)
+
+
+def _bundle_model_version(ws: Path, version: str) -> str:
+    manifest = json.loads((ws / "bundles" / version / "model" / "manifest.json").read_text(encoding="utf-8"))
+    return str(manifest["registered_version"])
 
 
 @pytest.mark.slow
@@ -56,6 +71,9 @@ def test_first_day_publishes_a_verified_bundle(two_days):
     systems = r1["evaluation"]["retrieval"]["systems"]
     assert {"model", "bm25", "popularity"} <= set(systems)
     assert r1["evaluation"]["examples"], "the run shows example queries"
+    # the registry's champion alias was set at publish, on the model version the bundle ships
+    assert two_days["alias_after_day1"] == _bundle_model_version(ws, two_days["v1"])
+    assert r1["decision"]["mlflow_alias"].endswith(f"-> {two_days['alias_after_day1']}")
 
 
 @pytest.mark.slow
@@ -69,3 +87,5 @@ def test_second_day_warm_starts_and_the_gate_decision_matches_current(two_days):
     else:
         assert two_days["v2"] == two_days["v1"]
         assert "keep_champion" in r2["steps"]
+    # the alias follows CURRENT: moved to day 2's model only when day 2 published
+    assert _champion_alias(two_days["ws"]) == _bundle_model_version(two_days["ws"], two_days["v2"])
