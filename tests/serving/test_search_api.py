@@ -210,3 +210,23 @@ def test_openapi_documents_the_request_and_response(client):
     assert req["properties"]["k"]["maximum"] == 1000
     resp = spec["components"]["schemas"]["SearchResponse"]["properties"]
     assert {"items", "bundle_version", "personalized", "took_ms"} <= set(resp)
+
+
+def test_warm_up_loads_the_han_segmenter_before_the_bundle_serves(tmp_path, published_root, monkeypatch):
+    """The first Chinese query must not pay jieba's dictionary load (~0.7 s): warming a bundle does."""
+    from ebr.models import inputs
+    from ebr.text import segment
+
+    monkeypatch.setattr(segment, "_TOKENIZER", None)
+    segment.segment_han.cache_clear()
+    monkeypatch.setattr(inputs, "_ANALYZERS", {})  # analyzers cache per text: the fixture's export analyzed these
+    root = copy_root(published_root, tmp_path / "bundles")
+    app = create_app(ServerSettings(bundles_dir=root), start=False)
+    c = InProcessClient(app)
+    try:
+        assert segment._TOKENIZER is None
+        app.state.runtime.manager.reload()
+        assert c.get("/readyz").status_code == 200
+        assert segment._TOKENIZER is not None
+    finally:
+        c.close()
