@@ -4,7 +4,8 @@ Bundle: n docs (default 1M) whose vectors mimic doc-tower output: a mixture of `
 (random unit centres, Zipf(1.0) weights, isotropic noise of L2 norm 1.0), L2-normalized, seeded; each cluster
 has a leaf category (Zipf over the categories) and a dominant brand (70% of its docs; 20% carry no brand), so
 structured fields agree with the embedding space as they do in real catalogues. The query tower is a real
-`torch.export` program of the project's default two-tower config (MGDSPR), untrained (its cost does not
+`torch.export` program of the two-tower config the daily pipeline trains and ships (`ebr.train.two_tower_config.
+default_model`: MGDSPR's structure, CPU-sized), untrained (its cost does not
 depend on its weights; its query vectors are nearly collinear, so IVF probes similar lists for every request
 and the search stage is, if anything, optimistic); the coarse ranker is a real exported default student with
 a synthetic 32-d doc matrix. The index is `ebr.index.build_index` with the
@@ -172,17 +173,17 @@ def _corpus(n: int, clusters: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]
 
 
 def _model_dir(work: Path, seed: int) -> tuple[Path, float]:
-    """The default two-tower model exported (untrained: its cost does not depend on its weights) and the mean
+    """The shipped default two-tower model exported (untrained: its cost does not depend on its weights) and the mean
     pairwise cosine of its query vectors."""
     import torch
 
     from ebr.bundle.layout import QUERY_TOWER_EXPORT
-    from ebr.models.config import TwoTowerConfig
     from ebr.models.inputs import featurize_queries
     from ebr.models.two_tower import TwoTowerModel
+    from ebr.train.two_tower_config import default_model
     from serving.synthetic import export_model, synthetic_docs
 
-    model = TwoTowerModel(TwoTowerConfig()).eval()
+    model = TwoTowerModel(default_model()).eval()
     export_dir = export_model(model, work / QUERY_TOWER_EXPORT, synthetic_docs(4), VERSION)
     with torch.no_grad():
         v = model.query_tower(featurize_queries([{"query": q} for q in _query_texts(64, seed)],
@@ -406,8 +407,9 @@ def _notes(ip: dict[str, Any], c1: dict[str, Any] | None, c8: dict[str, Any] | N
     rest = sum(v for k, v in st.items() if k not in ("tower", "rescore"))
     notes = [
         f"In-process, the query tower takes {st['tower']:.1f} ms of {sum(st.values()):.1f} ms per request (mean): "
-        f"the default MGDSPR tower (sequences of 50/100/100 events, 2-layer LSTM, attention) on one thread at "
-        f"batch 1. Everything else (store lookups, featurize, search, filter) takes {rest:.1f} ms.",
+        f"the shipped default tower (MGDSPR's blocks, hidden 64, sequences of 10/20/20 events, 2-layer LSTM, "
+        f"attention) on one thread at batch 1. Everything else (store lookups, featurize, search, filter) takes "
+        f"{rest:.1f} ms.",
         f"Relevance control dropped {ip['relevance_dropped_share']:.0%} of the candidates looked at (Taobao reports "
         "~30%): the untrained tower's query vectors sit between the synthetic clusters, so most requests needed "
         "2-3 over-fetch rounds; search and filter times include them.",
@@ -419,8 +421,8 @@ def _notes(ip: dict[str, Any], c1: dict[str, Any] | None, c8: dict[str, Any] | N
         notes.append(
             f"One worker runs one search at a time, so throughput is ~1000 / server time per request "
             f"(~{1000 / max(c1['stages_mean_ms']['total'], 1e-9):.0f} req/s) at any concurrency; extra concurrency "
-            "only queues (the http column). The machine is shared: load average "
-            f"{load[0]:.1f} on {os.cpu_count()} cores during the run, so the server had a fraction of a core."
+            f"only queues (the http column). Load average {load[0]:.1f} on {os.cpu_count()} cores at the end of the "
+            "run (the load generator shares the machine with the server)."
         )
     return notes
 
@@ -431,12 +433,13 @@ def _md(doc: dict[str, Any]) -> str:
         "# Query-tower server benchmark",
         "",
         f"{doc['created_at']} · {doc['machine']['cpus']} CPUs ({doc['machine']['processor']}) · load average "
-        f"before/after {doc['machine']['loadavg_before']} / {doc['machine']['loadavg_after']} (shared machine) · "
+        f"before/after {doc['machine']['loadavg_before']} / {doc['machine']['loadavg_after']} · "
         f"`python bench/bench_serve.py --n {doc['setup']['n']}`",
         "",
         f"Bundle: {doc['setup']['n']:,} docs, index `{doc['setup']['index']['factory']}` "
         f"{doc['setup']['index']['search_params']}, ann_recall@100 {doc['setup']['index']['ann_recall']}; "
-        f"query tower: default MGDSPR config, untrained (mean pairwise cosine of query vectors "
+        f"query tower: the shipped default config (`default_model()`), untrained (mean pairwise cosine of query "
+        f"vectors "
         f"{doc['setup']['query_vector_mean_cosine']:.3f}); coarse ranker: default two-tower student. "
         f"Requests: k=100, 80% users with features, 5% unknown, 15% logged out, relevance control on "
         f"(drops {doc['in_process']['plain']['relevance_dropped_share']:.0%} of looked-at candidates).",
