@@ -10,6 +10,7 @@ written with `write_report`, logged to MLflow, and the gate's inputs and decisio
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -218,13 +219,18 @@ def evaluate_two_tower(
     with atomic_output_dir(out, marker=SUMMARY_JSON) as tmp:
         write_report(report, tmp / REPORT_DIR, ec.main_k)
         evalset.save(tmp / EVALSET_FILE)
-        summary["mlflow_run_id"] = _log_mlflow(cfg.mlflow, tmp / REPORT_DIR, summary)
+        summary["mlflow_run_id"] = _log_mlflow(cfg.mlflow, tmp / REPORT_DIR, summary, index_dir)
         write_json(tmp / SUMMARY_JSON, summary)
     return {**summary, "out_dir": str(out), "report_dir": str(out / REPORT_DIR), "metrics": report.to_json()}
 
 
-def _log_mlflow(cfg: MlflowConfig, report_dir: Path, summary: dict[str, Any]) -> str | None:
-    """The report's metrics and files in a new run of the experiment (log_report_to_mlflow); None untracked."""
+_INDEX_METRICS = ("ann_recall", "latency_p50_ms", "latency_p99_ms", "bytes_per_vector", "build_seconds")
+
+
+def _log_mlflow(cfg: MlflowConfig, report_dir: Path, summary: dict[str, Any],
+                index_dir: str | Path | None = None) -> str | None:
+    """The report's metrics and files in a new run of the experiment (log_report_to_mlflow), with the evaluated
+    index's manifest numbers and its ANN recall vs latency plot (artifact path `index`); None untracked."""
     from ebr.train.tracking import mlflow_run
 
     with mlflow_run(cfg, "evaluate_two_tower", {"ebr.day": summary["day"],
@@ -243,6 +249,25 @@ def _log_mlflow(cfg: MlflowConfig, report_dir: Path, summary: dict[str, Any]) ->
                 mlflow.log_params({"model_version": summary["model_version"],
                                    "champion_version": str(summary["champion_version"]),
                                    "gate_publish": str(summary["gate"]["publish"])})
+                if index_dir is not None:
+                    _log_index(Path(index_dir))
         finally:
             mlflow.set_tracking_uri(previous)
         return run.run_id
+
+
+def _log_index(index_dir: Path) -> None:
+    """The index manifest's recall, latency and size as `index.*` metrics, its factory and search parameters as
+    params, and manifest.json + ann_recall_vs_latency.png as artifacts of the active run."""
+    import mlflow
+
+    from ebr.index.manifest import MANIFEST_NAME, PLOT_NAME
+
+    manifest = json.loads((index_dir / MANIFEST_NAME).read_text(encoding="utf-8"))
+    mlflow.log_metrics({f"index.{k}": float(manifest[k]) for k in _INDEX_METRICS
+                        if isinstance(manifest.get(k), int | float)})
+    mlflow.log_params({"index.factory": str(manifest.get("factory")),
+                       "index.search_params": json.dumps(manifest.get("search_params", {}), sort_keys=True)})
+    for name in (MANIFEST_NAME, PLOT_NAME):
+        if (index_dir / name).is_file():
+            mlflow.log_artifact(str(index_dir / name), artifact_path="index")

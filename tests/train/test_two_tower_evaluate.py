@@ -110,6 +110,13 @@ def test_the_evaluation_is_logged_to_mlflow(evaluated):
     assert run.data.params["model_version"] == result["model_version"]
     assert {"evaluation/metrics.json", "evaluation/report.md"} <= {
         a.path for a in client.list_artifacts(run.info.run_id, "evaluation")}
+    # the evaluated index: its tuned recall and latency as metrics, its recall-vs-latency plot as an artifact
+    index_manifest = json.loads((work / "index" / "manifest.json").read_text())
+    assert run.data.metrics["index.ann_recall"] == pytest.approx(index_manifest["ann_recall"])
+    assert run.data.metrics["index.latency_p99_ms"] == pytest.approx(index_manifest["latency_p99_ms"])
+    assert run.data.params["index.factory"] == "IVF8,Flat"
+    assert {"index/manifest.json", "index/ann_recall_vs_latency.png"} <= {
+        a.path for a in client.list_artifacts(run.info.run_id, "index")}
 
 
 def test_embeddings_of_another_model_are_refused(pipe, evaluated, tmp_path):  # noqa: F811
