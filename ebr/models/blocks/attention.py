@@ -39,7 +39,7 @@ def _attend(
 class MultiHeadAttention(nn.Module):
     """Multi-head scaled dot-product attention with projections; returns the output and the weights."""
 
-    def __init__(self, dim: int, num_heads: int = 8, dropout: float = 0.0) -> None:
+    def __init__(self, dim: int, num_heads: int = 8, dropout: float = 0.0, out_bias: bool = True) -> None:
         super().__init__()
         if dim < 1 or num_heads < 1 or dim % num_heads:
             raise ValueError(f"attention dim ({dim}) must be a positive multiple of num_heads ({num_heads})")
@@ -47,7 +47,7 @@ class MultiHeadAttention(nn.Module):
         self.q_proj = nn.Linear(dim, dim)
         self.k_proj = nn.Linear(dim, dim)
         self.v_proj = nn.Linear(dim, dim)
-        self.out_proj = nn.Linear(dim, dim)
+        self.out_proj = nn.Linear(dim, dim, bias=out_bias)
         self.dropout = nn.Dropout(dropout)
 
     def forward(
@@ -69,21 +69,14 @@ class MultiHeadAttention(nn.Module):
         return self.out_proj(out), w
 
 
-class ZeroVectorAttention(nn.Module):
-    """MGDSPR query attention over a history with a prepended zero vector (slot 0 of the weights)."""
+class ZeroVectorAttention(MultiHeadAttention):
+    """MGDSPR query attention over a history with a prepended zero vector (slot 0 of the weights); the same
+    projections as `MultiHeadAttention`, without an output bias (an empty history must give a zero output)."""
 
     def __init__(self, dim: int, num_heads: int = 8, dropout: float = 0.0) -> None:
-        super().__init__()
-        if dim < 1 or num_heads < 1 or dim % num_heads:
-            raise ValueError(f"attention dim ({dim}) must be a positive multiple of num_heads ({num_heads})")
-        self.num_heads = num_heads
-        self.q_proj = nn.Linear(dim, dim)
-        self.k_proj = nn.Linear(dim, dim)
-        self.v_proj = nn.Linear(dim, dim)
-        self.out_proj = nn.Linear(dim, dim, bias=False)
-        self.dropout = nn.Dropout(dropout)
+        super().__init__(dim, num_heads, dropout, out_bias=False)
 
-    def forward(
+    def forward(  # type: ignore[override]  # keys first, values optional: the history attends to itself
         self,
         query: torch.Tensor,
         keys: torch.Tensor,
