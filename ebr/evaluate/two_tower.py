@@ -182,7 +182,7 @@ def evaluate_two_tower(
         t1 = time.perf_counter()
         systems.update(baseline_systems(data_root, evalset, kmax, corpus, ec))
         timings["baselines"] = time.perf_counter() - t1
-        index_info = None
+        index_info = index_manifest = None
         if index_dir is not None:
             from ebr.index import load_index
 
@@ -194,6 +194,7 @@ def evaluate_two_tower(
             ann_ids = np.pad(ann_ids, ((0, 0), (0, kmax - ann_ids.shape[1])), constant_values=EMPTY)
             ann = ann_recall(ann_ids, systems["model"], ec.ks)
             extra["model"] = {metric_key("ann_recall", k): v for k, v in ann.items()}
+            index_manifest = searcher.manifest
             index_info = {"index_dir": str(index_dir), "factory": (searcher.manifest or {}).get("factory"),
                           "search_params": searcher.search_params}
     finally:
@@ -219,7 +220,8 @@ def evaluate_two_tower(
     with atomic_output_dir(out, marker=SUMMARY_JSON) as tmp:
         write_report(report, tmp / REPORT_DIR, ec.main_k)
         evalset.save(tmp / EVALSET_FILE)
-        summary["mlflow_run_id"] = _log_mlflow(cfg.mlflow, tmp / REPORT_DIR, summary, index_dir)
+        summary["mlflow_run_id"] = _log_mlflow(cfg.mlflow, tmp / REPORT_DIR, summary,
+                                             (Path(index_dir), index_manifest) if index_dir is not None else None)
         write_json(tmp / SUMMARY_JSON, summary)
     return {**summary, "out_dir": str(out), "report_dir": str(out / REPORT_DIR), "metrics": report.to_json()}
 
@@ -228,7 +230,7 @@ _INDEX_METRICS = ("ann_recall", "latency_p50_ms", "latency_p99_ms", "bytes_per_v
 
 
 def _log_mlflow(cfg: MlflowConfig, report_dir: Path, summary: dict[str, Any],
-                index_dir: str | Path | None = None) -> str | None:
+                index: tuple[Path, dict[str, Any] | None] | None = None) -> str | None:
     """The report's metrics and files in a new run of the experiment (log_report_to_mlflow), with the evaluated
     index's manifest numbers and its ANN recall vs latency plot (artifact path `index`); None untracked."""
     from ebr.train.tracking import mlflow_run
@@ -249,21 +251,21 @@ def _log_mlflow(cfg: MlflowConfig, report_dir: Path, summary: dict[str, Any],
                 mlflow.log_params({"model_version": summary["model_version"],
                                    "champion_version": str(summary["champion_version"]),
                                    "gate_publish": str(summary["gate"]["publish"])})
-                if index_dir is not None:
-                    _log_index(Path(index_dir))
+                if index is not None:
+                    _log_index(*index)
         finally:
             mlflow.set_tracking_uri(previous)
         return run.run_id
 
 
-def _log_index(index_dir: Path) -> None:
+def _log_index(index_dir: Path, manifest: dict[str, Any] | None) -> None:
     """The index manifest's recall, latency and size as `index.*` metrics, its factory and search parameters as
     params, and manifest.json + ann_recall_vs_latency.png as artifacts of the active run."""
     import mlflow
 
     from ebr.index.manifest import MANIFEST_NAME, PLOT_NAME
 
-    manifest = json.loads((index_dir / MANIFEST_NAME).read_text(encoding="utf-8"))
+    manifest = manifest or {}
     mlflow.log_metrics({f"index.{k}": float(manifest[k]) for k in _INDEX_METRICS
                         if isinstance(manifest.get(k), int | float)})
     mlflow.log_params({"index.factory": str(manifest.get("factory")),
