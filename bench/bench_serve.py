@@ -400,6 +400,16 @@ def _http_level(port: int, bodies_file: Path, conc: int, args: argparse.Namespac
 # ------------------------------------------------------------------------------------------------- the report
 
 
+def _tower_shape() -> str:
+    """The shipped query tower's size in words, read from its config (so the note cannot go stale)."""
+    from ebr.train.two_tower_config import default_model
+
+    cfg = default_model()
+    n = cfg.featurizer.max_len
+    return (f"MGDSPR's blocks, hidden {cfg.query_tower.hidden_dim}, sequences of {n.seq_rt}/{n.seq_st}/{n.seq_lt} "
+            f"events, {cfg.query_tower.lstm_layers}-layer LSTM, attention")
+
+
 def _notes(ip: dict[str, Any], c1: dict[str, Any] | None, c8: dict[str, Any] | None,
            load: tuple[float, float, float]) -> list[str]:
     """Where the time goes and why a target is missed, from the measured numbers."""
@@ -407,9 +417,8 @@ def _notes(ip: dict[str, Any], c1: dict[str, Any] | None, c8: dict[str, Any] | N
     rest = sum(v for k, v in st.items() if k not in ("tower", "rescore"))
     notes = [
         f"In-process, the query tower takes {st['tower']:.1f} ms of {sum(st.values()):.1f} ms per request (mean): "
-        f"the shipped default tower (MGDSPR's blocks, hidden 64, sequences of 10/20/20 events, 2-layer LSTM, "
-        f"attention) on one thread at batch 1. Everything else (store lookups, featurize, search, filter) takes "
-        f"{rest:.1f} ms.",
+        f"the shipped default tower ({_tower_shape()}) on one thread at batch 1. Everything else (store lookups, "
+        f"featurize, search, filter) takes {rest:.1f} ms.",
         f"Relevance control dropped {ip['relevance_dropped_share']:.0%} of the candidates looked at (Taobao reports "
         "~30%): the untrained tower's query vectors sit between the synthetic clusters, so most requests needed "
         "2-3 over-fetch rounds; search and filter times include them.",
