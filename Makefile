@@ -42,6 +42,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
 test: $(STAMP) lint
+	@bash .ci/system-deps.sh
 	$(VENV)/bin/pytest -q --durations=20
 
 bench-simulate: $(STAMP)

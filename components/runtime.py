@@ -8,9 +8,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from ebr.config import EbrConfig
+from ebr.images import COMPONENT_IMAGE
 from ebr.workspace import Workspace
 
-COMPONENT_IMAGE = os.environ.get("EBR_COMPONENT_IMAGE", "ghcr.io/ebr-search/ebr-components:0.1.0")
+__all__ = ["COMPONENT_IMAGE", "StepContext", "peak_rss_mb", "step"]  # COMPONENT_IMAGE: see ebr/images.py
 
 
 @dataclass
@@ -32,11 +33,21 @@ def step(name: str, workspace: str, day: str, config: str) -> Iterator[StepConte
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     os.environ["MLFLOW_TRACKING_URI"] = os.environ.get("EBR_MLFLOW_TRACKING_URI", ws.mlflow_uri)
     ctx = StepContext(name=name, day=day, cfg=EbrConfig.from_yaml_text(config), ws=ws, info={})
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     status = "failed"
     try:
         yield ctx
         status = "ok"
     finally:
         ws.record(day, f"steps/{name}", {"step": name, "status": status, "wall_s": round(time.perf_counter() - t0, 3),
+                                         "cpu_s": round(time.process_time() - c0, 3), "peak_rss_mb": peak_rss_mb(),
                                          **ctx.info})
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this step's process and its finished children, in MiB (Linux reports KiB)."""
+    import resource
+
+    usage = (resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    kib = max(usage)
+    return round(kib / 1024, 1)

@@ -12,6 +12,7 @@ import sys
 from importlib.metadata import entry_points
 from pathlib import Path
 
+from ebr.rawfs import RawStorageError
 from ebr.settings import ConfigError
 
 
@@ -82,12 +83,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_simulate)
 
     p = sub.add_parser("check-data", help="check raw logs against the data contract; exit 1 on a violation")
-    p.add_argument("--data", required=True, type=Path, help="data root (<root>/<table>/ds=YYYY-MM-DD/*.parquet)")
+    p.add_argument("--data", required=True,
+                   help="data root: a folder or s3:// / gs:// URI (<root>/<table>/ds=YYYY-MM-DD/*.parquet)")
     p.add_argument("--day", action="append", help="check only this day (repeatable); default: all days")
     p.set_defaults(func=_cmd_check_data)
 
     p = sub.add_parser("summarize", help="check the data and print tables, rows, days and example requests")
-    p.add_argument("--data", required=True, type=Path)
+    p.add_argument("--data", required=True, help="data root: a folder or an s3:// / gs:// URI")
     p.add_argument("--day", action="append")
     p.add_argument("--examples", type=int, default=3)
     p.set_defaults(func=_cmd_summarize)
@@ -107,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ConfigError, ValueError, FileNotFoundError, FileExistsError) as e:
+    except (ConfigError, ValueError, FileNotFoundError, FileExistsError, RawStorageError) as e:
         print(f"ebr {args.command}: error: {e}", file=sys.stderr)
         return 2
 

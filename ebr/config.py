@@ -12,6 +12,7 @@ from ebr.evaluate.two_tower import TwoTowerEvalConfig
 from ebr.features.config import FeaturesConfig
 from ebr.index.config import IndexConfig
 from ebr.index.export import ExportEmbeddingsConfig
+from ebr.rollout import RolloutConfig
 from ebr.samples.config import SamplesConfig
 from ebr.settings import Section, load_config
 from ebr.train.rankers import CoarseRankerStepConfig, FineRankerStepConfig
@@ -31,6 +32,7 @@ class EbrConfig(Section):
     export: ExportEmbeddingsConfig = Field(default_factory=ExportEmbeddingsConfig)
     index: IndexConfig = Field(default_factory=IndexConfig)
     evaluation: TwoTowerEvalConfig = Field(default_factory=TwoTowerEvalConfig)
+    rollout: RolloutConfig = Field(default_factory=RolloutConfig)
 
     @classmethod
     def from_yaml_text(cls, text: str) -> EbrConfig:

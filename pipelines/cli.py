@@ -38,9 +38,10 @@ def _schedule(args: argparse.Namespace) -> int:
     from pipelines.schedule import create_daily_schedule
 
     params = {"data_root": args.data, "workspace": args.workspace, "day": args.day, "config": ""}
-    rid = create_daily_schedule(args.host, args.package, cron=args.cron, experiment=args.experiment,
-                                job_name=args.job_name, params=params)
-    print(f"recurring run {rid} created on {args.host} with cron {args.cron!r}")
+    done = create_daily_schedule(args.host, args.package, cron=args.cron, experiment=args.experiment,
+                                 job_name=args.job_name, params=params)
+    print(f"recurring run {done.recurring_run_id} created on {done.endpoint} ({done.source}) "
+          f"with cron {args.cron!r}")
     return 0
 
 
@@ -53,7 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     r = ps.add_parser("run", help="run the whole daily DAG")
     r.add_argument("--local", action="store_true", help="with the KFP local runner on this machine")
-    r.add_argument("--data", required=True, type=Path, help="raw-log root following the data contract")
+    r.add_argument("--data", required=True, help="raw-log root following the data contract: a directory or s3://, gs:// URI")
     r.add_argument("--day", required=True,
                    help="the day D to evaluate on (trains on the days before it); `latest` = newest day in --data")
     r.add_argument("--workspace", type=Path, default=Path("data/workspace"),
@@ -70,7 +71,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.set_defaults(func=_compile)
 
     s = ps.add_parser("schedule", help="create a recurring run on a Kubeflow Pipelines cluster")
-    s.add_argument("--host", required=True, help="KFP API endpoint, e.g. http://ml-pipeline-ui.kubeflow")
+    s.add_argument("--host", default=None,
+                   help="KFP API endpoint, e.g. http://ml-pipeline-ui.kubeflow; default: $KF_PIPELINES_ENDPOINT, "
+                        "else in a pod the in-cluster ml-pipeline service with the service-account token, "
+                        "else the kubeconfig's API server proxy")
     s.add_argument("--cron", default="0 0 2 * * *", help="6-field cron, seconds first (default: 02:00 daily)")
     s.add_argument("--package", type=Path, default=SCHEDULED_PACKAGE)
     s.add_argument("--data", required=True, help="raw-log root URI/path as seen by the pipeline pods")

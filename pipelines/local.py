@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ebr import rawfs
 from ebr.bundle import current_version
 from ebr.config import EbrConfig
 from ebr.contract import list_days
@@ -36,9 +37,11 @@ def _failure(log_file: Path, error: BaseException, steps_dir: Path | None = None
     return PipelineFailed(f"{summary}\n  cause: {cause or 'see log'}{''.join(reports)}\n  task logs: {log_file}")
 
 
-def resolve_local_day(data_root: Path, day: str) -> str:
-    """`day` checked against the data (`latest` = the newest search_requests partition)."""
-    if not data_root.is_dir():
+def resolve_local_day(data_root: str | Path, day: str) -> str:
+    """`day` checked against the data (`latest` = the newest search_requests partition); `data_root` is a
+    local directory or an object-store URI (s3://, gs://)."""
+    data_root = rawfs.check_root(data_root)
+    if not rawfs.is_dir(data_root):
         raise FileNotFoundError(f"--data {data_root} is not a directory")
     days = list_days(data_root, "search_requests")
     if day == "latest" and days:
@@ -60,7 +63,8 @@ def run_local(data_root: str | Path, day: str, workspace: str | Path, cfg: EbrCo
     from pipelines.daily import daily
 
     cfg = cfg or EbrConfig()
-    data_root, ws = Path(data_root).resolve(), Workspace.at(workspace)
+    root = rawfs.raw_root(data_root)
+    data_root, ws = (root.resolve() if isinstance(root, Path) else root), Workspace.at(workspace)
     day = resolve_local_day(data_root, day)
     ws.root.mkdir(parents=True, exist_ok=True)
     import shutil

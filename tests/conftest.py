@@ -10,6 +10,8 @@ import pytest
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
 
+pytest_plugins = ["tests.objectstore", "tests.mlflow_server"]  # s3_*: moto stands in for S3; mlflow_server_uri
+
 TINY_DAYS = 6
 
 

@@ -10,9 +10,17 @@ Layout of a bundles root:
     <root>/<version>/docs.parquet   doc_id, title, category_leaf, brand (relevance control, display)
 
 The query tower and the index always switch together because CURRENT names one directory holding both.
+CURRENT is derived from the MLflow registry's `champion` alias (see `ebr.bundle.champion`).
 """
 
-from ebr.bundle.champion import champion_dir, champion_metrics, champion_miner, champion_model_dir
+from ebr.bundle.champion import (
+    champion_dir,
+    champion_metrics,
+    champion_miner,
+    champion_model_dir,
+    champion_version_from_registry,
+    sync_current_from_registry,
+)
 from ebr.bundle.layout import (
     BundleError,
     assemble_bundle,
@@ -21,6 +29,7 @@ from ebr.bundle.layout import (
     publish_bundle,
     read_bundle_manifest,
     verify_bundle,
+    write_current,
 )
 
 __all__ = [
@@ -30,9 +39,12 @@ __all__ = [
     "champion_metrics",
     "champion_miner",
     "champion_model_dir",
+    "champion_version_from_registry",
     "current_version",
     "list_versions",
     "publish_bundle",
     "read_bundle_manifest",
+    "sync_current_from_registry",
     "verify_bundle",
+    "write_current",
 ]

@@ -146,8 +146,20 @@ def current_version(root: str | Path) -> str | None:
     return version or None
 
 
-def publish_bundle(root: str | Path, staging: str | Path, version: str) -> Path:
-    """Verify `staging`, move it to `<root>/<version>` and switch CURRENT to it atomically.
+def write_current(root: str | Path, version: str) -> Path:
+    """Point CURRENT at the published bundle `version` with an atomic rename; the bundle must be there."""
+    _check_version(version)
+    root = Path(root)
+    read_bundle_manifest(root / version)
+    tmp = root / f".{CURRENT}.tmp-{os.getpid()}"
+    tmp.write_text(version + "\n", encoding="utf-8")
+    os.replace(tmp, root / CURRENT)
+    return root / CURRENT
+
+
+def publish_bundle(root: str | Path, staging: str | Path, version: str, switch_current: bool = True) -> Path:
+    """Verify `staging`, move it to `<root>/<version>` and (unless `switch_current` is False: the caller derives
+    CURRENT from the registry's `champion` alias) switch CURRENT to it atomically.
 
     A bundle that fails verification is never moved and CURRENT is left as it was."""
     _check_version(version)
@@ -164,7 +176,6 @@ def publish_bundle(root: str | Path, staging: str | Path, version: str) -> Path:
         shutil.rmtree(staging)
     else:
         os.replace(staging, final)  # same filesystem: staging is created under root by the caller
-    tmp = root / f".{CURRENT}.tmp-{os.getpid()}"
-    tmp.write_text(version + "\n", encoding="utf-8")
-    os.replace(tmp, root / CURRENT)
+    if switch_current:
+        write_current(root, version)
     return final

@@ -1,8 +1,9 @@
 """The release half of a daily run: evaluate against baselines and the champion, then publish or keep.
 
 `evaluate_day` writes the day's evaluation (table, metrics, examples) into the workspace reports and
-returns the gate decision; `publish_day` assembles and publishes the bundle and marks the MLflow model
-version `champion`; `keep_day` records why the champion stays.
+returns the gate decision; `publish_day` assembles and publishes the bundle, tags the MLflow model version
+with the bundle version, moves its `champion` alias and derives CURRENT from that alias; `keep_day` records
+why the champion stays.
 """
 
 from __future__ import annotations
@@ -14,8 +15,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from ebr.bundle.champion import champion_model_dir
-from ebr.bundle.layout import assemble_bundle, current_version, publish_bundle
+from ebr.bundle.champion import (
+    BUNDLE_VERSION_TAG,
+    CHAMPION_ALIAS,
+    champion_model_dir,
+    sync_current_from_registry,
+)
+from ebr.bundle.layout import assemble_bundle, current_version, publish_bundle, write_current
 from ebr.evaluate.gate import GateDecision
 from ebr.index.checksums import sha256_file
 from ebr.train.tracking import resolve_tracking_uri
@@ -124,23 +130,38 @@ def publish_day(data_root: str | Path, day: str, ws: Workspace, cfg: EbrConfig, 
     }
     assemble_bundle(staging, version=version, model_dir=model_dir, index_dir=index_dir, docs=docs,
                     coarse_ranker_dir=coarse_dir, info=info)
-    final = publish_bundle(ws.bundles, staging, version)
-    alias = _set_champion_alias(resolve_tracking_uri(cfg.two_tower.mlflow), info["registered_model"],
-                                info["registered_version"])
+    final = publish_bundle(ws.bundles, staging, version, switch_current=False)
+    uri = resolve_tracking_uri(cfg.two_tower.mlflow)
+    alias = _set_champion_alias(uri, info["registered_model"], info["registered_version"], version)
+    if alias is not None:  # CURRENT follows the registry's champion, never a second source of truth
+        current = sync_current_from_registry(ws.bundles, str(uri), str(info["registered_model"]))
+        if current != version:
+            raise RuntimeError(f"registry champion is bundle {current}, not the published {version}")
+        source = "registry"
+    else:  # untracked run: no registry to derive from
+        write_current(ws.bundles, version)
+        source = "publish (no MLflow registry)"
+    coarse_manifest = _read_json(Path(coarse_dir) / "manifest.json") or {}
+    coarse_alias = _set_champion_alias(resolve_tracking_uri(cfg.coarse_ranker.mlflow),
+                                       coarse_manifest.get("registered_model"),
+                                       coarse_manifest.get("registered_version"), version)
     ws.record(day, "decision", {"publish": True, "reason": reason, "bundle": str(final), "version": version,
-                                "mlflow_alias": alias})
+                                "mlflow_alias": alias, "coarse_ranker_alias": coarse_alias, "current_from": source})
     return final
 
 
-def _set_champion_alias(tracking_uri: str | None, name: str | None, version: str | int | None) -> str | None:
-    """Point the registered model's `champion` alias at the published version (only ever at publish time), in the
-    registry the trainer registered it in (never MLflow's ambient default)."""
+def _set_champion_alias(tracking_uri: str | None, name: str | None, version: str | int | None,
+                        bundle_version: str) -> str | None:
+    """Tag the registered version with its bundle version and point the model's `champion` alias at it (only
+    ever at publish time), in the registry the trainer registered it in (never MLflow's ambient default)."""
     if not tracking_uri or not name or version is None:
         return None
     from mlflow import MlflowClient
 
-    MlflowClient(tracking_uri=tracking_uri).set_registered_model_alias(name, "champion", str(version))
-    return f"models:/{name}@champion -> {version}"
+    client = MlflowClient(tracking_uri=tracking_uri)
+    client.set_model_version_tag(name, str(version), BUNDLE_VERSION_TAG, bundle_version)
+    client.set_registered_model_alias(name, CHAMPION_ALIAS, str(version))
+    return f"models:/{name}@{CHAMPION_ALIAS} -> {version}"
 
 
 def keep_day(day: str, ws: Workspace, reason: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ebr import rawfs
 from ebr.contract.load import PartitionInfo, check_references, list_days, load_table
 from ebr.contract.schema import REQUIRED_TABLES, TABLES
 from ebr.contract.violations import Violation
@@ -67,18 +68,19 @@ def _select_days(root: Path, table: str, days: list[str] | None) -> list[str] | 
 
 def check_dataset(root: str | Path, days: list[str] | None = None) -> DatasetReport:
     """Run every contract rule on every table (over `days`, or all partitions); never raises on bad data."""
-    root = Path(root)
+    root = rawfs.check_root(root)
     reports: dict[str, TableReport] = {}
-    if not root.is_dir():
+    if not rawfs.is_dir(root):
         rep = TableReport(table="*")
         rep.violations.append(Violation("*", None, None, "root", f"data root {root} is not a directory"))
         return DatasetReport(str(root), {"*": rep})
     for table in TABLES:
         rep = TableReport(table=table)
         reports[table] = rep
-        if not (root / table).is_dir():
+        if not rawfs.is_dir(rawfs.join(root, table)):
             if table in REQUIRED_TABLES:
-                rep.violations.append(Violation(table, None, None, "missing_table", f"{root / table} is missing"))
+                rep.violations.append(Violation(table, None, None, "missing_table",
+                                                f"{rawfs.join(root, table)} is missing"))
             continue
         res = load_table(root, table, _select_days(root, table, days))
         parts: list[PartitionInfo] = res.partitions

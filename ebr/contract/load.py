@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
+from ebr import rawfs
 from ebr.contract.schema import TABLES, TableSpec
 from ebr.contract.violations import MAX_EXAMPLES, ContractError, Violation
 
@@ -53,33 +53,29 @@ def _parse_day(text: str, what: str) -> str:
 
 def list_days(root: str | Path, table: str) -> list[str]:
     """Days that have a partition folder for `table`, sorted; folders not named `ds=YYYY-MM-DD` are skipped."""
-    tdir = Path(root) / table
-    if not tdir.is_dir():
-        return []
+    tdir = rawfs.join(rawfs.raw_root(root), table)
     days = []
-    for p in tdir.iterdir():
-        m = _DS_RE.match(p.name)
-        if p.is_dir() and m:
+    for p, p_is_dir in rawfs.list_dir(tdir):
+        m = _DS_RE.match(rawfs.name(p))
+        if p_is_dir and m:
             try:
-                days.append(_parse_day(m.group(1), f"{tdir}/{p.name}"))
+                days.append(_parse_day(m.group(1), f"{tdir}/{rawfs.name(p)}"))
             except ValueError:
                 continue
     return sorted(days)
 
 
-def _bad_partition_folders(root: Path, table: str) -> list[Violation]:
-    tdir = root / table
+def _bad_partition_folders(root: rawfs.Root, table: str) -> list[Violation]:
+    tdir = rawfs.join(root, table)
     out = []
-    if not tdir.is_dir():
-        return out
-    for p in sorted(tdir.iterdir()):
-        if p.name.startswith((".", "_")):
+    for p, p_is_dir in rawfs.list_dir(tdir):
+        if rawfs.name(p).startswith((".", "_")):
             continue
-        m = _DS_RE.match(p.name)
-        ok = bool(m) and p.is_dir()
+        m = _DS_RE.match(rawfs.name(p))
+        ok = bool(m) and p_is_dir
         if ok:
             try:
-                _parse_day(m.group(1), p.name)
+                _parse_day(m.group(1), rawfs.name(p))
             except ValueError:
                 ok = False
         if not ok:
@@ -148,10 +144,10 @@ def _cast_column(spec: TableSpec, day: str, fpath: str, arr: pa.ChunkedArray, na
 def read_partition(root: str | Path, table: str, day: str) -> tuple[pa.Table | None, PartitionInfo, list[Violation]]:
     """Read one day partition (union of its parquet files), cast to the contract schema, report extras."""
     spec = TABLES[table]
-    pdir = Path(root) / table / f"ds={day}"
+    pdir = rawfs.join(rawfs.raw_root(root), table, f"ds={day}")
     info = PartitionInfo(table=table, day=day)
     violations: list[Violation] = []
-    files = sorted(p for p in pdir.glob("*.parquet") if p.is_file()) if pdir.is_dir() else []
+    files = rawfs.list_files(pdir, ".parquet")
     if not files:
         violations.append(Violation(table, day, None, "partition", f"{pdir} holds no parquet file"))
         return None, info, violations
@@ -159,7 +155,7 @@ def read_partition(root: str | Path, table: str, day: str) -> tuple[pa.Table | N
     for f in files:
         info.files.append(str(f))
         try:
-            t = pq.read_table(f)
+            t = rawfs.read_parquet(f)
         except Exception as e:  # noqa: BLE001 - any unreadable file is reported, not raised
             violations.append(Violation(table, day, None, "file", f"{f} is not a readable parquet file: {e}"))
             continue
@@ -253,7 +249,7 @@ def load_table(root: str | Path, table: str, days: list[str] | None = None) -> T
     if table not in TABLES:
         raise ValueError(f"unknown table {table!r}; contract tables: {sorted(TABLES)}")
     spec = TABLES[table]
-    root = Path(root)
+    root = rawfs.raw_root(root)
     violations = _bad_partition_folders(root, table)
     available = list_days(root, table)
     wanted = available if days is None else [_parse_day(d, "day") for d in days]
@@ -281,7 +277,7 @@ def check_references(root: str | Path, impressions: pd.DataFrame) -> list[Violat
     out: list[Violation] = []
     if impressions.empty:
         return out
-    root = Path(root)
+    root = rawfs.raw_root(root)
     req_days = list_days(root, "search_requests")
     doc_first = _doc_first_seen(root)
     for day, part in impressions.groupby("ds", sort=True):
@@ -289,9 +285,9 @@ def check_references(root: str | Path, impressions: pd.DataFrame) -> list[Violat
         ids: set[str] = set()
         for d in (prev, day):
             if d in req_days:
-                p = root / "search_requests" / f"ds={d}"
-                for f in sorted(p.glob("*.parquet")):
-                    ids.update(pq.read_table(f, columns=["request_id"]).column(0).to_pylist())
+                p = rawfs.join(root, "search_requests", f"ds={d}")
+                for f in rawfs.list_files(p, ".parquet"):
+                    ids.update(rawfs.read_parquet(f, columns=["request_id"]).column(0).to_pylist())
         bad = ~part["request_id"].isin(ids).to_numpy()
         if bad.any():
             out.append(Violation("impressions", day, "request_id", "request_exists",
@@ -310,12 +306,12 @@ def check_references(root: str | Path, impressions: pd.DataFrame) -> list[Violat
     return out
 
 
-def _doc_first_seen(root: Path) -> pd.Series:
+def _doc_first_seen(root: rawfs.Root) -> pd.Series:
     firsts = []
     for day in list_days(root, "docs"):
-        for f in sorted((root / "docs" / f"ds={day}").glob("*.parquet")):
+        for f in rawfs.list_files(rawfs.join(root, "docs", f"ds={day}"), ".parquet"):
             try:
-                t = pq.read_table(f, columns=["doc_id", "event_timestamp"])
+                t = rawfs.read_parquet(f, columns=["doc_id", "event_timestamp"])
             except Exception:  # noqa: BLE001 - unreadable docs files are reported by load_table("docs")
                 continue
             firsts.append(t.to_pandas())

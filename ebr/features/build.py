@@ -14,13 +14,14 @@ from pathlib import Path
 
 import pandas as pd
 
+from ebr import rawfs
 from ebr.contract import list_days
 from ebr.features import profiles, sequences, statistics
 from ebr.features.config import FeaturesConfig
 from ebr.features.definitions import VIEWS
 from ebr.features.history import DAY_US, History, day_start_us, load_history
 from ebr.features.partitions import built_days, fingerprint, partition_dir, to_arrow, write_day
-from ebr.features.store import ONLINE_DB, REGISTRY, open_store, write_store_settings
+from ebr.features.store import ONLINE_DB, REGISTRY, online_store_loaded, open_store, write_store_settings
 
 log = logging.getLogger(__name__)
 
@@ -62,9 +63,9 @@ def build_features(data_root: str | Path, day: str, out_dir: str | Path, cfg: Fe
     Re-running a day rewrites exactly its partitions. Returns the built days, per-view row counts and
     paths of `day`'s partitions, the store files and the materialized window."""
     cfg = cfg or FeaturesConfig()
-    root = Path(data_root)
+    root = rawfs.check_root(data_root)
     day = _check_day(day)
-    if not root.is_dir():
+    if not rawfs.is_dir(root):
         raise FileNotFoundError(f"data_root {root} does not exist")
     days = list_days(root, "search_requests")
     if day not in days:
@@ -88,7 +89,7 @@ def build_features(data_root: str | Path, day: str, out_dir: str | Path, cfg: Fe
         write_day(out, d, tables, {"day": d, "fingerprint": fp, "rows": rows[d], "data_root": str(root)})
         log.info("features: built %s in %.1fs", d, time.perf_counter() - t1)
 
-    online_existed = (out / ONLINE_DB).exists()
+    online_existed = online_store_loaded(out, cfg)
     write_store_settings(out, cfg)
     store = open_store(out, apply=True)
     materialized = None
@@ -108,7 +109,9 @@ def build_features(data_root: str | Path, day: str, out_dir: str | Path, cfg: Fe
         "rows_by_day": rows,
         "store_dir": str(out),
         "registry": str(out / REGISTRY),
-        "online_store": str(out / ONLINE_DB),
+        # a Redis connection string may hold a password: only its host:port is reported
+        "online_store": str(out / ONLINE_DB) if cfg.online_store == "sqlite"
+        else f"redis://{cfg.redis_connection.split(',', 1)[0]}",
         "materialized": materialized,
         "fingerprint": fp,
         "seconds": round(time.perf_counter() - t0, 2),

@@ -10,6 +10,7 @@ from ebr.contract.schema import EVENT_TYPES
 from ebr.settings import Section
 
 OnMissing = Literal["raise", "null", "drop"]
+OnlineStoreType = Literal["sqlite", "redis"]
 
 
 class FeaturesConfig(Section):
@@ -47,6 +48,18 @@ class FeaturesConfig(Section):
     # --- build -------------------------------------------------------------------------------------------------
     backfill: bool = Field(True, description="build missing earlier days' partitions before day D (in order)")
     materialize: bool = Field(True, description="load the online store after the build")
+    # --- online store ------------------------------------------------------------------------------------------
+    online_store: OnlineStoreType = Field(
+        "sqlite",
+        description="online store of the features directory: sqlite (online_store.db in the directory) or "
+        "redis (the server at redis_connection; needs the `redis` package: pip install 'ebr[prod]')",
+    )
+    redis_connection: str = Field(
+        "localhost:6379",
+        min_length=1,
+        description="Feast Redis connection string, host:port[,db=N,password=...,ssl=true] (online_store: redis); "
+        "${ENV} placeholders are kept in store.json and expanded when the store is opened",
+    )
     # --- retrieval ---------------------------------------------------------------------------------------------
     on_missing: OnMissing = Field(
         "raise",

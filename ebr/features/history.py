@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ebr import rawfs
 from ebr.contract import list_days, load
 from ebr.features.definitions import UNKNOWN_AUTHOR, UNKNOWN_CATEGORY
 
@@ -84,7 +85,7 @@ def as_of(rows: pd.DataFrame, key: str, points: pd.DataFrame, columns: list[str]
 
 def load_history(root: str | Path, first_build_day: str, last_day: str, lookback_days: int) -> History:
     """Read what building the days `first_build_day`..`last_day` needs (ContractError on bad data)."""
-    root = Path(root)
+    root = rawfs.raw_root(root)
     fact_first = shift_day(first_build_day, -(lookback_days + 1))
     docs = _dimension(root, "docs", last_day, "doc_id")
     docs["publish_us"] = to_us(docs["publish_ts"])

@@ -25,7 +25,9 @@ from ebr.features.encoding import encode_lists
 SCHEMA_VERSION = 1
 MANIFESTS_DIR = "manifests"
 # Fields that change no derived row: retrieval, build and store settings.
-_NOT_IN_FINGERPRINT = {"project", "on_missing", "materialize", "backfill", "snapshot_ttl_days"}
+_NOT_IN_FINGERPRINT = {
+    "project", "on_missing", "materialize", "backfill", "snapshot_ttl_days", "online_store", "redis_connection",
+}
 
 
 def fingerprint(cfg: FeaturesConfig) -> str:

@@ -1,8 +1,10 @@
-"""The Feast store of a feature directory, built in code: file offline store + SQLite online store.
+"""The Feast store of a feature directory, built in code: file offline store + SQLite (or Redis) online store.
 
 Everything lives under the directory: `registry.db`, `online_store.db`, `tables/` (the offline store's
 parquet) and `store.json` (the settings it was built with). Source paths are relative to the directory,
-so it can be moved or copied as a whole.
+so it can be moved or copied as a whole. With `FeaturesConfig.online_store: redis` the online store is the
+Redis server at `redis_connection` instead of `online_store.db` (recorded in `store.json`, so every reader of
+the directory, the query-tower server included, uses the same store).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ebr.features.config import FeaturesConfig
 from ebr.features.definitions import VIEWS, build_definitions
@@ -27,30 +29,45 @@ project: {project}
 provider: local
 registry: {registry}
 online_store:
-  type: sqlite
-  path: {online}
+{online}
 offline_store:
   type: file
 entity_key_serialization_version: 3
 """
+DEFAULT_SETTINGS_KEYS = ("project", "snapshot_ttl_days", "online_store", "redis_connection")
+
+
+def _settings(cfg: FeaturesConfig) -> dict:
+    return {k: getattr(cfg, k) for k in DEFAULT_SETTINGS_KEYS}
 
 
 def store_settings(out_dir: str | Path) -> dict:
-    """The settings a feature directory was built with (project, snapshot TTL); defaults if none recorded."""
+    """The settings a feature directory was built with (project, snapshot TTL, online store); defaults for
+    what is not recorded (a directory written before the online store was configurable is SQLite)."""
+    settings = _settings(FeaturesConfig())
     p = Path(out_dir) / STORE_JSON
     if p.is_file():
-        return json.loads(p.read_text(encoding="utf-8"))
-    d = FeaturesConfig()
-    return {"project": d.project, "snapshot_ttl_days": d.snapshot_ttl_days}
+        settings.update(json.loads(p.read_text(encoding="utf-8")))
+    return settings
+
+
+def online_store_yaml(settings: dict) -> str:
+    """The `online_store:` block (indented body) of a feature directory's feature_store.yaml."""
+    if settings["online_store"] == "redis":
+        return f"  type: redis\n  connection_string: {json.dumps(settings['redis_connection'])}"
+    return f"  type: sqlite\n  path: {ONLINE_DB}"
 
 
 def write_store_settings(out_dir: str | Path, cfg: FeaturesConfig) -> None:
     """Record the store settings and a feature_store.yaml for the Feast CLI (atomically)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    settings = _settings(cfg)
     files = {
-        STORE_JSON: json.dumps({"project": cfg.project, "snapshot_ttl_days": cfg.snapshot_ttl_days}, indent=2),
-        "feature_store.yaml": FEATURE_STORE_YAML.format(project=cfg.project, registry=REGISTRY, online=ONLINE_DB),
+        STORE_JSON: json.dumps(settings, indent=2),
+        "feature_store.yaml": FEATURE_STORE_YAML.format(
+            project=cfg.project, registry=REGISTRY, online=online_store_yaml(settings)
+        ),
     }
     for name, text in files.items():
         tmp = out / f".{name}.tmp"
@@ -58,17 +75,44 @@ def write_store_settings(out_dir: str | Path, cfg: FeaturesConfig) -> None:
         os.replace(tmp, out / name)
 
 
-def repo_config(out_dir: str | Path, project: str) -> RepoConfig:
-    """Feast config of a feature directory: local provider, file offline store, SQLite online store."""
-    from feast import RepoConfig
+def online_store_config(out_dir: str | Path, settings: dict) -> Any:
+    """Feast online store config of a feature directory: SQLite in the directory, or Redis at
+    `redis_connection` (its `${ENV}` placeholders expanded now, as Feast does in feature_store.yaml)."""
+    if settings["online_store"] == "redis":
+        from feast.infra.online_stores.redis import RedisOnlineStoreConfig
+
+        return RedisOnlineStoreConfig(connection_string=os.path.expandvars(settings["redis_connection"]))
     from feast.infra.online_stores.sqlite import SqliteOnlineStoreConfig
 
+    return SqliteOnlineStoreConfig(path=str(Path(out_dir).resolve() / ONLINE_DB))
+
+
+def online_store_loaded(out_dir: str | Path, cfg: FeaturesConfig) -> bool:
+    """Whether the directory's online store, as `cfg` configures it, was loaded by an earlier build: the
+    same store was recorded (and, for SQLite, its file exists). A new store needs the full window."""
+    out = Path(out_dir)
+    if not (out / STORE_JSON).is_file() and not (out / ONLINE_DB).exists():
+        return False
+    before = store_settings(out)
+    if before["online_store"] != cfg.online_store:
+        return False
+    if cfg.online_store == "redis":
+        return before["redis_connection"] == cfg.redis_connection and before["project"] == cfg.project
+    return (out / ONLINE_DB).exists()
+
+
+def repo_config(out_dir: str | Path, project: str, settings: dict | None = None) -> RepoConfig:
+    """Feast config of a feature directory: local provider, file offline store, the recorded online store
+    (`settings`, by default those of `store.json`: SQLite unless built with `online_store: redis`)."""
+    from feast import RepoConfig
+
     out = Path(out_dir).resolve()
+    settings = {**store_settings(out), **(settings or {}), "project": project}
     return RepoConfig(
         project=project,
         provider="local",
         registry=str(out / REGISTRY),
-        online_store=SqliteOnlineStoreConfig(path=str(out / ONLINE_DB)),
+        online_store=online_store_config(out, settings),
         offline_store="file",
         entity_key_serialization_version=3,
         repo_path=str(out),
@@ -102,7 +146,7 @@ def open_store(out_dir: str | Path, apply: bool | None = None) -> FeatureStore:
     if not out.is_dir():
         raise FileNotFoundError(f"feature directory {out} does not exist; run build_features first")
     settings = store_settings(out)
-    store = FeatureStore(config=repo_config(out, settings["project"]))
+    store = FeatureStore(config=repo_config(out, settings["project"], settings))
     if apply or (apply is None and not _applied(store, settings["snapshot_ttl_days"])):
         defs = build_definitions(None, settings["snapshot_ttl_days"])
         store.apply(defs.objects())

@@ -11,6 +11,7 @@ directory beside `out_dir` and renames it into place.
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -18,9 +19,11 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from pydantic import Field
 
-from ebr.index.atomic import atomic_output_dir
+from ebr.index.atomic import atomic_output_dir, write_json_atomic
 from ebr.index.embeddings import EMBEDDINGS_JSON, finalize_embeddings, write_embedding_shard
 from ebr.settings import Section
+
+SHARD_JSON = "shard.json"  # commit marker of one fan-out shard directory
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -155,3 +158,79 @@ def export_doc_embeddings(
         "features_as_of": cfg.features_as_of,
         "seconds": round(time.perf_counter() - t0, 2),
     }
+
+
+def plan_export_shards(data_root: str | Path, day: str, cfg: ExportEmbeddingsConfig | None = None) -> list[int]:
+    """The shard numbers of `day`'s export (the items of the DAG's `dsl.ParallelFor`); fails early when the
+    corpus has fewer docs than `num_shards`."""
+    from ebr.train.doc_features import corpus_docs
+
+    cfg = cfg or ExportEmbeddingsConfig()
+    corpus = corpus_docs(data_root, day, cfg.include_day)
+    shard_ranges(corpus["doc_id"].to_numpy(), cfg.num_shards)
+    return list(range(cfg.num_shards))
+
+
+def export_one_shard(
+    model_dir: str | Path,
+    features_dir: str | Path,
+    data_root: str | Path,
+    day: str,
+    shard_no: int,
+    out_dir: str | Path,
+    cfg: ExportEmbeddingsConfig | None = None,
+) -> dict[str, Any]:
+    """One fan-out task: shard `shard_no` of `day`'s corpus into its own directory `out_dir` (whole or not at
+    all); `finalize_shard_dirs` gathers the directories of all shards."""
+    import torch
+
+    from ebr.features import open_store
+    from ebr.train.doc_features import corpus_docs
+    from ebr.train.export import load_exported
+
+    cfg = cfg or ExportEmbeddingsConfig()
+    t0 = time.perf_counter()
+    bundle = load_exported(export_dir_of(model_dir))
+    corpus = corpus_docs(data_root, day, cfg.include_day)
+    threads = torch.get_num_threads()
+    if cfg.num_threads is not None:
+        torch.set_num_threads(cfg.num_threads)
+    try:
+        with atomic_output_dir(out_dir, marker=SHARD_JSON) as tmp:
+            count = export_doc_embedding_shard(bundle, features_dir, corpus, day, tmp, shard_no, cfg,
+                                               open_store(features_dir))
+            write_json_atomic(tmp / SHARD_JSON, {"shard_no": int(shard_no), "count": count,
+                                                 "model_version": bundle.model_version, "day": day})
+    finally:
+        torch.set_num_threads(threads)
+    return {"shard_no": int(shard_no), "count": count, "seconds": round(time.perf_counter() - t0, 2)}
+
+
+def finalize_shard_dirs(shard_dirs: list[str | Path], model_dir: str | Path, out_dir: str | Path) -> dict[str, Any]:
+    """Gather the shard files written by the fan-out tasks into `out_dir` and commit them (embeddings.json),
+    after checking every shard came from the same model and each number appears once."""
+    import shutil
+
+    from ebr.index.embeddings import EmbeddingsError, ids_name, vectors_name
+    from ebr.train.export import load_exported
+
+    bundle = load_exported(export_dir_of(model_dir))
+    seen: dict[int, Path] = {}
+    for d in map(Path, shard_dirs):
+        marker = d / SHARD_JSON
+        if not marker.is_file():
+            raise EmbeddingsError(f"{d}: not a finished export shard ({SHARD_JSON} missing)")
+        meta = json.loads(marker.read_text(encoding="utf-8"))
+        n = int(meta["shard_no"])
+        if meta.get("model_version") != bundle.model_version:
+            raise EmbeddingsError(f"{d}: shard {n} was encoded by model {meta.get('model_version')!r}, "
+                                  f"not {bundle.model_version!r}")
+        if n in seen:
+            raise EmbeddingsError(f"shard {n} delivered twice: {seen[n]} and {d}")
+        seen[n] = d
+    with atomic_output_dir(out_dir, marker=EMBEDDINGS_JSON) as tmp:
+        for n, d in sorted(seen.items()):
+            for name in (ids_name(n), vectors_name(n)):
+                shutil.copyfile(d / name, tmp / name)
+        doc = finalize_export(tmp, bundle)
+    return {**doc, "embeddings_dir": str(out_dir), "shard_counts": [int(s["count"]) for s in doc["shards"]]}

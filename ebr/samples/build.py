@@ -12,6 +12,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ebr import rawfs
 from ebr.index.atomic import atomic_output_dir
 from ebr.samples.config import SamplesConfig
 from ebr.samples.exposed_unclicked import exposed_unclicked
@@ -73,7 +74,8 @@ def build_samples(
 
     rewrites = empty_rewrites()
     if cfg.rewrites.enabled:
-        dict_dir = Path(cfg.rewrites.dictionary_dir or Path(data_root) / "_meta")
+        dict_dir = (Path(cfg.rewrites.dictionary_dir) if cfg.rewrites.dictionary_dir
+                    else rawfs.join(rawfs.raw_root(data_root), "_meta"))
         dictionary = load_dictionary(dict_dir)
         if dictionary is None:
             notes.append(f"no rewrite dictionary in {dict_dir}: rewrite samples skipped")

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ebr import rawfs
 from ebr.contract import list_days, load
 from ebr.samples.window import REQUEST_COLUMNS, check_day
 
@@ -34,9 +35,9 @@ def _labels(root: Path, day: str) -> pd.DataFrame:
 def eval_requests(data_root: str | Path, day: str) -> pd.DataFrame:
     """Requests of `day` with clicked and exposed doc ids; labeled queries get their labels, and queries with
     complete labels get `relevant_doc_ids`/`relevant_labels` (label >= 1; every unlisted doc is label 0)."""
-    root = Path(data_root)
+    root = rawfs.raw_root(data_root)
     day = check_day(day, "day")
-    if not root.is_dir():
+    if not rawfs.is_dir(root):
         raise FileNotFoundError(f"data root {root} is not a directory")
     available = list_days(root, "search_requests")
     if day not in available:

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ebr import rawfs
 from ebr.samples.config import RewritesConfig
 from ebr.samples.tables import columns, empty
 
@@ -41,9 +42,9 @@ class RewriteDictionary:
         return set(self.synonyms) | {s for v in self.synonyms.values() for s in v} | set(self.core)
 
 
-def _rows(path: Path) -> list[tuple[int, list[str]]]:
+def _rows(path: rawfs.Root) -> list[tuple[int, list[str]]]:
     out = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for n, line in enumerate(rawfs.read_text(path, encoding="utf-8").splitlines(), start=1):
         if not line.strip() or line.startswith("#"):
             continue
         parts = [p.strip() for p in line.split("\t")]
@@ -56,20 +57,22 @@ def _rows(path: Path) -> list[tuple[int, list[str]]]:
 
 
 def load_dictionary(directory: str | Path) -> RewriteDictionary | None:
-    """Read synonyms.tsv and core_terms.tsv from `directory`; None when neither exists (rewrites are skipped)."""
-    d = Path(directory)
-    syn_path, core_path = d / SYNONYMS_FILE, d / CORE_TERMS_FILE
-    if not syn_path.is_file() and not core_path.is_file():
+    """Read synonyms.tsv and core_terms.tsv from `directory` (a folder or an object-storage URI); None when
+    neither exists (rewrites are skipped)."""
+    d = rawfs.raw_root(directory)
+    syn_path, core_path = rawfs.join(d, SYNONYMS_FILE), rawfs.join(d, CORE_TERMS_FILE)
+    syn_ok, core_ok = rawfs.is_file(syn_path), rawfs.is_file(core_path)
+    if not syn_ok and not core_ok:
         return None
     out = RewriteDictionary()
-    if syn_path.is_file():
+    if syn_ok:
         for _, (word, syn, *_) in _rows(syn_path):
             if syn != word:
                 for a, b in ((word, syn), (syn, word)):
                     lst = out.synonyms.setdefault(a, [])
                     if b not in lst:
                         lst.append(b)
-    if core_path.is_file():
+    if core_ok:
         for n, (word, label, *_) in _rows(core_path):
             lab = label.lower()
             if lab in CORE_LABELS:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ebr import rawfs
 from ebr.contract import list_days, load
 
 REQUEST_COLUMNS = ["request_id", "user_id", "query", "query_category_leaf", "query_brand", "event_timestamp"]
@@ -33,8 +34,8 @@ def training_days(data_root: str | Path, day: str, days_back: int) -> list[str]:
     day = check_day(day, "day")
     if not isinstance(days_back, int) or days_back < 1:
         raise ValueError(f"days_back (k) must be an integer >= 1, got {days_back!r}")
-    root = Path(data_root)
-    if not root.is_dir():
+    root = rawfs.check_root(data_root)
+    if not rawfs.is_dir(root):
         raise FileNotFoundError(f"data root {root} is not a directory")
     available = list_days(root, "search_requests")
     if day not in available:
@@ -82,7 +83,7 @@ def _current_docs(root: Path, cutoff: pd.Timestamp) -> pd.DataFrame:
 
 def load_window(data_root: str | Path, day: str, days_back: int) -> Window:
     """Load requests, impressions and the corpus of the window of `day`; nothing of `day` or later is read."""
-    root = Path(data_root)
+    root = rawfs.raw_root(data_root)
     days = training_days(root, day, days_back)
     cutoff = day_start(day)
     # an impression's request may sit in the previous partition (contract): read one day more of requests

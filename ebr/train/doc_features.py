@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 import pandas as pd
 
+from ebr import rawfs
 from ebr.contract import list_days, load
 from ebr.features.definitions import LIST_FEATURES, TIMESTAMP, VIEW_BY_NAME, table_path
 from ebr.features.encoding import decode_lists
@@ -39,7 +40,7 @@ def _day_start(day: str) -> pd.Timestamp:
 
 def corpus_docs(data_root: str | Path, day: str, include_day: bool = True) -> pd.DataFrame:
     """Doc ids known by the end of `day` (include_day) or before it starts, with their first appearance time."""
-    root = Path(data_root)
+    root = rawfs.raw_root(data_root)
     limit = _day_start(day) + (pd.Timedelta(days=1) if include_day else pd.Timedelta(0))
     days = [d for d in list_days(root, "docs") if _day_start(d) < limit]
     if not days:

@@ -26,7 +26,7 @@ from ebr.models.config import FeaturizerConfig
 from ebr.models.rankers.config import CoarseRankerConfig, FineRankerConfig
 from ebr.settings import Section
 from ebr.train.distill import DistillConfig
-from ebr.train.tracking import CURVES_PNG, MlflowConfig, log_run, plot_curves, untracked_note, write_json
+from ebr.train.tracking import CURVES_PNG, MlflowConfig, RunLogger, log_run, plot_curves, untracked_note, write_json
 from ebr.train.two_tower_config import OptimizerConfig
 
 if TYPE_CHECKING:
@@ -130,7 +130,10 @@ class CoarseRankerStepConfig(Section):
     )
     distill: DistillConfig = Field(default_factory=DistillConfig)
     evaluation: RankerEvalConfig = Field(default_factory=RankerEvalConfig)
-    mlflow: MlflowConfig = Field(default_factory=_tracking)
+    mlflow: MlflowConfig = Field(
+        default_factory=lambda: MlflowConfig(experiment="ebr-rankers", registered_model="ebr-coarse-ranker"),
+        description="tracking; a two-tower student gets a pyfunc version of `registered_model` (alias challenger)",
+    )
 
 
 # ------------------------------------------------------------------------------------------------- data
@@ -319,10 +322,11 @@ def mlflow_name(key: str) -> str:
 
 def _track(cfg: MlflowConfig, run_name: str, params: Mapping[str, Any],
            histories: Mapping[str, Sequence[Mapping[str, float]]], final: Mapping[str, float], artifacts: Path,
-           tags: Mapping[str, str]) -> str | None:
+           tags: Mapping[str, str], after: Callable[[RunLogger], None] | None = None) -> str | None:
     """`ebr.train.tracking.log_run` with metric keys MLflow accepts."""
     hist = {m: [{mlflow_name(k): v for k, v in row.items()} for row in h] for m, h in histories.items()}
-    return log_run(cfg, run_name, params, hist, {mlflow_name(k): v for k, v in final.items()}, artifacts, tags)
+    return log_run(cfg, run_name, params, hist, {mlflow_name(k): v for k, v in final.items()}, artifacts, tags,
+                   after)
 
 
 
@@ -587,12 +591,29 @@ def distill_coarse_ranker(
         write_json(tmp / METRICS_JSON, metrics_doc)
         (tmp / REPORT_MD).write_text(render_report(day, systems, ec.ks, ec.main_k, notes, eval_desc),
                                      encoding="utf-8")
+        model_version = f"coarse-ranker-{day}"
+        registered: dict[str, str] = {}
+
+        def register(run: RunLogger) -> None:
+            from ebr.train.registry import register_coarse_ranker
+
+            registered["version"] = register_coarse_ranker(run, str(cfg.mlflow.registered_model), tmp,
+                                                           f"{model_version}.{run.run_id[:8]}",
+                                                           f"coarse ranker ({mc.kind}) for day {day}")
+
+        # only a two-tower student serves from the shipped doc matrix; a three-tower one is not registered
+        can_register = bool(cfg.mlflow.registered_model) and not student.three_tower
         run_id = _track(cfg.mlflow, "distill_coarse_ranker", cfg.model_dump(mode="json"), histories, final,
-                               tmp, {"ebr.day": str(day), "ebr.teacher_dir": str(teacher_dir)})
+                        tmp, {"ebr.day": str(day), "ebr.teacher_dir": str(teacher_dir)},
+                        register if can_register else None)
         notes += untracked_note(run_id)
+        if cfg.mlflow.registered_model and student.three_tower and run_id is not None:
+            notes.append("three-tower coarse ranker: not registered (its cross tower needs doc rows online)")
         manifest = {
             "format": FORMAT, "kind": "coarse_ranker", "model_kind": mc.kind, **info, "eval_day": day,
             "feature_source": rows.feature_source, "teacher_dir": str(teacher_dir), "mlflow_run_id": run_id,
+            "registered_model": cfg.mlflow.registered_model if registered else None,
+            "registered_version": registered.get("version"),
             "rows": {"requests": rows.n_requests, "pairs": len(rows.pairs), "train_requests": len(train_idx),
                      "valid_requests": len(valid_idx), "corpus_docs": len(doc_ids)},
             "files": {"model": MODEL_FILE, "config": MODEL_CONFIG, "export": EXPORT_DIR, "doc_ids": DOC_IDS,
@@ -602,7 +623,8 @@ def distill_coarse_ranker(
         }
         write_json(tmp / MANIFEST, manifest)
     return {"model_dir": str(out), "export_dir": str(out / EXPORT_DIR), "doc_matrix": str(out / DOC_VECTORS),
-            "systems": systems, "metrics": final, "history": histories, "mlflow_run_id": run_id, "notes": notes}
+            "systems": systems, "metrics": final, "history": histories, "mlflow_run_id": run_id,
+            "registered_version": registered.get("version"), "notes": notes}
 
 
 def export_student(student: CoarseRanker, t: RankingTensors, path: Path, model_version: str, n: int = 4) -> Path:

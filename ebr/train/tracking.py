@@ -12,7 +12,7 @@ import json
 import math
 import os
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -152,8 +152,10 @@ def log_run(
     final: Mapping[str, float],
     artifacts: Path,
     tags: Mapping[str, str] | None = None,
+    after: Callable[[RunLogger], None] | None = None,
 ) -> str | None:
-    """One finished run in one call: params, per-epoch metrics, final metrics and every file of `artifacts`.
+    """One finished run in one call: params, per-epoch metrics, final metrics and every file of `artifacts`;
+    `after(run)` runs last inside the run (e.g. model registration).
 
     Returns the run id, or None without a tracking URI."""
     with mlflow_run(cfg, run_name, tags) as run:
@@ -163,6 +165,8 @@ def log_run(
         run.log_history(histories)
         run.log_metrics(final)
         run.log_artifacts(artifacts)
+        if after is not None:
+            after(run)
         return run.run_id
 
 

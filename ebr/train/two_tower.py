@@ -8,7 +8,8 @@ training day (early stopping on click_recall@K); writes the model directory whol
 
     checkpoint.pt  model_config.json  export/  metrics.json  curves.png  manifest.json
 
-and tracks the run in MLflow (params, per-epoch metrics, the files, a new registered model version).
+and tracks the run in MLflow (params, per-epoch metrics, the files, and a new registered version: the query
+tower as an MLflow pyfunc model, alias `challenger`; see `ebr.train.registry`).
 torch and mlflow are imported inside functions.
 """
 
@@ -428,8 +429,12 @@ def train_two_tower(
                 run.log_metrics({f"final.{k}": v for k, v in final.items()})
                 run.log_artifacts(tmp, ARTIFACT_PATH)
                 if cfg.mlflow.registered_model:
-                    registered = run.register(cfg.mlflow.registered_model, ARTIFACT_PATH,
-                                              f"two-tower trained on {data.train_days[0]}..{data.train_days[-1]}")
+                    from ebr.train.registry import register_two_tower
+
+                    # the version is the pyfunc model (run artifact `pyfunc/<name>/`); alias `challenger` moves to it
+                    registered = register_two_tower(
+                        run, cfg.mlflow.registered_model, tmp / EXPORT_DIR, model_version,
+                        f"two-tower trained on {data.train_days[0]}..{data.train_days[-1]}")
             notes += untracked_note(run.run_id if run else None)
             timings["total"] = time.perf_counter() - t_start
             manifest = {

@@ -6,15 +6,14 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from ebr import rawfs
 from ebr.validation.frames import to_frame
 
 
-def partition_files(root: Path, table: str, day: str) -> list[Path]:
-    """Parquet files of `<root>/<table>/ds=<day>`, sorted; empty when the partition is missing."""
-    pdir = root / table / f"ds={day}"
-    return sorted(p for p in pdir.glob("*.parquet") if p.is_file()) if pdir.is_dir() else []
+def partition_files(root: rawfs.Root, table: str, day: str) -> list[rawfs.Root]:
+    """Parquet files of `<root>/<table>/ds=<day>` (a local folder or a URI), sorted; empty when it is missing."""
+    return rawfs.list_files(rawfs.join(rawfs.raw_root(root), table, f"ds={day}"), ".parquet")
 
 
 def row_count(root: Path, table: str, day: str) -> int | None:
@@ -23,7 +22,7 @@ def row_count(root: Path, table: str, day: str) -> int | None:
     if not files:
         return None
     try:
-        return sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+        return sum(rawfs.parquet_file(f).metadata.num_rows for f in files)
     except (OSError, pa.ArrowException):
         return None
 
@@ -36,7 +35,7 @@ def read_columns(root: Path, table: str, day: str, columns: list[str]) -> pd.Dat
     parts = []
     for f in files:
         try:
-            parts.append(pq.read_table(f, columns=columns))
+            parts.append(rawfs.read_parquet(f, columns=columns))
         except (OSError, KeyError, pa.ArrowException):
             return None
     try:

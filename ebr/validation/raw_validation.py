@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ebr import rawfs
 from ebr.contract.load import list_days, load_table
 from ebr.contract.schema import TABLES
 from ebr.contract.violations import Violation
@@ -35,14 +36,15 @@ def violation_check(v: Violation, status: str = "failed") -> CheckResult:
                        note=f"data contract rule '{v.rule}' (shared/spec/data-contract.md)")
 
 
-def _load_day(root: Path, table: str, day: str, checks: list[CheckResult]) -> pd.DataFrame | None:
+def _load_day(root: rawfs.Root, table: str, day: str, checks: list[CheckResult]) -> pd.DataFrame | None:
     """Day D's partition of `table` in the validated dtypes, or None (with failed or skipped checks) when it is
     missing or cannot be loaded."""
     spec = TABLES[table]
-    if not (root / table).is_dir():
+    if not rawfs.is_dir(rawfs.join(root, table)):
         if spec.kind == "evaluation":
             return None
-        checks.append(violation_check(Violation(table, None, None, "missing_table", f"{root / table} is missing")))
+        checks.append(violation_check(Violation(table, None, None, "missing_table",
+                                                f"{rawfs.join(root, table)} is missing")))
         return None
     if spec.kind != "fact" and day not in list_days(root, table):
         note = ("no change rows on this day (dimension partitions hold changes only)" if spec.kind == "dimension"
@@ -93,8 +95,8 @@ def validate_raw(data_root: str | Path, day: str, out_dir: str | Path, cfg: Vali
     Raises ValidationFailed (after writing the report) when a check failed, unless `raise_on_failure` is false.
     """
     cfg = cfg or ValidationConfig()
-    root = Path(data_root)
-    if not root.is_dir():
+    root = rawfs.check_root(data_root)
+    if not rawfs.is_dir(root):
         raise FileNotFoundError(f"data root {root} is not a directory")
     try:
         day = date.fromisoformat(day).isoformat()

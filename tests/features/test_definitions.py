@@ -68,7 +68,7 @@ def test_feature_repo_declares_the_same_objects(tmp_path, monkeypatch):
     assert cfg.online_store.type == "sqlite" and cfg.offline_store.type == "file"
     assert "data/features" in str(cfg.registry.path) and "data/features" in cfg.online_store.path
     prod = yaml.safe_load((REPO / "feature_store.production.yaml").read_text())
-    assert prod["online_store"]["type"] == "redis" and prod["offline_store"]["type"] == "bigquery"
+    assert prod["online_store"]["type"] == "redis" and prod["offline_store"]["type"] == "file"
 
 
 @pytest.mark.parametrize(

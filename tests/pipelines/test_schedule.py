@@ -18,6 +18,7 @@ from pipelines.compile import DEFAULT_PACKAGE
 
 class _Stub(BaseHTTPRequestHandler):
     requests: list[tuple[str, str, dict]] = []
+    authorization: list[str | None] = []
 
     def _send(self, obj: dict) -> None:
         body = json.dumps(obj).encode()
@@ -29,6 +30,7 @@ class _Stub(BaseHTTPRequestHandler):
 
     def do_GET(self):  # noqa: N802 - http.server API
         self.requests.append(("GET", self.path, {}))
+        self.authorization.append(self.headers.get("Authorization"))
         if self.path.startswith("/apis/v2beta1/experiments"):
             return self._send({"experiments": [{"experiment_id": "exp-1", "display_name": "ebr-daily"}]})
         return self._send({})
@@ -45,6 +47,7 @@ class _Stub(BaseHTTPRequestHandler):
 @pytest.fixture
 def stub_server():
     _Stub.requests = []
+    _Stub.authorization = []
     server = HTTPServer(("127.0.0.1", 0), _Stub)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -83,3 +86,52 @@ def test_schedule_needs_a_compiled_package(stub_server, tmp_path, capsys):
                "--workspace", "w"])
     assert rc == 2 and "ebr pipeline compile" in capsys.readouterr().err
     assert DEFAULT_PACKAGE.is_file()
+
+
+def test_schedule_without_host_uses_kfps_in_cluster_service_and_token(stub_server, tmp_path, monkeypatch, capsys):
+    """No --host: kfp.Client(host=None) takes its in-cluster path. Only what a pod would provide is faked: the
+    in-cluster kube config loads, the service DNS name resolves to the stub, the projected token file exists."""
+    import kfp
+    import kubernetes
+
+    host, seen = stub_server
+    built_with = []
+    real_init = kfp.Client.__init__
+
+    def spy_init(self, host=None, **kwargs):
+        built_with.append(host)
+        real_init(self, host=host, **kwargs)
+
+    token = tmp_path / "token"
+    token.write_text("sa-token-123")
+    monkeypatch.delenv("KF_PIPELINES_ENDPOINT", raising=False)
+    monkeypatch.setenv("KF_PIPELINES_SA_TOKEN_PATH", str(token))
+    monkeypatch.setattr(kubernetes.config, "load_incluster_config", lambda *a, **k: None)
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.0.0.1")
+    # kfp formats the name with the namespace (ml-pipeline.{}.svc...); a name without `{}` ignores it
+    monkeypatch.setattr(kfp.Client, "_IN_CLUSTER_DNS_NAME", host.removeprefix("http://"))
+    monkeypatch.setattr(kfp.Client, "__init__", spy_init)
+    rc = main(["pipeline", "schedule", "--data", "gs://logs/search", "--workspace", "/mnt/ebr"])
+    assert rc == 0
+    assert built_with == [None]
+    out = capsys.readouterr().out
+    assert "rr-42" in out and "in-cluster service" in out
+    assert [p[1] for p in seen if p[0] == "POST"] == ["/apis/v2beta1/recurringruns"]
+    assert _Stub.authorization and set(_Stub.authorization) == {"Bearer sa-token-123"}
+
+
+def test_schedule_without_host_follows_kf_pipelines_endpoint(stub_server, monkeypatch, capsys):
+    host, seen = stub_server
+    monkeypatch.setenv("KF_PIPELINES_ENDPOINT", host)
+    rc = main(["pipeline", "schedule", "--data", "d", "--workspace", "w"])
+    assert rc == 0
+    assert f"created on {host} ($KF_PIPELINES_ENDPOINT)" in capsys.readouterr().out
+    assert [p[1] for p in seen if p[0] == "POST"] == ["/apis/v2beta1/recurringruns"]
+
+
+def test_schedule_without_host_outside_a_cluster_says_to_pass_host(tmp_path, monkeypatch, capsys):
+    for var in ("KF_PIPELINES_ENDPOINT", "KUBERNETES_SERVICE_HOST"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "absent"))
+    rc = main(["pipeline", "schedule", "--data", "d", "--workspace", "w"])
+    assert rc == 2 and "pass --host" in capsys.readouterr().err

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ebr import rawfs
 from ebr.contract import list_days, load
 from ebr.features.config import FeaturesConfig
 from ebr.models.config import MaxLengths
@@ -72,7 +73,7 @@ def _asof(left: pd.DataFrame, right: pd.DataFrame, key: str, cols: list[str]) ->
 
 def request_features(data_root: str | Path, requests: pd.DataFrame, max_len: MaxLengths) -> pd.DataFrame:
     """`requests` (REQUEST_KEYS) with user profile, recent queries and behaviour sequences as of each request."""
-    root = Path(data_root)
+    root = rawfs.raw_root(data_root)
     missing = [c for c in REQUEST_KEYS if c not in requests.columns]
     if missing:
         raise ValueError(f"request rows lack column(s) {missing}")
@@ -187,7 +188,7 @@ def _sequences(root: Path, req: pd.DataFrame, uid: np.ndarray, logged_in: np.nda
 
 def doc_features(data_root: str | Path, keys: pd.DataFrame) -> pd.DataFrame:
     """One row per (doc_id, day) of `keys`: the doc's profile and statistics as of that day's start."""
-    root = Path(data_root)
+    root = rawfs.raw_root(data_root)
     if not {"doc_id", "day"} <= set(keys.columns):
         raise ValueError("doc keys need columns doc_id and day (YYYY-MM-DD)")
     k = keys[["doc_id", "day"]].drop_duplicates().reset_index(drop=True).astype({"doc_id": "int64"})

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ebr import rawfs
 from ebr.contract import list_days, load
 from ebr.features.definitions import SERVICES, VIEW_BY_NAME
 from ebr.models.config import MaxLengths
@@ -134,7 +135,7 @@ def load_eval_rows(data_root: str | Path, day: str, max_len: MaxLengths) -> Rank
     """
     from ebr.samples.evaluation import eval_requests
 
-    root = Path(data_root)
+    root = rawfs.raw_root(data_root)
     ev = eval_requests(root, day)
     nxt = (pd.Timestamp(day) + pd.Timedelta(days=1)).date().isoformat()
     imp_days = [d for d in list_days(root, "impressions") if d in (day, nxt)]
@@ -156,7 +157,7 @@ def load_eval_rows(data_root: str | Path, day: str, max_len: MaxLengths) -> Rank
 
 def load_corpus_docs(data_root: str | Path, day: str) -> pd.DataFrame:
     """Every doc known before `day` with its features as of the day's start (the coarse ranker's doc matrix)."""
-    root = Path(data_root)
+    root = rawfs.raw_root(data_root)
     days = [d for d in list_days(root, "docs") if d < day]
     if not days:
         raise ValueError(f"{root}/docs has no partition before {day}")
