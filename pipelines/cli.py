@@ -54,7 +54,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     r = ps.add_parser("run", help="run the whole daily DAG")
     r.add_argument("--local", action="store_true", help="with the KFP local runner on this machine")
-    r.add_argument("--data", required=True, help="raw-log root following the data contract: a directory or s3://, gs:// URI")
+    r.add_argument("--data", required=True,
+                   help="raw-log root following the data contract: a directory or an s3://, gs:// URI")
     r.add_argument("--day", required=True,
                    help="the day D to evaluate on (trains on the days before it); `latest` = newest day in --data")
     r.add_argument("--workspace", type=Path, default=Path("data/workspace"),
