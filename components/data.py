@@ -7,12 +7,27 @@ from components.runtime import COMPONENT_IMAGE
 
 
 @dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
-def validate_data(data_root: str, day: str, workspace: str, config: str, report: Output[Artifact]):
-    """Great Expectations suites over the raw tables of `day`; fails the run (before training) on a violation."""
+def data_fingerprint(data_root: str, day: str, workspace: str, config: str) -> str:
+    """sha256 of the names, sizes and mtimes of the raw partitions up to `day`: an input of validate-data, so its
+    cache key changes when data is re-delivered. Never cached itself."""
+    from components.runtime import step
+    from ebr.contract.fingerprint import data_fingerprint as run
+
+    with step("data_fingerprint", workspace, day, config) as ctx:
+        ctx.info["fingerprint"] = run(data_root, day)
+    return ctx.info["fingerprint"]
+
+
+@dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
+def validate_data(data_root: str, day: str, workspace: str, config: str, fingerprint: str,
+                  report: Output[Artifact]):
+    """Great Expectations suites over the raw tables of `day`; fails the run (before training) on a violation.
+    `fingerprint` (of the partitions it reads) is only there to key the KFP cache on the data's contents."""
     from components.runtime import step
     from ebr.validation import validate_raw
 
     with step("validate_data", workspace, day, config) as ctx:
+        ctx.info["fingerprint"] = fingerprint
         ctx.info["report"] = f"{report.path}/report.md"
         res = validate_raw(data_root, day, report.path, ctx.cfg.validation)
         report.metadata["success"] = bool(res.success)

@@ -1,4 +1,6 @@
-"""Components that embed the corpus and index it."""
+"""Components that embed the corpus (fanned out over shards) and index it."""
+
+from typing import List  # noqa: UP035 - KFP reads the component signature and wants typing.List
 
 from kfp import dsl
 from kfp.dsl import Artifact, Input, Model, Output
@@ -7,14 +9,42 @@ from components.runtime import COMPONENT_IMAGE
 
 
 @dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
-def export_doc_embeddings(data_root: str, day: str, workspace: str, config: str, model: Input[Model],
-                          features: Input[Artifact], embeddings: Output[Artifact]):
-    """Doc-tower inference over the whole corpus of `day`, in shards."""
+def plan_export_shards(data_root: str, day: str, workspace: str, config: str) -> List[int]:  # noqa: UP006
+    """The shard numbers of the doc-embedding export: the items of the DAG's ParallelFor."""
     from components.runtime import step
-    from ebr.index.export import export_doc_embeddings as run
+    from ebr.index.export import plan_export_shards as run
 
-    with step("export_doc_embeddings", workspace, day, config) as ctx:
-        run(model.path, features.metadata["features_dir"], data_root, day, embeddings.path, ctx.cfg.export)
+    with step("plan_export_shards", workspace, day, config) as ctx:
+        shards = run(data_root, day, ctx.cfg.export)
+        ctx.info["shards"] = len(shards)
+    return shards
+
+
+@dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
+def export_embedding_shard(data_root: str, day: str, workspace: str, config: str, shard_no: int,
+                           model: Input[Model], features: Input[Artifact], shard: Output[Artifact]):
+    """Doc-tower inference over one shard of `day`'s corpus (one pod per shard under ParallelFor)."""
+    from components.runtime import step
+    from ebr.index.export import export_one_shard
+
+    with step(f"export_embedding_shard_{shard_no}", workspace, day, config) as ctx:
+        out = export_one_shard(model.path, features.metadata["features_dir"], data_root, day, shard_no,
+                               shard.path, ctx.cfg.export)
+        shard.metadata["count"] = out["count"]
+        ctx.info.update(out)
+
+
+@dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
+def finalize_embeddings(day: str, workspace: str, config: str, shards: Input[List[Artifact]],  # noqa: UP006
+                        model: Input[Model], embeddings: Output[Artifact]):
+    """Gather the shards of the fan-out into one embeddings directory, checking each came from this model."""
+    from components.runtime import step
+    from ebr.index.export import finalize_shard_dirs
+
+    with step("finalize_embeddings", workspace, day, config) as ctx:
+        out = finalize_shard_dirs([s.path for s in shards], model.path, embeddings.path)
+        ctx.info["shard_counts"] = out["shard_counts"]
+        embeddings.metadata["count"] = int(sum(out["shard_counts"]))
 
 
 @dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)

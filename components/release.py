@@ -49,3 +49,19 @@ def keep_champion(day: str, workspace: str, config: str, reason: str) -> str:
     with step("keep_champion", workspace, day, config) as ctx:
         keep_day(day, ctx.ws, reason)
     return reason
+
+
+@dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
+def record_run_status(day: str, workspace: str, status: dsl.PipelineTaskFinalStatus, scheduled_time: str = "") -> str:
+    """The DAG's exit handler: write `<workspace>/reports/<day>/run_status.json` with the run's final state and,
+    when it failed, its error, so a failed scheduled run is visible in the workspace report. An exit task may
+    not depend on other tasks, so a recurring run passes its trigger time and the day is derived here again."""
+    from ebr.dates import day_before
+    from ebr.workspace import Workspace
+
+    day = day or day_before(scheduled_time)
+
+    doc = {"day": day, "state": status.state, "run": status.pipeline_job_resource_name,
+           "error_code": status.error_code, "error_message": status.error_message}
+    Workspace.at(workspace).record(day, "run_status", doc)
+    return status.state

@@ -27,10 +27,15 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _compile(args: argparse.Namespace) -> int:
+    from pipelines.cluster import ClusterOptions
     from pipelines.compile import compile_daily
 
-    print(compile_daily(args.out))
-    print(compile_daily(args.scheduled_out, scheduled=True))
+    opts = ClusterOptions(workspace_pvc=args.workspace_pvc or None, mount_path=args.mount_path,
+                          secret=args.secret or None, image=args.image)
+    if args.resources:
+        opts = opts.with_resources_file(args.resources)
+    print(compile_daily(args.out, opts=opts))
+    print(compile_daily(args.scheduled_out, scheduled=True, opts=opts))
     return 0
 
 
@@ -47,6 +52,8 @@ def _schedule(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add `pipeline` with its run/compile/schedule sub-commands to the `ebr` parser."""
+    from ebr.images import COMPONENT_IMAGE
+    from pipelines.cluster import ClusterOptions
     from pipelines.compile import DEFAULT_PACKAGE, SCHEDULED_PACKAGE
 
     p = sub.add_parser("pipeline", help="run, compile or schedule the daily Kubeflow pipeline")
@@ -69,6 +76,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--out", type=Path, default=DEFAULT_PACKAGE, help="the DAG with an explicit day")
     c.add_argument("--scheduled-out", type=Path, default=SCHEDULED_PACKAGE,
                    help="the recurring-run wrapper (day = the day before the trigger time)")
+    c.add_argument("--workspace-pvc", default=ClusterOptions.workspace_pvc, metavar="NAME",
+                   help="ReadWriteMany PVC mounted on every task for the shared workspace (default: %(default)s; "
+                        "'' compiles without volumes, for the local runner only)")
+    c.add_argument("--mount-path", default=ClusterOptions.mount_path,
+                   help="where the PVC is mounted; the `workspace` parameter defaults to MOUNT/workspace")
+    c.add_argument("--secret", default=ClusterOptions.secret, metavar="NAME",
+                   help="Kubernetes Secret whose keys become optional env vars (S3 and MLflow credentials; "
+                        "default: %(default)s; '' for none)")
+    c.add_argument("--image", default=COMPONENT_IMAGE, help="components image (default: %(default)s)")
+    c.add_argument("--resources", type=Path, metavar="FILE.yaml",
+                   help="per-step overrides of requests/limits/timeouts/retries, e.g. `train-two-tower: "
+                        "{memory_limit: 32Gi}`")
     c.set_defaults(func=_compile)
 
     s = ps.add_parser("schedule", help="create a recurring run on a Kubeflow Pipelines cluster")
@@ -79,7 +98,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--cron", default="0 0 2 * * *", help="6-field cron, seconds first (default: 02:00 daily)")
     s.add_argument("--package", type=Path, default=SCHEDULED_PACKAGE)
     s.add_argument("--data", required=True, help="raw-log root URI/path as seen by the pipeline pods")
-    s.add_argument("--workspace", required=True, help="workspace path as seen by the pipeline pods")
+    s.add_argument("--workspace", default=ClusterOptions().workspace,
+                   help="workspace path as seen by the pipeline pods (default: %(default)s, on the PVC)")
     s.add_argument("--day", default="", help="fixed day (default: empty = the day before the scheduled time)")
     s.add_argument("--experiment", default="ebr-daily")
     s.add_argument("--job-name", default="ebr-daily")

@@ -111,6 +111,7 @@ def write_run_report(ws: Workspace, day: str, wall_s: float, log_file: Path) -> 
         "steps": steps,
         "evaluation": ws.read(day, "evaluation"),
         "decision": ws.read(day, "decision"),
+        "run_status": ws.read(day, "run_status"),  # written by the DAG's exit handler
         "bundle": {"current": current_version(ws.bundles), "root": str(ws.bundles)},
         "kfp_log": str(log_file),
     }

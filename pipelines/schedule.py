@@ -70,6 +70,6 @@ def create_daily_schedule(host: str | None, package: str | Path, cron: str = "0 
         cron_expression=cron,
         params=params or {},
         max_concurrency=max_concurrency,
-        enable_caching=True,
+        enable_caching=None,  # keep the compiled per-task caching options (only validation is cacheable)
     )
     return Scheduled(run.recurring_run_id, endpoint, source)

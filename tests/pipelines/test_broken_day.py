@@ -3,6 +3,7 @@ report (through the real KFP local runner and the `ebr` CLI)."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -26,5 +27,7 @@ def test_broken_day_stops_at_validation_with_the_report_path(tiny_data: Path, ti
     report = Path(out.split("validate_data report: ")[1].split()[0])
     assert report.is_file() and "stage" in report.read_text(encoding="utf-8")
     steps = {p.stem for p in (tmp_path / "ws" / "reports" / day / "steps").glob("*.json")}
-    assert steps == {"validate_data"}  # nothing after validation ran
+    assert steps == {"data_fingerprint", "validate_data"}  # nothing after validation ran
+    status = json.loads((tmp_path / "ws" / "reports" / day / "run_status.json").read_text(encoding="utf-8"))
+    assert status["state"] == "FAILED", "the exit handler records the failed run in the workspace report"
     assert not (tmp_path / "ws" / "bundles").exists()
