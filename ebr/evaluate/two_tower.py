@@ -242,19 +242,15 @@ def _log_mlflow(cfg: MlflowConfig, report_dir: Path, summary: dict[str, Any],
         import mlflow
 
         from ebr.evaluate.report import log_report_to_mlflow
+        from ebr.train.tracking import using_tracking_uri
 
-        previous = mlflow.get_tracking_uri()
-        mlflow.set_tracking_uri(run.client.tracking_uri)
-        try:
-            with mlflow.start_run(run_id=run.run_id):
-                log_report_to_mlflow(report_dir)
-                mlflow.log_params({"model_version": summary["model_version"],
-                                   "champion_version": str(summary["champion_version"]),
-                                   "gate_publish": str(summary["gate"]["publish"])})
-                if index is not None:
-                    _log_index(*index)
-        finally:
-            mlflow.set_tracking_uri(previous)
+        with using_tracking_uri(run.client.tracking_uri), mlflow.start_run(run_id=run.run_id):
+            log_report_to_mlflow(report_dir)
+            mlflow.log_params({"model_version": summary["model_version"],
+                               "champion_version": str(summary["champion_version"]),
+                               "gate_publish": str(summary["gate"]["publish"])})
+            if index is not None:
+                _log_index(*index)
         return run.run_id
 
 

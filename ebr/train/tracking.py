@@ -44,6 +44,16 @@ def resolve_tracking_uri(cfg: MlflowConfig) -> str | None:
     return cfg.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or None
 
 
+@contextmanager
+def using_tracking_uri(uri: str) -> Iterator[None]:
+    """MLflow's fluent API pointed at `uri` for one block, with the previous setting (set or unset) restored after:
+    a step must not leave a process-wide URI behind that later `models:/` lookups would resolve against."""
+    from mlflow.tracking._tracking_service.utils import _use_tracking_uri  # the pinned mlflow's own scope
+
+    with _use_tracking_uri(uri):
+        yield
+
+
 def flatten_params(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     """Nested config -> {"a.b.c": "value"}; lists and dicts below the leaves become JSON text."""
     out: dict[str, str] = {}

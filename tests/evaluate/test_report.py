@@ -107,12 +107,14 @@ def test_evaluate_systems_names_a_bad_system() -> None:
 def test_mlflow_round_trip(report_dir, tmp_path, monkeypatch) -> None:
     import mlflow
     from mlflow.tracking import MlflowClient
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    from ebr.train.tracking import using_tracking_uri
 
     monkeypatch.chdir(tmp_path)
-    previous = mlflow.get_tracking_uri()
+    before = tracking_utils._tracking_uri
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    mlflow.set_tracking_uri(uri)
-    try:
+    with using_tracking_uri(uri):
         with pytest.raises(RuntimeError, match="no active MLflow run"):
             log_report_to_mlflow(report_dir)
         exp = mlflow.create_experiment("evaluation", artifact_location=(tmp_path / "artifacts").as_uri())
@@ -121,8 +123,7 @@ def test_mlflow_round_trip(report_dir, tmp_path, monkeypatch) -> None:
         client = MlflowClient(tracking_uri=uri)
         logged = client.get_run(run.info.run_id).data.metrics
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "evaluation")}
-    finally:
-        mlflow.set_tracking_uri(previous)
+    assert tracking_utils._tracking_uri == before, "the scope restores the process-wide URI, set or not"
     report = Report.load(report_dir)
     model = report.system("model")
     assert logged["true_recall_at_4"] == pytest.approx(model["true_recall@4"].value)
