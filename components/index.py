@@ -43,7 +43,7 @@ def finalize_embeddings(day: str, workspace: str, config: str, shards: Input[Lis
 
     with step("finalize_embeddings", workspace, day, config) as ctx:
         out = finalize_shard_dirs([s.path for s in shards], model.path, embeddings.path)
-        ctx.info["shard_counts"] = out["shard_counts"]
+        ctx.info.update(shard_counts=out["shard_counts"], embeddings_dir=embeddings.path, model_dir=model.path)
         embeddings.metadata["count"] = int(sum(out["shard_counts"]))
 
 
