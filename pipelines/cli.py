@@ -44,7 +44,7 @@ def _schedule(args: argparse.Namespace) -> int:
 
     params = {"data_root": args.data, "workspace": args.workspace, "day": args.day, "config": ""}
     done = create_daily_schedule(args.host, args.package, cron=args.cron, experiment=args.experiment,
-                                 job_name=args.job_name, params=params)
+                                 job_name=args.job_name, params=params, namespace=args.namespace)
     print(f"recurring run {done.recurring_run_id} created on {done.endpoint} ({done.source}) "
           f"with cron {args.cron!r}")
     return 0
@@ -101,6 +101,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--workspace", default=ClusterOptions().workspace,
                    help="workspace path as seen by the pipeline pods (default: %(default)s, on the PVC)")
     s.add_argument("--day", default="", help="fixed day (default: empty = the day before the scheduled time)")
+    s.add_argument("--namespace", default=None,
+                   help="profile namespace of multi-user Kubeflow (the experiment and runs live there); "
+                        "default: none, for standalone Kubeflow Pipelines")
     s.add_argument("--experiment", default="ebr-daily")
     s.add_argument("--job-name", default="ebr-daily")
     s.set_defaults(func=_schedule)

@@ -20,8 +20,9 @@ class Scheduled(NamedTuple):
     source: str  # how the endpoint was found: --host, $KF_PIPELINES_ENDPOINT, in-cluster service, kubeconfig proxy
 
 
-def _client(host: str | None):
-    """kfp.Client for `host`, or kfp's own endpoint resolution when `host` is None; with the endpoint used."""
+def _client(host: str | None, namespace: str | None = None):
+    """kfp.Client for `host`, or kfp's own endpoint resolution when `host` is None; with the endpoint used.
+    `namespace` is the user's profile namespace in multi-user Kubeflow (None: standalone KFP)."""
     import os
 
     import kfp
@@ -31,7 +32,7 @@ def _client(host: str | None):
         if not any(Path(p).expanduser().is_file() for p in kubeconfigs if p):
             raise ValueError("no --host given and no way to find the KFP API: not in a pod, $KF_PIPELINES_ENDPOINT "
                              "unset and no kubeconfig; pass --host")
-    client = kfp.Client(host=host or None)
+    client = kfp.Client(host=host or None, namespace=namespace or "kubeflow")
     config = getattr(client, "_existing_config", None)  # kfp keeps the resolved API configuration here
     endpoint = str(getattr(config, "host", "") or host or "")
     if host:
@@ -48,7 +49,8 @@ def _client(host: str | None):
 
 def create_daily_schedule(host: str | None, package: str | Path, cron: str = "0 0 2 * * *",
                           experiment: str = "ebr-daily", job_name: str = "ebr-daily",
-                          params: dict | None = None, max_concurrency: int = 1) -> Scheduled:
+                          params: dict | None = None, max_concurrency: int = 1,
+                          namespace: str | None = None) -> Scheduled:
     """Register a recurring run of the compiled pipeline `package` with a 6-field cron (seconds first).
 
     `host=None` lets kfp resolve the endpoint (see the module docstring). Returns the recurring run id and the
@@ -58,11 +60,11 @@ def create_daily_schedule(host: str | None, package: str | Path, cron: str = "0 
         raise ValueError(f"--cron {cron!r}: KFP takes a 6-field cron expression (seconds first), got {len(fields)}")
     if not Path(package).is_file():
         raise FileNotFoundError(f"compiled pipeline {package} does not exist; run `ebr pipeline compile` first")
-    client, endpoint, source = _client(host)
+    client, endpoint, source = _client(host, namespace)
     try:
-        exp = client.get_experiment(experiment_name=experiment)
+        exp = client.get_experiment(experiment_name=experiment, namespace=namespace)
     except ValueError:
-        exp = client.create_experiment(name=experiment)
+        exp = client.create_experiment(name=experiment, namespace=namespace)
     run = client.create_recurring_run(
         experiment_id=exp.experiment_id,
         job_name=job_name,

@@ -5,9 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-STEP_ORDER = ["validate_data", "build_features", "build_samples", "validate_samples", "train_two_tower",
-              "train_fine_ranker", "distill_coarse_ranker", "export_doc_embeddings", "build_index", "evaluate",
-              "publish", "keep_champion"]
+STEP_ORDER = ["data_fingerprint", "validate_data", "build_features", "build_samples", "validate_samples",
+              "train_two_tower", "train_fine_ranker", "distill_coarse_ranker", "plan_export_shards",
+              "export_embedding_shard", "finalize_embeddings", "build_index", "evaluate", "publish", "rollout",
+              "keep_champion"]
+
+
+def _order(name: str) -> tuple[int, str]:
+    """Position of a step record in the DAG (shard records `export_embedding_shard_<n>` sort by shard)."""
+    base = name.rsplit("_", 1)[0] if name.startswith("export_embedding_shard_") else name
+    return (STEP_ORDER.index(base) if base in STEP_ORDER else 99, name.rjust(40))
 
 
 def _fmt(v: Any) -> str:
@@ -22,7 +29,7 @@ def render_run(report: dict[str, Any], data_root: str | Path | None = None) -> s
     """Text of a run report (see pipelines.local.write_run_report)."""
     lines = [f"== daily run for {report['day']} ({report['wall_s']} s)", "", "step                      wall (s)"]
     steps = report.get("steps", {})
-    for name in sorted(steps, key=lambda n: STEP_ORDER.index(n) if n in STEP_ORDER else 99):
+    for name in sorted(steps, key=_order):
         s = steps[name]
         extra = s.get("verdict") or ""
         if s.get("rows"):
@@ -40,6 +47,9 @@ def render_run(report: dict[str, Any], data_root: str | Path | None = None) -> s
         lines += ["", f"gate: {verb}: {decision.get('reason', '')}"]
         if decision.get("bundle"):
             lines.append(f"bundle: {decision['bundle']} (version {decision.get('version')})")
+    status = report.get("run_status") or {}
+    if status.get("state") and status["state"] != "SUCCEEDED":
+        lines.append(f"run state: {status['state']}: {status.get('error_message') or ''}".rstrip())
     bundle = report.get("bundle") or {}
     lines.append(f"serving bundle (CURRENT): {bundle.get('current')} under {bundle.get('root')}")
     for ex in ev.get("examples", []):

@@ -66,10 +66,28 @@ def test_schedule_creates_a_recurring_run(stub_server, capsys):
     body = posts[0][2]
     assert body["trigger"]["cron_schedule"]["cron"] == "0 0 2 * * *"
     assert body["experiment_id"] == "exp-1"
-    assert body["pipeline_spec"]["pipelineInfo"]["name"] == "ebr-daily-scheduled"
+    spec = body["pipeline_spec"]["pipeline_spec"]  # with the Kubernetes platform spec next to it
+    assert spec["pipelineInfo"]["name"] == "ebr-daily-scheduled"
+    executors = body["pipeline_spec"]["platform_spec"]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert executors["exec-train-two-tower"]["pvcMount"][0]["constant"] == "ebr-workspace"
     params = body["runtime_config"]["parameters"]
     assert params["data_root"] == "gs://logs/search" and params["workspace"] == "/mnt/ebr"
     assert body["max_concurrency"] in ("1", 1)
+    # the recurring run keeps the compiled caching options: only the validations may come from the cache
+    tasks = spec["components"]["comp-exit-handler-1"]["dag"]["tasks"]
+    assert tasks["validate-data"]["cachingOptions"] == {"enableCache": True}
+    assert not tasks["train-two-tower"]["cachingOptions"].get("enableCache")
+    assert not tasks["build-features"]["cachingOptions"].get("enableCache")
+
+
+def test_schedule_in_a_profile_namespace(stub_server, capsys):
+    host, seen = stub_server
+    assert main(["pipeline", "schedule", "--host", host, "--data", "s3://logs/search",
+                 "--namespace", "kubeflow-user-example-com"]) == 0
+    gets = [r[1] for r in seen if r[0] == "GET" and "experiments" in r[1]]
+    assert gets and all("namespace=kubeflow-user-example-com" in g for g in gets), gets
+    body = [r for r in seen if r[0] == "POST"][0][2]
+    assert body["runtime_config"]["parameters"]["workspace"] == "/mnt/ebr/workspace"
 
 
 def test_schedule_rejects_a_five_field_cron(stub_server, capsys):
