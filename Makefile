@@ -16,18 +16,23 @@ LANG_ ?= zh
 
 PORT ?= 8080
 
-.PHONY: install run serve test lint bench bench-simulate bench-features bench-train bench-rankers bench-index \
-	bench-serve clean
+.PHONY: install run serve test test-fast lint bench bench-simulate bench-features bench-train bench-rankers bench-index \
+	bench-serve bench-dag clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@echo "installing ebr and its dependencies into $(VENV) (a few minutes the first time; log: $(VENV)/install.log)"
+	@$(PY) -m pip install --disable-pip-version-check -e '.[dev]' > $(VENV)/install.log 2>&1 \
+	  || { tail -n 40 $(VENV)/install.log; echo "install failed; full log: $(VENV)/install.log"; exit 1; }
 	@touch $(STAMP)
 
 install: $(STAMP)
 
 $(DATA)/_meta/simulation.json: | $(STAMP)
-	$(VENV)/bin/ebr simulate --out $(DATA) --scale $(SCALE) --days $(DAYS) --seed $(SEED) --lang $(LANG_) --overwrite
+	@echo "simulating $(DAYS) days of search logs at scale $(SCALE) (seed $(SEED)) into $(DATA)"
+	@$(VENV)/bin/ebr simulate --out $(DATA) --scale $(SCALE) --days $(DAYS) --seed $(SEED) --lang $(LANG_) \
+	  --overwrite > $(VENV)/simulate.log
+	@echo "simulated: $(DATA)/_meta/simulation.json"
 
 WORKSPACE ?= data/workspace
 DAY ?= latest
@@ -41,9 +46,18 @@ serve: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
+# Tests run on every core in parallel (pytest-xdist), one test file per worker at a time (`--dist loadfile`):
+# the module-scoped DAG runs and trained models are built once per file, never once per worker.
+PYTEST_WORKERS ?= auto
+
 test: $(STAMP) lint
 	@bash .ci/system-deps.sh
-	$(VENV)/bin/pytest -q --durations=20
+	$(VENV)/bin/pytest -q -n $(PYTEST_WORKERS) --dist loadfile --durations=20
+
+# The fast lane: everything but the end-to-end runs marked `slow` (full DAG runs, real trainings).
+test-fast: $(STAMP) lint
+	@bash .ci/system-deps.sh
+	$(VENV)/bin/pytest -q -n $(PYTEST_WORKERS) --dist loadfile -m "not slow" --durations=10
 
 bench-simulate: $(STAMP)
 	$(PY) bench/bench_simulate.py --out bench/results
@@ -62,6 +76,10 @@ bench-index: $(STAMP)
 
 bench-serve: $(STAMP)
 	$(PY) bench/bench_serve.py --out bench/results
+
+# Per-step cost of the last `make run` (its step records) against the compiled requests and limits.
+bench-dag: $(STAMP)
+	$(PY) bench/bench_dag.py --run $(SCALE)=$(WORKSPACE):$$(ls $(WORKSPACE)/reports | tail -n 1) --out bench/results
 
 bench: bench-simulate bench-features bench-train bench-rankers bench-index bench-serve
 

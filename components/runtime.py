@@ -27,12 +27,14 @@ class StepContext:
 
 @contextmanager
 def step(name: str, workspace: str, day: str, config: str) -> Iterator[StepContext]:
-    """Set up one step and record its wall time in `<workspace>/reports/<day>/steps/<name>.json`."""
+    """Set up one step and record it in `<workspace>/reports/<day>/steps/<name>.json`: `running` as it starts
+    (what the live progress of a local run watches), then its status, wall/CPU time and peak RSS."""
     ws = Workspace.at(workspace)
     ws.root.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     os.environ["MLFLOW_TRACKING_URI"] = os.environ.get("EBR_MLFLOW_TRACKING_URI", ws.mlflow_uri)
     ctx = StepContext(name=name, day=day, cfg=EbrConfig.from_yaml_text(config), ws=ws, info={})
+    ws.record(day, f"steps/{name}", {"step": name, "status": "running", "started_at": time.time()})
     t0, c0 = time.perf_counter(), time.process_time()
     status = "failed"
     try:

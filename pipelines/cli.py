@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 
@@ -17,7 +18,8 @@ def _run(args: argparse.Namespace) -> int:
                          "or submit pipelines/daily.yaml")
     cfg = load_ebr_config(args.config, args.overrides)
     try:
-        report = run_local(args.data, args.day, args.workspace, cfg, caching=not args.no_cache)
+        report = run_local(args.data, args.day, args.workspace, cfg, caching=not args.no_cache,
+                           progress=None if args.quiet else sys.stdout)
     except PipelineFailed as e:
         print(f"ebr pipeline run: {e}")
         return 1
@@ -68,6 +70,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--workspace", type=Path, default=Path("data/workspace"),
                    help="persistent state across days: features, MLflow, bundles, reports")
     r.add_argument("--no-cache", action="store_true", help="do not reuse cached outputs of cacheable steps")
+    r.add_argument("--quiet", action="store_true", help="no live step progress, only the summary at the end")
     r.add_argument("--config", help="YAML config file")
     r.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE")
     r.set_defaults(func=_run)

@@ -9,7 +9,7 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from ebr import rawfs
 from ebr.bundle import current_version
@@ -53,11 +53,13 @@ def resolve_local_day(data_root: str | Path, day: str) -> str:
 
 
 def run_local(data_root: str | Path, day: str, workspace: str | Path, cfg: EbrConfig | None = None,
-              log_path: str | Path | None = None, caching: bool = True) -> Path:
+              log_path: str | Path | None = None, caching: bool = True, progress: TextIO | None = None) -> Path:
     """Run the whole DAG for `day` with `kfp.local.SubprocessRunner(use_venv=False)`; returns the path of the
     run report JSON (every metric of every model and baseline, the gate decision, per-step wall time).
 
-    The runner's verbose task logs go to `log_path` (default `<workspace>/reports/<day>/kfp.log`)."""
+    The runner's verbose task logs go to `log_path` (default `<workspace>/reports/<day>/kfp.log`); with
+    `progress` (e.g. sys.stdout), each step's start and finish and the running steps' progress bars are
+    printed there as the run goes (pipelines/progress.py)."""
     from kfp import local
 
     from pipelines.daily import daily
@@ -75,12 +77,21 @@ def run_local(data_root: str | Path, day: str, workspace: str | Path, cfg: EbrCo
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(ws.kfp_root),
                raise_on_error=True, enable_caching=caching, cache_root=str(ws.root / "kfp-cache"))
     t0 = time.perf_counter()
+    watcher = None
+    if progress is not None:
+        from pipelines.progress import StepWatcher
+
+        progress.write(f"running the daily DAG for {day}; task logs: {log_file}\n")
+        watcher = StepWatcher(ws.reports(day) / "steps", log_file, progress)
+        watcher.start()
     with open(log_file, "w", encoding="utf-8") as log, _captured(log):
         error: BaseException | None = None
         try:
             daily(data_root=str(data_root), day=day, workspace=str(ws.root), config=cfg.to_yaml())
         except BaseException as e:  # noqa: BLE001 - re-raised below with the log path
             error = e
+    if watcher is not None:
+        watcher.stop()
     if error is not None:
         raise _failure(log_file, error, ws.reports(day) / "steps") from error
     return write_run_report(ws, day, time.perf_counter() - t0, log_file)

@@ -36,7 +36,7 @@ def render_run(report: dict[str, Any], data_root: str | Path | None = None) -> s
             extra = "rows: " + ", ".join(f"{k} {v}" for k, v in s["rows"].items())
         if s.get("status") != "ok" and s.get("report"):
             extra = f"report: {s['report']}"
-        lines.append(f"  {name:<24}{s['wall_s']:>8.1f}  {s.get('status', '')}  {extra}".rstrip())
+        lines.append(f"  {name:<24}{s.get('wall_s', 0.0):>8.1f}  {s.get('status', '')}  {extra}".rstrip())
     ev = report.get("evaluation") or {}
     table = ev.get("table")
     if table:

@@ -82,3 +82,28 @@ def test_a_missing_bucket_fails_the_run_naming_the_uri(cluster_run, s3_env, tmp_
 
     with pytest.raises(Exception, match="s3://no-such-bucket-ebr"):
         resolve_local_day("s3://no-such-bucket-ebr/logs", "latest")
+
+
+def test_the_server_answers_from_the_pipeline_published_bundle(cluster_run, tiny_data: Path):
+    """The query-tower server over real HTTP (uvicorn on loopback) on the bundle and the Feast online store the
+    run left in the workspace, as a pod mounting the same PVC would."""
+    import httpx
+
+    from serving.app import create_app
+    from serving.settings import ServerSettings
+    from tests.serving.clients import LiveServer, wait_for
+
+    ws = cluster_run["ws"]
+    version = current_version(ws / "bundles")
+    user = int(pd.read_parquet(tiny_data / "users")["user_id"].min())
+    app = create_app(ServerSettings(bundles_dir=ws / "bundles", feature_repo=ws / "features", watch_interval_s=0.2))
+    with LiveServer(app) as server:
+        wait_for(lambda: httpx.get(f"{server.url}/readyz", timeout=5).status_code == 200)
+        assert httpx.get(f"{server.url}/readyz", timeout=5).json()["bundle_version"] == version
+        r = httpx.post(f"{server.url}/search", json={"query": "连衣裙", "user_id": user, "k": 10}, timeout=30)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["bundle_version"] == version and body["personalized"] is True, body
+    assert 0 < len(body["items"]) <= 10
+    docs = set(pd.read_parquet(ws / "bundles" / version / "docs.parquet")["doc_id"].tolist())
+    assert {it["doc_id"] for it in body["items"]} <= docs
