@@ -259,13 +259,15 @@ def _open(path: Root) -> tuple[Any, str | Path]:
 
 
 def read_parquet(path: Root, columns: list[str] | None = None) -> Any:
-    """A parquet file as a pyarrow Table (what `pq.read_table(path, columns=...)` gives for a local file)."""
+    """A parquet file as a pyarrow Table (what `pq.read_table(path, columns=...)` gives for a local file),
+    without the writer's schema metadata: the pandas dtypes a writer recorded there (e.g. pandas' pyarrow-backed
+    `list<element: string>[pyarrow]`) are not ours to follow, and some cannot even be rebuilt by `to_pandas`.
+    Whatever wrote a file, the contract's arrow types are what count."""
     import pyarrow.parquet as pq
 
     fs, p = _open(path)
-    if fs is None:
-        return pq.read_table(p, columns=columns)
-    return pq.read_table(p, columns=columns, filesystem=fs)
+    table = pq.read_table(p, columns=columns) if fs is None else pq.read_table(p, columns=columns, filesystem=fs)
+    return table.replace_schema_metadata(None)
 
 
 def parquet_file(path: Root) -> Any:

@@ -56,8 +56,8 @@ class StepWatcher(threading.Thread):
         self.steps_dir, self.log_file, self.out = Path(steps_dir), Path(log_file), out
         self.interval_s, self.heartbeat_s = interval_s, heartbeat_s
         self._seen: dict[str, str] = {}
-        self._started: dict[str, float] = {}
-        self._done = threading.Event()
+        self._running_since: dict[str, float] = {}
+        self._halt = threading.Event()
         self._t0 = time.perf_counter()
         self._last_beat = self._t0
         self._last_bar = ""
@@ -80,25 +80,25 @@ class StepWatcher(threading.Thread):
                 continue
             self._seen[name] = status
             if status == "running":
-                self._started[name] = time.perf_counter()
+                self._running_since[name] = time.perf_counter()
                 self._print(f"start  {name}")
             else:
-                self._started.pop(name, None)
+                self._running_since.pop(name, None)
                 word = "done  " if status == "ok" else "FAILED"
                 self._print(f"{word} {name} ({rec.get('wall_s', 0):.1f} s) {result_line(rec)}".rstrip())
         now = time.perf_counter()
-        if self._started and now - self._last_beat >= self.heartbeat_s:
+        if self._running_since and now - self._last_beat >= self.heartbeat_s:
             self._last_beat = now
             bar = last_bar(self.log_file)
-            running = ", ".join(f"{n} {now - t:.0f} s" for n, t in sorted(self._started.items()))
+            running = ", ".join(f"{n} {now - t:.0f} s" for n, t in sorted(self._running_since.items()))
             self._print(f"...    {running}{'  ' + bar if bar and bar != self._last_bar else ''}")
             self._last_bar = bar or self._last_bar
 
     def run(self) -> None:
-        while not self._done.wait(self.interval_s):
+        while not self._halt.wait(self.interval_s):
             self.scan()
 
     def stop(self) -> None:
-        self._done.set()
+        self._halt.set()
         self.join(timeout=5)
         self.scan()

@@ -1,21 +1,31 @@
-"""The whole daily DAG through the real KFP local runner on tiny simulated data, two days in a row.
+"""The whole daily DAG through the real KFP local runner on tiny simulated data, two days in a row, shaped as it
+runs on a cluster: raw logs on an S3 endpoint (moto's standalone server on loopback stands in for S3), tracking
+and the model registry on a real `mlflow server` over HTTP (SQLite backend, local artifact root), the workspace
+in its own directory as a PVC would be. This one run feeds every end-to-end check of the DAG.
 
 Day 1 has no champion, so the gate publishes; day 2 warm-starts from that champion, and its gate is forced shut
 (`min_requests` above the day's request count: no key metric is measurable) so the keep-champion branch runs
-too; the decision, CURRENT and the MLflow alias must agree. Right after day 1, the DAG's fanned-out embeddings
-are compared with the single-task export of the same model. Models are shrunk by config so the run fits in CI.
+too; the decision, CURRENT and the registry alias must agree. Right after day 1, the DAG's fanned-out
+embeddings are compared with the single-task export of the same model. After both, the registry's champion
+loads with `mlflow.pyfunc.load_model` and the query-tower server answers from the published bundle. Models are
+shrunk by config so the run fits in CI.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
+import os
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
+from mlflow import MlflowClient
 
 from ebr.bundle import current_version, verify_bundle
 from ebr.config import load_ebr_config
+from ebr.train.registry import COARSE_RANKER_MODEL, TWO_TOWER_MODEL
+from ebr.train.tracking import using_tracking_uri
 from pipelines.local import run_local
 
 FAST = [
@@ -32,21 +42,32 @@ FAST = [
 
 
 @pytest.fixture(scope="module")
-def two_days(tiny_data: Path, tiny_days: list[str], tmp_path_factory) -> dict:
+def two_days(tiny_data: Path, tiny_days: list[str], _s3_tiny_uri: str, s3_server: str, mlflow_server_uri: str,
+             tmp_path_factory) -> dict:
+    from tests.objectstore import S3_ENV
+
     work = tmp_path_factory.mktemp("daily")
-    data = work / "data"
-    shutil.copytree(tiny_data, data)
-    ws = work / "ws"
+    ws = work / "pvc" / "workspace"
     cfg = load_ebr_config(None, FAST)
     day1, day2 = tiny_days[-2], tiny_days[-1]
-    r1 = json.loads(run_local(data, day1, ws, cfg).read_text(encoding="utf-8"))
-    v1 = current_version(ws / "bundles")
-    alias1 = _champion_alias(ws)
-    single = _single_task_export(r1, data, day1, ws, work / "single", cfg)
-    closed = load_ebr_config(None, [*FAST, "evaluation.gate.min_requests=1000000"])
-    r2 = json.loads(run_local(data, day2, ws, closed).read_text(encoding="utf-8"))
-    return {"ws": ws, "r1": r1, "r2": r2, "v1": v1, "v2": current_version(ws / "bundles"), "data": data,
-            "alias_after_day1": alias1, "single": single}
+    env = {**S3_ENV, "AWS_ENDPOINT_URL": s3_server, "EBR_MLFLOW_TRACKING_URI": mlflow_server_uri}
+    mp = pytest.MonkeyPatch()
+    for k, v in env.items():
+        mp.setenv(k, v)
+    try:
+        r1 = json.loads(run_local(_s3_tiny_uri, day1, ws, cfg).read_text(encoding="utf-8"))
+        v1 = current_version(ws / "bundles")
+        alias1 = _champion_alias(mlflow_server_uri)
+        # the same bytes, read locally: the single-task export of the model day 1 trained
+        single = _single_task_export(r1, tiny_data, day1, ws, work / "single", cfg)
+        closed = load_ebr_config(None, [*FAST, "evaluation.gate.min_requests=1000000"])
+        r2 = json.loads(run_local(_s3_tiny_uri, day2, ws, closed).read_text(encoding="utf-8"))
+        alias2 = _champion_alias(mlflow_server_uri)
+    finally:
+        mp.undo()
+    assert "EBR_MLFLOW_TRACKING_URI" not in os.environ
+    return {"ws": ws, "r1": r1, "r2": r2, "v1": v1, "v2": current_version(ws / "bundles"), "data": _s3_tiny_uri,
+            "alias_after_day1": alias1, "alias_after_day2": alias2, "single": single, "server": mlflow_server_uri}
 
 
 def _single_task_export(report: dict, data: Path, day: str, ws: Path, out: Path, cfg) -> dict:
@@ -60,12 +81,10 @@ def _single_task_export(report: dict, data: Path, day: str, ws: Path, out: Path,
     return {"embeddings": out / "embeddings", "index": out / "index", "dag_embeddings": Path(fin["embeddings_dir"])}
 
 
-def _champion_alias(ws: Path) -> str:
-    """The version the registry's `champion` alias points at, in the workspace's own MLflow database."""
-    from mlflow import MlflowClient
-
-    client = MlflowClient(tracking_uri=f"sqlite:///{ws / 'mlflow.db'}")
-    return str(client.get_model_version_by_alias("ebr-two-tower", "champion").version)
+def _champion_alias(tracking_uri: str) -> str:
+    """The version the registry's `champion` alias points at."""
+    return str(MlflowClient(tracking_uri=tracking_uri).get_model_version_by_alias(TWO_TOWER_MODEL,
+                                                                                  "champion").version)
 
 
 def _bundle_model_version(ws: Path, version: str) -> str:
@@ -87,6 +106,9 @@ def test_first_day_publishes_a_verified_bundle(two_days):
         assert r1["steps"][step]["status"] == "ok", step
     assert "keep_champion" not in r1["steps"]
     assert r1["run_status"]["state"] == "SUCCEEDED"
+    assert r1["steps"]["data_fingerprint"]["fingerprint"] == r1["steps"]["validate_data"]["fingerprint"]
+    assert r1["steps"]["rollout"]["skipped"] == "rollout.enabled is false"
+    assert not (ws / "mlflow.db").exists(), "tracked on the server, not in the workspace"
     systems = r1["evaluation"]["retrieval"]["systems"]
     assert {"model", "bm25", "popularity"} <= set(systems)
     assert r1["evaluation"]["examples"], "the run shows example queries"
@@ -105,7 +127,10 @@ def test_second_day_warm_starts_and_keeps_the_champion_when_the_gate_stays_shut(
     assert r2["steps"]["keep_champion"]["status"] == "ok"
     assert "publish" not in r2["steps"] and "rollout" not in r2["steps"]
     # the alias follows CURRENT: moved to day 2's model only when day 2 published
-    assert _champion_alias(two_days["ws"]) == _bundle_model_version(two_days["ws"], two_days["v2"])
+    assert two_days["alias_after_day2"] == two_days["alias_after_day1"]
+    assert two_days["alias_after_day2"] == _bundle_model_version(two_days["ws"], two_days["v2"])
+    # a different fingerprint: day 2's partitions are part of what day 2 validates
+    assert r2["steps"]["data_fingerprint"]["fingerprint"] != two_days["r1"]["steps"]["data_fingerprint"]["fingerprint"]
 
 
 @pytest.mark.slow
@@ -128,3 +153,50 @@ def test_fanned_out_export_equals_the_single_task_export_and_index(two_days):
     db, ib = b.search(q, 10)
     np.testing.assert_array_equal(ia, ib)
     np.testing.assert_allclose(da, db, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_champion_loads_from_the_tracking_server_and_scores_a_query(two_days):
+    import mlflow.pyfunc
+
+    ws, server = two_days["ws"], two_days["server"]
+    version = current_version(ws / "bundles")
+    manifest = json.loads((ws / "bundles" / version / "model" / "manifest.json").read_text(encoding="utf-8"))
+    client = MlflowClient(server)
+    champion = client.get_model_version_by_alias(TWO_TOWER_MODEL, "champion")
+    assert str(champion.version) == str(manifest["registered_version"])
+    assert champion.tags["ebr.bundle_version"] == version
+    assert client.get_model_version_by_alias(COARSE_RANKER_MODEL, "champion").tags["ebr.bundle_version"] == version
+    queries = pd.DataFrame({"query": ["连衣裙 夏季", "手机壳"], "user_id": [1, 2]})
+    with using_tracking_uri(server):
+        model = mlflow.pyfunc.load_model(f"models:/{TWO_TOWER_MODEL}@champion")
+    vectors = np.asarray(model.predict(queries))
+    assert vectors.shape == (2, manifest["config"]["model"]["query_tower"]["out_dim"])
+    assert np.isfinite(vectors).all() and not np.allclose(vectors[0], vectors[1])
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_the_server_answers_from_the_pipeline_published_bundle(two_days, tiny_data: Path):
+    """The query-tower server over real HTTP (uvicorn on loopback) on the bundle and the Feast online store the
+    run left in the workspace, as a pod mounting the same PVC would."""
+    import httpx
+
+    from serving.app import create_app
+    from serving.settings import ServerSettings
+    from tests.serving.clients import LiveServer, wait_for
+
+    ws = two_days["ws"]
+    version = current_version(ws / "bundles")
+    user = int(pd.read_parquet(tiny_data / "users")["user_id"].min())
+    app = create_app(ServerSettings(bundles_dir=ws / "bundles", feature_repo=ws / "features", watch_interval_s=0.2))
+    with LiveServer(app) as server:
+        wait_for(lambda: httpx.get(f"{server.url}/readyz", timeout=5).status_code == 200)
+        assert httpx.get(f"{server.url}/readyz", timeout=5).json()["bundle_version"] == version
+        r = httpx.post(f"{server.url}/search", json={"query": "连衣裙", "user_id": user, "k": 10}, timeout=30)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["bundle_version"] == version and body["personalized"] is True, body
+    assert 0 < len(body["items"]) <= 10
+    docs = set(pd.read_parquet(ws / "bundles" / version / "docs.parquet")["doc_id"].tolist())
+    assert {it["doc_id"] for it in body["items"]} <= docs

@@ -47,3 +47,13 @@ def test_last_bar_without_a_log_or_a_bar(tmp_path: Path):
     assert last_bar(tmp_path / "missing.log") == ""
     (tmp_path / "a.log").write_text("no bars here\n", encoding="utf-8")
     assert last_bar(tmp_path / "a.log") == ""
+
+
+def test_watcher_thread_starts_and_stops(tmp_path: Path):
+    steps, out = tmp_path / "steps", io.StringIO()
+    w = StepWatcher(steps, tmp_path / "kfp.log", out, interval_s=0.01)
+    w.start()
+    _rec(steps, "publish", status="ok", wall_s=3.0, bundle="/w/bundles/v1")
+    w.stop()
+    assert not w.is_alive()
+    assert out.getvalue().count("done   publish (3.0 s) bundle: /w/bundles/v1") == 1
