@@ -43,7 +43,7 @@ def _cmd_check_data(args: argparse.Namespace) -> int:
 
     report = check_dataset(args.data, args.day or None)
     print(report.render())
-    return 0 if report.ok else 1
+    return 0 if (report.ok_strict() if args.strict else report.ok) else 1
 
 
 def _cmd_summarize(args: argparse.Namespace) -> int:
@@ -86,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True,
                    help="data root: a folder or s3:// / gs:// URI (<root>/<table>/ds=YYYY-MM-DD/*.parquet)")
     p.add_argument("--day", action="append", help="check only this day (repeatable); default: all days")
+    p.add_argument("--strict", action="store_true",
+                   help="also fail on warnings (columns the contract ignores, files that are not parquet)")
     p.set_defaults(func=_cmd_check_data)
 
     p = sub.add_parser("summarize", help="check the data and print tables, rows, days and example requests")

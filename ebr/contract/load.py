@@ -25,13 +25,15 @@ _DS_RE = re.compile(r"^ds=(\d{4}-\d{2}-\d{2})$")
 
 @dataclass
 class PartitionInfo:
-    """What was read from one day partition: files, rows and columns the contract does not know."""
+    """What was read from one day partition: files, rows, columns the contract does not know, and warnings
+    (what the contract ignores but a person should see: extra columns, files that are not parquet)."""
 
     table: str
     day: str
     files: list[str] = field(default_factory=list)
     rows: int = 0
     extra_columns: list[str] = field(default_factory=list)
+    warnings: list[Violation] = field(default_factory=list)
 
 
 @dataclass
@@ -148,6 +150,11 @@ def read_partition(root: str | Path, table: str, day: str) -> tuple[pa.Table | N
     info = PartitionInfo(table=table, day=day)
     violations: list[Violation] = []
     files = rawfs.list_files(pdir, ".parquet")
+    for p, p_is_dir in rawfs.list_dir(pdir):
+        name = rawfs.name(p)
+        if not name.startswith((".", "_")) and (p_is_dir or not name.endswith(".parquet")):
+            info.warnings.append(Violation(table, day, None, "stray_file",
+                                           f"{p} is not a parquet file; ignored (only *.parquet is read)"))
     if not files:
         violations.append(Violation(table, day, None, "partition", f"{pdir} holds no parquet file"))
         return None, info, violations
@@ -163,6 +170,8 @@ def read_partition(root: str | Path, table: str, day: str) -> tuple[pa.Table | N
         for extra in sorted(names - set(spec.names)):
             if extra not in info.extra_columns and extra != "ds":
                 info.extra_columns.append(extra)
+                info.warnings.append(Violation(table, day, extra, "extra_column",
+                                               f"{f}: column {extra!r} is not in the contract; ignored"))
         missing = [c for c in spec.names if c not in names]
         for m in missing:
             violations.append(Violation(table, day, m, "missing_column", f"{f}: required column {m!r} is missing"))
@@ -182,6 +191,10 @@ def read_partition(root: str | Path, table: str, day: str) -> tuple[pa.Table | N
         return None, info, violations
     table_ = pa.concat_tables(parts)
     info.rows = table_.num_rows
+    if info.rows == 0 and spec.kind == "fact":  # a dimension day may have no changes; a fact day has events
+        violations.append(Violation(table, day, None, "empty_partition",
+                                    f"{pdir}: {len(files)} parquet file(s) but no rows (a lost delivery?)"))
+        return None, info, violations
     return table_, info, violations
 
 
@@ -208,6 +221,9 @@ def _check_rows(spec: TableSpec, day: str, df: pd.DataFrame) -> list[Violation]:
         if c.enum is not None:
             bad = (~df[c.name].isin(c.enum) & df[c.name].notna()).to_numpy()
             add(bad, c.name, "enum", f"values outside {list(c.enum)}", key_cols + [c.name])
+        if c.min is not None:
+            values = df[c.name].to_numpy(dtype="float64", na_value=np.nan)
+            add(values < c.min, c.name, "range", f"values below {c.min:g}", key_cols + [c.name])
     if spec.has_event_timestamp:
         lo, hi = _day_bounds(day)
         ts = df["event_timestamp"]
@@ -231,7 +247,7 @@ def _check_rows(spec: TableSpec, day: str, df: pd.DataFrame) -> list[Violation]:
     if t == "relevance_labels":
         add(~df["label"].isin([0, 1, 2]).to_numpy(), "label", "enum", "label must be 0, 1 or 2",
             ["query", "doc_id", "label"])
-    if t in ("search_requests", "impressions", "relevance_labels"):
+    if spec.key:  # every keyed table: (doc_id, event_timestamp) in docs, request_id in search_requests, ...
         keys = list(spec.key)
         dup = df.duplicated(subset=keys, keep=False).to_numpy()
         add(dup, ",".join(keys), "duplicate_key", f"duplicate key ({', '.join(keys)})", keys)

@@ -16,12 +16,13 @@ STR_LIST = pa.list_(pa.string())
 
 @dataclass(frozen=True)
 class Column:
-    """One contract column: arrow type, whether nulls are allowed, allowed values (enums)."""
+    """One contract column: arrow type, whether nulls are allowed, allowed values (enums), smallest value."""
 
     name: str
     type: pa.DataType
     nullable: bool = False
     enum: tuple[str, ...] | None = None
+    min: float | None = None
 
 
 @dataclass(frozen=True)
@@ -84,9 +85,9 @@ AUTHORS = TableSpec(
     columns=(
         Column("author_id", pa.int64()),
         Column("gender", pa.string(), enum=GENDERS),
-        Column("age", pa.int32(), nullable=True),
+        Column("age", pa.int32(), nullable=True, min=0),
         Column("city", pa.string(), nullable=True),
-        Column("follower_count", pa.int64()),
+        Column("follower_count", pa.int64(), min=0),
         Column("event_timestamp", TS),
     ),
 )
@@ -99,7 +100,7 @@ USERS = TableSpec(
     columns=(
         Column("user_id", pa.int64()),
         Column("gender", pa.string(), enum=GENDERS),
-        Column("age", pa.int32(), nullable=True),
+        Column("age", pa.int32(), nullable=True, min=0),
         Column("city", pa.string(), nullable=True),
         Column("profile_tags", STR_LIST),
         Column("register_ts", TS),
@@ -134,7 +135,7 @@ IMPRESSIONS = TableSpec(
         Column("liked", pa.bool_()),
         Column("favorited", pa.bool_()),
         Column("commented", pa.bool_()),
-        Column("dwell_ms", pa.int32(), nullable=True),
+        Column("dwell_ms", pa.int32(), nullable=True, min=0),
         Column("rank_score", pa.float32(), nullable=True),
         Column("event_timestamp", TS),
     ),
