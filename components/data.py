@@ -11,10 +11,10 @@ def data_fingerprint(data_root: str, day: str, workspace: str, config: str) -> s
     """sha256 of the names, sizes and mtimes of the raw partitions up to `day`: an input of validate-data, so its
     cache key changes when data is re-delivered. Never cached itself."""
     from components.runtime import step
-    from ebr.contract.fingerprint import data_fingerprint as run
+    from ebr.contract.fingerprint import data_fingerprint
 
     with step("data_fingerprint", workspace, day, config) as ctx:
-        ctx.info["fingerprint"] = run(data_root, day)
+        ctx.info["fingerprint"] = data_fingerprint(data_root, day)
     return ctx.info["fingerprint"]
 
 
@@ -42,10 +42,10 @@ def build_features(data_root: str, day: str, workspace: str, config: str, valida
     import os
 
     from components.runtime import step
-    from ebr.features import build_features as run
+    from ebr.features import build_features
 
     with step("build_features", workspace, day, config) as ctx:
-        out = run(data_root, day, ctx.ws.features, ctx.cfg.features)
+        out = build_features(data_root, day, ctx.ws.features, ctx.cfg.features)
         os.makedirs(features.path, exist_ok=True)
         with open(os.path.join(features.path, "features.json"), "w", encoding="utf-8") as f:
             json.dump({"features_dir": str(ctx.ws.features), **out}, f, default=str, indent=2)
@@ -60,12 +60,13 @@ def build_samples(data_root: str, day: str, workspace: str, config: str, feature
     hard negatives are mined with the published champion's index when there is one."""
     from components.runtime import step
     from ebr.bundle import champion_miner
-    from ebr.samples import build_samples as run
+    from ebr.samples import build_samples
 
     with step("build_samples", workspace, day, config) as ctx:
         prev_index, encode = champion_miner(ctx.ws.bundles)
-        out = run(data_root, day, samples.path, ctx.cfg.samples, features_dir=features.metadata["features_dir"],
-                  prev_index=prev_index, encode_queries=encode)
+        out = build_samples(data_root, day, samples.path, ctx.cfg.samples,
+                            features_dir=features.metadata["features_dir"], prev_index=prev_index,
+                            encode_queries=encode)
         ctx.info["rows"] = {name: t["rows"] for name, t in out["tables"].items()}
         samples.metadata["rows"] = ctx.info["rows"]
 
@@ -74,10 +75,10 @@ def build_samples(data_root: str, day: str, workspace: str, config: str, feature
 def validate_samples(day: str, workspace: str, config: str, samples: Input[Dataset], report: Output[Artifact]):
     """Great Expectations suites over the sample tables; fails the run before training on a violation."""
     from components.runtime import step
-    from ebr.validation import validate_samples as run
+    from ebr.validation import validate_samples
 
     with step("validate_samples", workspace, day, config) as ctx:
         ctx.info["report"] = f"{report.path}/report.md"
-        res = run(samples.path, report.path, ctx.cfg.validation)
+        res = validate_samples(samples.path, report.path, ctx.cfg.validation)
         report.metadata["success"] = bool(res.success)
         ctx.info["verdict"] = f"PASSED: {len(res.checks)} checks, {len(res.warnings)} warnings"

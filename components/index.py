@@ -12,10 +12,10 @@ from components.runtime import COMPONENT_IMAGE
 def plan_export_shards(data_root: str, day: str, workspace: str, config: str) -> List[int]:  # noqa: UP006
     """The shard numbers of the doc-embedding export: the items of the DAG's ParallelFor."""
     from components.runtime import step
-    from ebr.index.export import plan_export_shards as run
+    from ebr.index.export import plan_export_shards
 
     with step("plan_export_shards", workspace, day, config) as ctx:
-        shards = run(data_root, day, ctx.cfg.export)
+        shards = plan_export_shards(data_root, day, ctx.cfg.export)
         ctx.info["shards"] = len(shards)
     return shards
 
@@ -51,9 +51,9 @@ def finalize_embeddings(day: str, workspace: str, config: str, shards: Input[Lis
 def build_index(day: str, workspace: str, config: str, embeddings: Input[Artifact], index: Output[Artifact]):
     """Faiss index over the embeddings, tuned to the target ANN recall and measured against exact search."""
     from components.runtime import step
-    from ebr.index import build_index as run
+    from ebr.index import build_index
 
     with step("build_index", workspace, day, config) as ctx:
-        manifest = run(embeddings.path, index.path, ctx.cfg.index)
+        manifest = build_index(embeddings.path, index.path, ctx.cfg.index)
         index.metadata["ann_recall"] = manifest.get("ann_recall")
         ctx.info["factory"] = manifest.get("factory")

@@ -15,13 +15,13 @@ def rollout(day: str, workspace: str, config: str, bundle: str) -> str:
     from pathlib import PurePath
 
     from components.runtime import step
-    from ebr.rollout import rollout as run
+    from ebr.rollout import rollout
 
     with step("rollout", workspace, day, config) as ctx:
         version = PurePath(bundle.rstrip("/")).name
         if not ctx.cfg.rollout.enabled:
             ctx.info["skipped"] = "rollout.enabled is false"
             return json.dumps({"skipped": "rollout.enabled is false", "bundle_version": version})
-        outcome = run(version, ctx.cfg.rollout)
+        outcome = rollout(version, ctx.cfg.rollout)
         ctx.info.update(outcome)
     return json.dumps(outcome)

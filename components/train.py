@@ -12,10 +12,10 @@ def train_two_tower(day: str, workspace: str, config: str, samples: Input[Datase
     """Train the two-tower model on the samples, warm-starting from the published champion when there is one."""
     from components.runtime import step
     from ebr.bundle import champion_model_dir
-    from ebr.train.two_tower import train_two_tower as run
+    from ebr.train.two_tower import train_two_tower
 
     with step("train_two_tower", workspace, day, config) as ctx:
-        out = run(samples.path, features.metadata["features_dir"], model.path, ctx.cfg.two_tower,
+        out = train_two_tower(samples.path, features.metadata["features_dir"], model.path, ctx.cfg.two_tower,
                   warm_start=champion_model_dir(ctx.ws.bundles))
         model.metadata["model_version"] = out.get("model_version", "")
         ctx.info["model_version"] = out.get("model_version", "")
@@ -26,10 +26,10 @@ def train_fine_ranker(data_root: str, day: str, workspace: str, config: str, sam
                       teacher: Output[Model]):
     """Train the fine ranker (teacher) on the ranking samples."""
     from components.runtime import step
-    from ebr.train.rankers import train_fine_ranker as run
+    from ebr.train.rankers import train_fine_ranker
 
     with step("train_fine_ranker", workspace, day, config) as ctx:
-        run(samples.path, teacher.path, ctx.cfg.fine_ranker, data_root=data_root)
+        train_fine_ranker(samples.path, teacher.path, ctx.cfg.fine_ranker, data_root=data_root)
 
 
 @dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
@@ -37,7 +37,8 @@ def distill_coarse_ranker(data_root: str, day: str, workspace: str, config: str,
                           teacher: Input[Model], coarse: Output[Model]):
     """Distil the teacher into the coarse ranker and evaluate teacher, distilled and plain students on `day`."""
     from components.runtime import step
-    from ebr.train.rankers import distill_coarse_ranker as run
+    from ebr.train.rankers import distill_coarse_ranker
 
     with step("distill_coarse_ranker", workspace, day, config) as ctx:
-        run(samples.path, teacher.path, coarse.path, ctx.cfg.coarse_ranker, data_root=data_root, eval_day=day)
+        distill_coarse_ranker(samples.path, teacher.path, coarse.path, ctx.cfg.coarse_ranker, data_root=data_root,
+                              eval_day=day)

@@ -26,6 +26,8 @@ def result_line(rec: dict[str, Any]) -> str:
         return str(rec["verdict"])
     if isinstance(rec.get("rows"), dict):
         return "rows: " + ", ".join(f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}" for k, v in rec["rows"].items())
+    if rec.get("fingerprint"):
+        return f"sha256 {str(rec['fingerprint'])[:12]}"
     for key, label in (("count", "docs"), ("shards", "shards"), ("factory", "index"), ("publish", "publish"),
                        ("bundle", "bundle"), ("skipped", "skipped"), ("shard_counts", "docs per shard")):
         if key in rec:

@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from serving.admission import Overloaded, SearchAdmission
 from serving.bundle_manager import BundleManager, NoBundle
 from serving.errors import InputError, from_validation
 from serving.feature_source import OnlineFeatureSource
@@ -52,6 +53,7 @@ class ServerRuntime:
             before_first_load=features.open if features is not None else None,
         )
         self.engine = SearchEngine(lambda: self.manager.current, features, self.metrics)
+        self.admission = SearchAdmission(settings.search_workers, settings.max_queue, self.metrics)
 
     def set_threads(self) -> None:
         """Compute threads of torch and Faiss (one request at a time gains nothing from more on small inputs)."""
@@ -69,6 +71,7 @@ class ServerRuntime:
 
     def stop(self) -> None:
         self.manager.stop()
+        self.admission.close()
 
 
 def _error(status: int, field: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -142,11 +145,13 @@ def create_app(settings: ServerSettings, runtime: ServerRuntime | None = None, s
                 req = SearchRequest.model_validate_json(body, context={"max_query_chars": settings.max_query_chars})
             except ValidationError as e:
                 raise from_validation(e) from e
-            result = rt.engine.search(req)
+            result = await rt.admission.run(lambda: rt.engine.search(req))
         except InputError as e:
             return JSONResponse(e.body().model_dump(), status_code=e.status)
         except NotReady as e:
             return _error(503, "bundle", str(e))
+        except Overloaded as e:
+            return _error(503, "server", str(e), headers={"Retry-After": str(settings.retry_after_s)})
         took = result.seconds
         data = json.dumps(_payload(result, took)).encode()
         total = time.perf_counter() - t0

@@ -15,7 +15,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     settings = ServerSettings.resolve({
         "bundles_dir": args.bundles, "feature_repo": args.feature_repo, "host": args.host, "port": args.port,
-        "log_level": args.log_level,
+        "log_level": args.log_level, "search_workers": args.search_workers, "max_queue": args.max_queue,
     })  # fmt: skip
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app(settings)
@@ -41,8 +41,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Serve top-K docs from the bundle <bundles>/CURRENT names, hot-swapping when it changes. "
         "Unset options fall back to EBR_BUNDLES_DIR, EBR_FEATURE_REPO, EBR_HOST, EBR_PORT (8080) and "
         "EBR_LOG_LEVEL; EBR_ADMIN_TOKEN, EBR_WATCH_INTERVAL_S, EBR_MAX_QUERY_CHARS, EBR_MAX_BODY_BYTES, "
-        "EBR_COMPUTE_THREADS and EBR_FEATURE_RETRY_S are read from the environment.",
+        "EBR_COMPUTE_THREADS, EBR_FEATURE_RETRY_S and EBR_RETRY_AFTER_S are read from the environment.",
     )
+    p.add_argument("--search-workers", dest="search_workers", type=int,
+                   help="threads computing searches, off the event loop (EBR_SEARCH_WORKERS, default 1; more than "
+                        "one needs a thread-safe online store such as Redis)")
+    p.add_argument("--max-queue", dest="max_queue", type=int,
+                   help="searches that may wait for a worker; beyond it 503 + Retry-After (EBR_MAX_QUEUE, default 32)")
     p.add_argument("--bundles", type=Path, help="bundles root holding CURRENT and <version>/ (EBR_BUNDLES_DIR)")
     p.add_argument("--feature-repo", dest="feature_repo", type=Path,
                    help="features directory (ebr.features.open_store) or Feast repo (EBR_FEATURE_REPO)")

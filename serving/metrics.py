@@ -47,6 +47,11 @@ class ServerMetrics:
         self.rerank_unavailable = Counter("ebr_serve_rerank_unavailable",
                                           "re-rank requests answered in ANN order (no usable coarse ranker)",
                                           registry=r)
+        self.in_flight = Gauge("ebr_serve_searches_in_flight", "searches computing on a worker now", registry=r)
+        self.queue_depth = Gauge("ebr_serve_search_queue_depth", "searches admitted and waiting for a worker",
+                                 registry=r)
+        self.shed = Counter("ebr_serve_searches_shed", "searches answered 503 because workers and queue were full",
+                            registry=r)
         for stage in STAGES:
             self.stage_seconds.labels(stage)
         for outcome in ("ok", "refused"):
