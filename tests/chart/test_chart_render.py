@@ -188,6 +188,8 @@ def test_config_map_feeds_the_server_env(default_render):
         "EBR_LOG_LEVEL": "INFO",
         "EBR_WATCH_INTERVAL_S": "5",
         "EBR_MAX_QUERY_CHARS": "256",
+        "EBR_SEARCH_WORKERS": "1",
+        "EBR_MAX_QUEUE": "32",
         "EBR_FEATURE_REPO": "/app/feature_repo",
     }
     server = default_render.container("server")
