@@ -118,7 +118,7 @@ def create_app(settings: ServerSettings, runtime: ServerRuntime | None = None, s
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return _error(exc.status_code, "path", str(exc.detail))
+        return _error(exc.status_code, "path", str(exc.detail), headers=getattr(exc, "headers", None))  # 405: Allow
 
     @app.exception_handler(Exception)
     async def server_error(_: Request, exc: Exception) -> JSONResponse:
@@ -128,13 +128,16 @@ def create_app(settings: ServerSettings, runtime: ServerRuntime | None = None, s
     @app.post(
         "/search",
         response_model=SearchResponse,
-        responses={400: {"model": ErrorResponse}, 413: {"model": ErrorResponse}, 422: {"model": ErrorResponse},
-                   503: {"model": ErrorResponse}},
+        responses={400: {"model": ErrorResponse}, 413: {"model": ErrorResponse}, 415: {"model": ErrorResponse},
+                   422: {"model": ErrorResponse}, 503: {"model": ErrorResponse}},
         openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": body_schema}}}},
         summary="top-K docs for a query (and user)",
     )
     async def search(request: Request) -> Response:
         t0 = time.perf_counter()
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype and ctype != "application/json" and not ctype.endswith("+json"):
+            return _error(415, "content-type", f"{ctype!r} is not JSON: send Content-Type: application/json")
         body = await request.body()
         try:
             try:
@@ -157,12 +160,12 @@ def create_app(settings: ServerSettings, runtime: ServerRuntime | None = None, s
         total = time.perf_counter() - t0
         return Response(data, media_type="application/json", headers={"Server-Timing": _server_timing(result, total)})
 
-    @app.get("/healthz", summary="the process is alive")
+    @app.api_route("/healthz", methods=["GET", "HEAD"], summary="the process is alive")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", response_model=ReadyResponse, responses={503: {"model": ReadyResponse}},
-             summary="a bundle is loaded and warmed")
+    @app.api_route("/readyz", methods=["GET", "HEAD"], response_model=ReadyResponse,
+                   responses={503: {"model": ReadyResponse}}, summary="a bundle is loaded and warmed")
     async def readyz() -> JSONResponse:
         bundle = rt.manager.current
         if bundle is None:

@@ -49,6 +49,12 @@ class ServerSettings:
     retry_after_s: int = 1
 
     def __post_init__(self) -> None:
+        if self.admin_token is not None:
+            token = self.admin_token.strip()  # a Secret made with `echo` ends in a newline that no header carries
+            if not token or any(ch.isspace() for ch in token):
+                raise ValueError("admin token (EBR_ADMIN_TOKEN) must be one word without spaces, got "
+                                 f"{len(self.admin_token)} characters{' of whitespace' if not token else ''}")
+            object.__setattr__(self, "admin_token", token)
         checks = [
             (1 <= self.port <= 65535, f"port must be in 1..65535, got {self.port}"),
             (self.log_level in LOG_LEVELS, f"log level must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}"),
