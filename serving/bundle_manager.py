@@ -3,7 +3,9 @@ verifies the new bundle beside the old one, warms it, then switches with one ref
 
 A refused bundle (bad checksum, missing file, wrong dimension, unloadable) is logged and counted in
 `ebr_serve_bundle_refusals_total`; the old bundle keeps serving and the watcher does not retry that version
-until CURRENT changes again (`POST /admin/reload` retries it at once).
+until CURRENT changes again (`POST /admin/reload` retries it at once). A server that starts while CURRENT names
+a refused bundle serves the last known good one instead (the newest earlier version that verifies), says so in
+`/readyz` and `ebr_serve_bundle_fallback`, and switches as soon as CURRENT names a bundle that verifies.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ class BundleManager:
         self._thread: threading.Thread | None = None
         self._refused: set[str] = set()
         self.last_error: str | None = None
+        self.fallback_from: str | None = None  # the refused version CURRENT names while a last good one serves
 
     @property
     def current(self) -> LoadedBundle | None:
@@ -81,25 +84,61 @@ class BundleManager:
                 self._before_first_load = None
             t0 = time.perf_counter()
             try:
-                bundle = LoadedBundle.open(self.root / version, version)
-                if self._warm is not None:
-                    self._warm(bundle)
+                bundle = self._load(version)
             except BundleRefused as e:
-                self._refuse(e)
+                if self._current is None:  # nothing serves yet: start on the last known good bundle instead
+                    fallback = self._last_known_good(version)
+                    if fallback is not None:
+                        self._switch(fallback, None, t0, fallback_from=version)
+                        self.last_error = (f"{e}; serving last known good bundle {fallback.version} until CURRENT "
+                                           "names a bundle that verifies")
+                        return ReloadOutcome(fallback.version, None, True)
                 raise
-            except Exception as e:  # noqa: BLE001 - a warm-up crash refuses the bundle, never the server
-                refused = BundleRefused(version, "invalid", f"warm-up failed: {type(e).__name__}: {e}")
-                self._refuse(refused)
-                raise refused from e
-            self._current = bundle  # the swap: one reference assignment
-            self._refused.discard(version)
-            self.last_error = None
-            if self._metrics is not None:
-                self._metrics.bundle_loads.labels("ok").inc()
-                self._metrics.set_bundle(version, bundle.ntotal, bundle.loaded_at)
-            log.info("serving bundle %s (%d docs, previous %s), loaded and warmed in %.2fs",
-                     version, bundle.ntotal, served, time.perf_counter() - t0)
+            self._switch(bundle, served, t0)
             return ReloadOutcome(version, served, True)
+
+    def _load(self, version: str) -> LoadedBundle:
+        """Open, verify and warm one version; a refusal is recorded (log, metrics, refused set) and raised."""
+        try:
+            bundle = LoadedBundle.open(self.root / version, version)
+            if self._warm is not None:
+                self._warm(bundle)
+            return bundle
+        except BundleRefused as e:
+            self._refuse(e)
+            raise
+        except Exception as e:  # noqa: BLE001 - a warm-up crash refuses the bundle, never the server
+            refused = BundleRefused(version, "invalid", f"warm-up failed: {type(e).__name__}: {e}")
+            self._refuse(refused)
+            raise refused from e
+
+    def _switch(self, bundle: LoadedBundle, served: str | None, t0: float, fallback_from: str | None = None) -> None:
+        self._current = bundle  # the swap: one reference assignment
+        self._refused.discard(bundle.version)
+        self.last_error = None
+        self.fallback_from = fallback_from
+        if self._metrics is not None:
+            self._metrics.bundle_loads.labels("ok").inc()
+            self._metrics.set_bundle(bundle.version, bundle.ntotal, bundle.loaded_at)
+            self._metrics.bundle_fallback.set(1 if fallback_from else 0)
+        log.info("serving bundle %s (%d docs, previous %s%s), loaded and warmed in %.2fs", bundle.version,
+                 bundle.ntotal, served, f"; CURRENT names refused {fallback_from}" if fallback_from else "",
+                 time.perf_counter() - t0)
+
+    def _last_known_good(self, refused: str) -> LoadedBundle | None:
+        """The newest published version before `refused` (by name: versions start with their day) that loads,
+        verifies and warms; None when there is none."""
+        versions = sorted((p.name for p in self.root.iterdir()
+                           if p.is_dir() and not p.name.startswith(".") and (p / "manifest.json").is_file()
+                           and p.name < refused), reverse=True) if self.root.is_dir() else []
+        for version in versions:
+            if version in self._refused:
+                continue
+            try:
+                return self._load(version)
+            except BundleRefused:
+                continue
+        return None
 
     def _refuse(self, e: BundleRefused) -> None:
         self._refused.add(e.version)

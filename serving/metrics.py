@@ -37,6 +37,9 @@ class ServerMetrics:
                                        "bundles refused by reason (checksum, missing_file, dimension, invalid)",
                                        ["version", "reason"], registry=r)
         self.ready = Gauge("ebr_serve_ready", "1 once a bundle is loaded and warmed", registry=r)
+        self.bundle_fallback = Gauge("ebr_serve_bundle_fallback",
+                                     "1 while a last known good bundle serves because CURRENT names a refused one",
+                                     registry=r)
         self.feature_fallbacks = Counter("ebr_serve_feature_fallbacks",
                                          "requests answered without online features, by reason",
                                          ["reason"], registry=r)
