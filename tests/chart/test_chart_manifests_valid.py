@@ -58,14 +58,14 @@ def test_every_manifest_is_valid_in_strict_mode(chart, name):
 
 def test_all_on_renders_every_kind(all_on_render):
     assert set(all_on_render.kinds()) == {
-        "ConfigMap", "Deployment", "HorizontalPodAutoscaler", "Ingress", "Pod", "PodDisruptionBudget",
-        "Secret", "Service", "ServiceAccount", "ServiceMonitor",
+        "ConfigMap", "Deployment", "HorizontalPodAutoscaler", "Ingress", "NetworkPolicy", "Pod",
+        "PodDisruptionBudget", "Secret", "Service", "ServiceAccount", "ServiceMonitor",
     }
 
 
 def test_defaults_render_only_the_core(default_render):
     assert default_render.kinds() == sorted(
-        ["ConfigMap", "Deployment", "Pod", "Secret", "Service", "ServiceAccount"]
+        ["ConfigMap", "Deployment", "NetworkPolicy", "Pod", "Secret", "Service", "ServiceAccount"]
     )
 
 
