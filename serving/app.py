@@ -85,7 +85,13 @@ def _payload(result: SearchResult, took_s: float) -> dict[str, Any]:
         for d, s, c in result.items
     ]
     return {"items": items, "bundle_version": result.version, "personalized": result.personalized,
+            "degraded": DEGRADED.get(result.fallback) if result.fallback else None,
             "reranked": result.reranked, "took_ms": round(took_s * 1000, 3)}
+
+
+# why an answer was served without online features (an unknown user is not degraded: `degraded` is null)
+DEGRADED = {"unavailable": "features_unavailable", "error": "features_unavailable", "bad_features": "bad_features",
+            "no_feature_store": "no_feature_store"}
 
 
 def _server_timing(result: SearchResult, total_s: float) -> str:

@@ -77,6 +77,10 @@ class SearchResponse(BaseModel):
     items: list[SearchItem]
     bundle_version: str
     personalized: bool = Field(description="user features from the online store were used")
+    degraded: str | None = Field(
+        None, description="why online features were not used when that is a fault, not an unknown user: "
+        "`features_unavailable` (store down or failing), `bad_features` (stored values rejected), "
+        "`no_feature_store` (none configured); null otherwise")
     reranked: bool = Field(description="items are ordered by the coarse ranker's score")
     took_ms: float = Field(description="server time of the search path (features to re-score)")
 

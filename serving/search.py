@@ -69,7 +69,7 @@ class SearchEngine:
     def _features(self, req: SearchRequest) -> tuple[dict[str, Any], FeatureLookup]:
         row: dict[str, Any] = {"query": req.query}
         if self.features is None:
-            return row, FeatureLookup()
+            return row, FeatureLookup(fallback="no_feature_store")
         found = self.features.fetch(req.user_id, req.query)
         if found.fallback is not None and self.metrics is not None:
             self.metrics.feature_fallbacks.labels(found.fallback).inc()

@@ -79,10 +79,12 @@ def test_known_user_is_personalized_and_unknown_user_is_not(published_root, feat
         assert known["personalized"] is True
         assert [it["score"] for it in known["items"]] != [it["score"] for it in anon["items"]]
         assert unknown["personalized"] is False
+        assert unknown["degraded"] is None and known["degraded"] is None, "an unknown user is not a fault"
         assert unknown["items"] == anon["items"]
         assert _fallbacks(c, "error") == _fallbacks(c, "unavailable") == 0
         bad = c.post("/search", json={"query": "trail shoes", "k": 20, "user_id": BAD_USER})
         assert bad.status_code == 200 and bad.json()["personalized"] is False
+        assert bad.json()["degraded"] == "bad_features"
         assert bad.json()["items"] == anon["items"]
         assert _fallbacks(c, "bad_features") == 1
     finally:
@@ -123,6 +125,7 @@ def test_store_failing_mid_operation_degrades_to_unpersonalized(published_root, 
                     db.execute(f'drop table "{name}"')
         r = c.post("/search", json={"query": "trail shoes", "user_id": USER})
         assert r.status_code == 200 and r.json()["personalized"] is False and len(r.json()["items"]) == 100
+        assert r.json()["degraded"] == "features_unavailable", "a store failure is told apart from an unknown user"
         assert _fallbacks(c, "error") == 1
         r = c.post("/search", json={"query": "trail shoes", "user_id": USER})  # backing off: store not asked
         assert r.status_code == 200 and r.json()["personalized"] is False
@@ -138,6 +141,7 @@ def test_unreachable_store_serves_unpersonalized_and_counts_it(published_root, t
             r = c.post("/search", json={"query": "trail shoes", "k": 10, "user_id": USER})
             assert r.status_code == 200
             assert r.json()["personalized"] is False and len(r.json()["items"]) == 10
+            assert r.json()["degraded"] == "features_unavailable"
         assert _fallbacks(c, "unavailable") == 3
     finally:
         c.close()

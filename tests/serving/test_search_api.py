@@ -48,6 +48,7 @@ def test_top_k_equals_brute_force_over_the_tower_vector(client, parts):
     body = r.json()
     assert body["bundle_version"] == "v1"
     assert body["personalized"] is False and body["reranked"] is False
+    assert body["degraded"] == "no_feature_store", "served without a store: said so in the answer"
     assert body["took_ms"] > 0
     assert_best_of(body["items"], exact_scores(parts, "red running shoes"), 20)
     assert all("coarse_score" not in it for it in body["items"])
