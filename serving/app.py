@@ -179,6 +179,12 @@ def create_app(settings: ServerSettings, runtime: ServerRuntime | None = None, s
             return JSONResponse(ReadyResponse(ready=False, bundle_version=None, detail=detail).model_dump(), 503)
         detail = f"{bundle.ntotal} docs" + (f"; last reload refused: {rt.manager.last_error}"
                                              if rt.manager.last_error else "")
+        if rt.features is None:
+            detail += "; no feature store: unpersonalized"
+        elif not rt.features.healthy:  # degraded, not down: answers stay unpersonalized until it is back
+            detail += "; feature store unavailable, serving unpersonalized (retrying)"
+        if rt.features is not None:
+            rt.metrics.feature_store_up.set(1 if rt.features.healthy else 0)
         return JSONResponse(ReadyResponse(ready=True, bundle_version=bundle.version, detail=detail).model_dump())
 
     @app.get("/metrics", summary="Prometheus metrics", response_class=Response)

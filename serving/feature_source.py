@@ -4,7 +4,9 @@ The store directory is either a features directory of `ebr.features` (it holds `
 `registry.db`; opened with `ebr.features.open_store`, never applied from here) or a Feast repository holding a
 `feature_store.yaml` (e.g. a production one with a Redis online store). A store that cannot be opened or
 answers with an error makes the request unpersonalized (and without query-understanding fields); the failure
-is counted and the store is not asked again for `retry_s` seconds.
+is counted and the store is not asked again for `retry_s` seconds (doubling per consecutive failure, at most
+4x). A failed lookup also drops the store: the next try opens a fresh one (a new connection), so a store that
+was truncated, replaced or restarted under the server comes back without a restart.
 """
 
 from __future__ import annotations
@@ -72,8 +74,14 @@ class OnlineFeatureSource:
         self.retry_s = retry_s
         self._store: Any = None
         self._down_until = 0.0
+        self._failures = 0  # consecutive failures: the backoff doubles with each, up to 4x retry_s
         self._lock = threading.Lock()
         self.last_error: str | None = None
+
+    @property
+    def healthy(self) -> bool:
+        """The last lookup (or open) succeeded."""
+        return self.last_error is None
 
     def _fail(self, reason: str, error: BaseException | None) -> FeatureLookup:
         if error is not None:
@@ -82,7 +90,10 @@ class OnlineFeatureSource:
                 log.warning("online feature store %s (%s): %s; serving without features", self.directory, reason,
                             message)
             self.last_error = message
-            self._down_until = time.monotonic() + self.retry_s
+            self._failures += 1
+            self._down_until = time.monotonic() + self.retry_s * min(2 ** (self._failures - 1), 4)
+            with self._lock:
+                self._store = None  # reconnect next time: a fresh store and connection
         return FeatureLookup(fallback=reason)
 
     def _ensure_store(self) -> Any:
@@ -114,5 +125,8 @@ class OnlineFeatureSource:
             values = online_features(store, user_id=user_id, query=query, service_name=SERVICE)
         except Exception as e:  # noqa: BLE001 - store errors degrade to unpersonalized answers
             return self._fail("error", e)
+        if self.last_error is not None:
+            log.info("online feature store %s answers again", self.directory)
         self.last_error = None
+        self._failures = 0
         return FeatureLookup(values=values, user_known=user_id is not None and has_user_features(values))

@@ -40,6 +40,9 @@ class ServerMetrics:
         self.bundle_fallback = Gauge("ebr_serve_bundle_fallback",
                                      "1 while a last known good bundle serves because CURRENT names a refused one",
                                      registry=r)
+        self.feature_store_up = Gauge("ebr_serve_feature_store_up",
+                                      "1 while the last online-store lookup succeeded (0: serving unpersonalized)",
+                                      registry=r)
         self.feature_fallbacks = Counter("ebr_serve_feature_fallbacks",
                                          "requests answered without online features, by reason",
                                          ["reason"], registry=r)

@@ -145,3 +145,32 @@ def test_unreachable_store_serves_unpersonalized_and_counts_it(published_root, t
         assert _fallbacks(c, "unavailable") == 3
     finally:
         c.close()
+
+
+@pytest.mark.slow
+def test_store_truncated_then_restored_comes_back_without_a_restart(published_root, feature_dir, tmp_path):
+    """The SRE probe: truncate online_store.db under the running server, copy the same bytes back; the server
+    answers unpersonalized (saying why, ready all along), then personalized again on a fresh connection."""
+    from tests.serving.clients import wait_for
+
+    store = tmp_path / "features"
+    shutil.copytree(feature_dir, store)
+    saved = (store / ONLINE_DB).read_bytes()
+    c = _client(published_root, store, retry_s=0.05)
+    try:
+        body = {"query": "trail shoes", "user_id": USER}
+        assert c.post("/search", json=body).json()["personalized"] is True
+        (store / ONLINE_DB).write_bytes(b"")  # truncated under the server
+        r = c.post("/search", json=body).json()
+        assert r["personalized"] is False and r["degraded"] == "features_unavailable"
+        ready = c.get("/readyz")
+        assert ready.status_code == 200 and "feature store unavailable" in ready.json()["detail"]
+        assert metric_value(c.get("/metrics").text, "ebr_serve_feature_store_up") == 0
+        (store / ONLINE_DB).write_bytes(saved)  # restored: the same bytes back
+        back = wait_for(lambda: (lambda j: j if j["personalized"] else None)(c.post("/search", json=body).json()),
+                        timeout=30)
+        assert back["degraded"] is None
+        assert "feature store" not in c.get("/readyz").json()["detail"]
+        assert metric_value(c.get("/metrics").text, "ebr_serve_feature_store_up") == 1
+    finally:
+        c.close()
