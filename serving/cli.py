@@ -28,6 +28,8 @@ def _serve(args: argparse.Namespace) -> int:
         log_level=settings.log_level.lower(),
         access_log=False,
         timeout_graceful_shutdown=20,
+        limit_concurrency=settings.max_connections,  # a connection cap: slow or idle clients cannot pile up
+        timeout_keep_alive=5,  # idle keep-alive connections are closed after 5 s
     )
     uvicorn.Server(config).run()
     return 0

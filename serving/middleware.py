@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -18,20 +19,25 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 ROUTES = ("/search", "/healthz", "/readyz", "/metrics", "/admin/reload", "/openapi.json", "/docs")
 
 
-async def send_json(send: Send, status: int, body: dict[str, Any]) -> None:
-    """A complete JSON response."""
+async def send_json(send: Send, status: int, body: dict[str, Any], close: bool = False) -> None:
+    """A complete JSON response (with `close`, `Connection: close`: the server drops the connection after it)."""
     data = json.dumps(body).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]})
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
+    if close:
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": data})
 
 
 class BodyLimit:
-    """Answers 413 for a body over `max_bytes` (by Content-Length, or while streaming); buffers smaller ones."""
+    """Answers 413 for a body over `max_bytes` (by Content-Length, or while streaming) and 408 (closing the
+    connection) for a body not complete within `timeout_s` (a slow client, or a Content-Length larger than what
+    is sent); buffers the others."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, timeout_s: float = 10.0) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.timeout_s = timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD"):
@@ -52,18 +58,25 @@ class BodyLimit:
                     return
         chunks: list[bytes] = []
         size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_bytes:
-                await send_json(send, 413, too_big)
-                return
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                while True:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        return
+                    chunk = message.get("body", b"")
+                    size += len(chunk)
+                    if size > self.max_bytes:
+                        await send_json(send, 413, too_big)
+                        return
+                    chunks.append(chunk)
+                    if not message.get("more_body", False):
+                        break
+        except TimeoutError:
+            msg = f"not complete within {self.timeout_s:g} s ({size} bytes received)"
+            await send_json(send, 408, {"error": f"body: {msg}", "errors": [{"field": "body", "message": msg}]},
+                            close=True)
+            return
         body = b"".join(chunks)
         sent = False
 

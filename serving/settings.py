@@ -26,6 +26,8 @@ ENV: dict[str, tuple[str, Any]] = {
     "search_workers": ("EBR_SEARCH_WORKERS", 1),
     "max_queue": ("EBR_MAX_QUEUE", 32),
     "retry_after_s": ("EBR_RETRY_AFTER_S", 1),
+    "body_timeout_s": ("EBR_BODY_TIMEOUT_S", 10.0),
+    "max_connections": ("EBR_MAX_CONNECTIONS", 1024),
 }
 
 
@@ -47,6 +49,8 @@ class ServerSettings:
     search_workers: int = 1  # compute threads serving searches; >1 needs a thread-safe feature store (Redis)
     max_queue: int = 32  # searches that may wait for a worker; beyond it 503 + Retry-After
     retry_after_s: int = 1
+    body_timeout_s: float = 10.0  # a request body must be complete within this long, else 408 and close
+    max_connections: int = 1024  # uvicorn's limit_concurrency: beyond it new connections get 503
 
     def __post_init__(self) -> None:
         if self.admin_token is not None:
@@ -66,6 +70,8 @@ class ServerSettings:
             (self.search_workers >= 1, f"search workers must be >= 1, got {self.search_workers}"),
             (self.max_queue >= 0, f"max queue must be >= 0, got {self.max_queue}"),
             (self.retry_after_s >= 0, f"retry after must be >= 0 seconds, got {self.retry_after_s}"),
+            (self.body_timeout_s > 0, f"body timeout must be > 0 seconds, got {self.body_timeout_s}"),
+            (self.max_connections >= 8, f"max connections must be >= 8, got {self.max_connections}"),
         ]
         for ok, message in checks:
             if not ok:
