@@ -120,6 +120,17 @@ def create_app(settings: ServerSettings, runtime: ServerRuntime | None = None, s
         lifespan=lifespan,
     )
     app.state.runtime = rt
+    private = [(str(form), label) for path, label in ((settings.bundles_dir, "<bundles>"),
+                                                      (settings.feature_repo, "<feature-repo>")) if path is not None
+               for form in {path, path.resolve()}]
+    private.sort(key=lambda pair: len(pair[0]), reverse=True)  # the longest first: no partial replacement
+
+    def public(text: str) -> str:
+        """A message for a response body: the server's own paths become placeholders (the log keeps them)."""
+        for path, label in private:
+            text = text.replace(path, label)
+        return text
+
     body_schema = {"$ref": "#/components/schemas/SearchRequest"}
 
     @app.exception_handler(StarletteHTTPException)
@@ -158,7 +169,7 @@ def create_app(settings: ServerSettings, runtime: ServerRuntime | None = None, s
         except InputError as e:
             return JSONResponse(e.body().model_dump(), status_code=e.status)
         except NotReady as e:
-            return _error(503, "bundle", str(e))
+            return _error(503, "bundle", public(str(e)))
         except Overloaded as e:
             return _error(503, "server", str(e), headers={"Retry-After": str(settings.retry_after_s)})
         took = result.seconds
@@ -175,7 +186,7 @@ def create_app(settings: ServerSettings, runtime: ServerRuntime | None = None, s
     async def readyz() -> JSONResponse:
         bundle = rt.manager.current
         if bundle is None:
-            detail = rt.manager.last_error or "loading the first bundle"
+            detail = public(rt.manager.last_error or "loading the first bundle")
             return JSONResponse(ReadyResponse(ready=False, bundle_version=None, detail=detail).model_dump(), 503)
         detail = f"{bundle.ntotal} docs" + (f"; last reload refused: {rt.manager.last_error}"
                                              if rt.manager.last_error else "")
@@ -185,6 +196,7 @@ def create_app(settings: ServerSettings, runtime: ServerRuntime | None = None, s
             detail += "; feature store unavailable, serving unpersonalized (retrying)"
         if rt.features is not None:
             rt.metrics.feature_store_up.set(1 if rt.features.healthy else 0)
+        detail = public(detail)
         return JSONResponse(ReadyResponse(ready=True, bundle_version=bundle.version, detail=detail).model_dump())
 
     @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
@@ -210,7 +222,7 @@ def create_app(settings: ServerSettings, runtime: ServerRuntime | None = None, s
         try:
             outcome = await anyio.to_thread.run_sync(lambda: rt.manager.reload(force=True))
         except (NoBundle, BundleRefused) as e:
-            return _error(409, "bundle", str(e))
+            return _error(409, "bundle", public(str(e)))
         body = ReloadResponse(version=outcome.version, previous_version=outcome.previous, changed=outcome.changed)
         return JSONResponse(body.model_dump())
 

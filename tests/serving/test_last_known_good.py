@@ -79,5 +79,7 @@ def test_no_good_bundle_at_all_stays_unready_naming_the_refusal(published_root: 
     try:
         r = client.get("/readyz")
         assert r.status_code == 503 and f"{good}-c" in r.json()["detail"]
+        assert str(root) not in r.text and str(root.resolve()) not in r.text and "<bundles>" in r.text, (
+            "public bodies carry no server paths")
     finally:
         client.close()
