@@ -74,6 +74,9 @@ class ServerRuntime:
         self.admission.close()
 
 
+ADMIN_WINDOW_S = 60.0
+
+
 def _error(status: int, field: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
     body = InputError.one(status, field, message).body()
     return JSONResponse(body.model_dump(), status_code=status, headers=headers)
@@ -118,6 +121,8 @@ def create_app(settings: ServerSettings, runtime: ServerRuntime | None = None, s
         description="query + user -> top-K docs: online features, query tower, Faiss, relevance control, "
         "coarse re-score.",
         lifespan=lifespan,
+        docs_url="/docs" if settings.enable_docs else None,
+        redoc_url="/redoc" if settings.enable_docs else None,
     )
     app.state.runtime = rt
     private = [(str(form), label) for path, label in ((settings.bundles_dir, "<bundles>"),
@@ -131,6 +136,7 @@ def create_app(settings: ServerSettings, runtime: ServerRuntime | None = None, s
             text = text.replace(path, label)
         return text
 
+    admin_failures: dict[str, list[float]] = {}  # client address -> times of its failed admin calls
     body_schema = {"$ref": "#/components/schemas/SearchRequest"}
 
     @app.exception_handler(StarletteHTTPException)
@@ -206,18 +212,29 @@ def create_app(settings: ServerSettings, runtime: ServerRuntime | None = None, s
     @app.post(
         "/admin/reload",
         response_model=ReloadResponse,
-        responses={401: {"model": ErrorResponse}, 403: {"model": ErrorResponse}, 409: {"model": ErrorResponse}},
+        responses={401: {"model": ErrorResponse}, 403: {"model": ErrorResponse}, 409: {"model": ErrorResponse},
+                   429: {"model": ErrorResponse}},
         summary="load the bundle CURRENT names now (Authorization: Bearer <EBR_ADMIN_TOKEN>)",
     )
     async def admin_reload(request: Request) -> JSONResponse:
         token = settings.admin_token
         if not token:
             return _error(403, "authorization", "admin API disabled: no EBR_ADMIN_TOKEN is configured")
+        client = request.client.host if request.client else "unknown"
+        now = time.monotonic()
+        recent = [t for t in admin_failures.get(client, []) if now - t < ADMIN_WINDOW_S]
+        admin_failures[client] = recent
+        if len(recent) >= settings.admin_max_failures:  # guessing tokens costs a minute per few tries
+            wait = max(1, int(ADMIN_WINDOW_S - (now - recent[0])) + 1)
+            return _error(429, "authorization", f"too many failed admin calls; retry in {wait} s",
+                          headers={"Retry-After": str(wait)})
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not given.strip():
+            recent.append(now)
             return _error(401, "authorization", "missing bearer token (Authorization: Bearer <token>)",
                           headers={"WWW-Authenticate": "Bearer"})
         if not hmac.compare_digest(given.strip().encode(), token.encode()):
+            recent.append(now)
             return _error(403, "authorization", "invalid admin token")
         try:
             outcome = await anyio.to_thread.run_sync(lambda: rt.manager.reload(force=True))

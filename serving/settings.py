@@ -28,6 +28,8 @@ ENV: dict[str, tuple[str, Any]] = {
     "retry_after_s": ("EBR_RETRY_AFTER_S", 1),
     "body_timeout_s": ("EBR_BODY_TIMEOUT_S", 10.0),
     "max_connections": ("EBR_MAX_CONNECTIONS", 1024),
+    "admin_max_failures": ("EBR_ADMIN_MAX_FAILURES", 5),
+    "enable_docs": ("EBR_ENABLE_DOCS", True),
 }
 
 
@@ -51,6 +53,8 @@ class ServerSettings:
     retry_after_s: int = 1
     body_timeout_s: float = 10.0  # a request body must be complete within this long, else 408 and close
     max_connections: int = 1024  # uvicorn's limit_concurrency: beyond it new connections get 503
+    admin_max_failures: int = 5  # failed /admin calls per client per minute before 429
+    enable_docs: bool = True  # the interactive /docs and /redoc pages (off in the chart's defaults)
 
     def __post_init__(self) -> None:
         if self.admin_token is not None:
@@ -72,6 +76,7 @@ class ServerSettings:
             (self.retry_after_s >= 0, f"retry after must be >= 0 seconds, got {self.retry_after_s}"),
             (self.body_timeout_s > 0, f"body timeout must be > 0 seconds, got {self.body_timeout_s}"),
             (self.max_connections >= 8, f"max connections must be >= 8, got {self.max_connections}"),
+            (self.admin_max_failures >= 1, f"admin max failures must be >= 1, got {self.admin_max_failures}"),
         ]
         for ok, message in checks:
             if not ok:

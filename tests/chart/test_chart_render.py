@@ -190,6 +190,7 @@ def test_config_map_feeds_the_server_env(default_render):
         "EBR_MAX_QUERY_CHARS": "256",
         "EBR_SEARCH_WORKERS": "1",
         "EBR_MAX_QUEUE": "32",
+        "EBR_ENABLE_DOCS": "false",
         "EBR_FEATURE_REPO": "/app/feature_repo",
     }
     server = default_render.container("server")

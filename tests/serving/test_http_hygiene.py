@@ -58,3 +58,40 @@ def test_a_trimmed_token_authorizes_reload(loaded_app, published_root: Path):
         assert c.post("/admin/reload", headers={"authorization": "Bearer tok"}).status_code == 200
     finally:
         c.close()
+
+
+def test_failed_admin_calls_are_rate_limited_per_client(published_root: Path):
+    from serving.app import create_app
+    from tests.serving.clients import InProcessClient
+
+    app = create_app(ServerSettings(bundles_dir=published_root, admin_token="tok", admin_max_failures=3),
+                     start=False)
+    app.state.runtime.manager.reload()
+    c = InProcessClient(app)
+    try:
+        codes = [c.post("/admin/reload", headers={"authorization": f"Bearer guess{i}"}).status_code
+                 for i in range(3)]
+        assert codes == [403, 403, 403]
+        r = c.post("/admin/reload", headers={"authorization": "Bearer guess3"})
+        assert r.status_code == 429 and 1 <= int(r.headers["retry-after"]) <= 61
+        # locked out for the window, even with the right token: guessing does not pay
+        assert c.post("/admin/reload", headers={"authorization": "Bearer tok"}).status_code == 429
+    finally:
+        c.close()
+
+
+def test_docs_pages_can_be_switched_off(published_root: Path):
+    from serving.app import create_app
+    from tests.serving.clients import InProcessClient
+
+    off = InProcessClient(create_app(ServerSettings(bundles_dir=published_root, enable_docs=False), start=False))
+    on = InProcessClient(create_app(ServerSettings(bundles_dir=published_root), start=False))
+    try:
+        assert off.get("/docs").status_code == 404 and off.get("/redoc").status_code == 404
+        assert off.get("/openapi.json").status_code == 200, "the schema stays for tooling"
+        assert on.get("/docs").status_code == 200
+    finally:
+        off.close()
+        on.close()
+    s = ServerSettings.resolve({"bundles_dir": published_root}, env={"EBR_ENABLE_DOCS": "false"})
+    assert s.enable_docs is False
