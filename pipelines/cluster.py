@@ -129,9 +129,6 @@ class ClusterOptions:
         return replace(self, resources=table)
 
 
-LOCAL = ClusterOptions(workspace_pvc=None, secret=None)  # no volumes or secrets: the local runner's placement
-
-
 def place(task, name: str, opts: ClusterOptions):
     """Apply `opts` to `task` (the `dsl.PipelineTask` of step `name`); returns the task."""
     from kfp import kubernetes

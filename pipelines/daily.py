@@ -74,7 +74,6 @@ def build(opts: ClusterOptions | None = None):
                   description="Daily EBR retrieval + coarse-ranker training, indexing and release")
     def daily(data_root: str, day: str, workspace: str = opts.workspace, config: str = ""):
         final = put(record_run_status(day=day, workspace=workspace), "record-run-status")
-        final.set_caching_options(False)
         with dsl.ExitHandler(final, name="daily-run"):
             body(data_root, day, workspace, config)
 
@@ -82,11 +81,9 @@ def build(opts: ClusterOptions | None = None):
                   description="The daily run as a recurring run: D = the day before the trigger time")
     def daily_scheduled(data_root: str, workspace: str = opts.workspace, config: str = "", day: str = ""):
         d = put(resolve_day(day=day, scheduled_time=dsl.PIPELINE_JOB_SCHEDULE_TIME_UTC_PLACEHOLDER), "resolve-day")
-        d.set_caching_options(False)
         final = put(record_run_status(day=day, workspace=workspace,
                                       scheduled_time=dsl.PIPELINE_JOB_SCHEDULE_TIME_UTC_PLACEHOLDER),
                     "record-run-status")
-        final.set_caching_options(False)
         with dsl.ExitHandler(final, name="daily-run"):
             body(data_root, d.output, workspace, config)
 

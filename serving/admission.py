@@ -27,8 +27,6 @@ class SearchAdmission:
     """A bounded pool of compute threads with a bounded wait queue; counts live in the metrics' gauges."""
 
     def __init__(self, workers: int, max_queue: int, metrics: ServerMetrics) -> None:
-        if workers < 1 or max_queue < 0:
-            raise ValueError(f"search workers must be >= 1 and max queue >= 0, got {workers} and {max_queue}")
         self.workers, self.max_queue, self.metrics = workers, max_queue, metrics
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ebr-search")
         self._admitted = 0  # running + waiting; touched on the event loop only

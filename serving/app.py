@@ -88,7 +88,7 @@ def _payload(result: SearchResult, took_s: float) -> dict[str, Any]:
         for d, s, c in result.items
     ]
     return {"items": items, "bundle_version": result.version, "personalized": result.personalized,
-            "degraded": DEGRADED.get(result.fallback) if result.fallback else None,
+            "degraded": DEGRADED.get(result.fallback),
             "reranked": result.reranked, "took_ms": round(took_s * 1000, 3)}
 
 
@@ -200,13 +200,13 @@ def create_app(settings: ServerSettings, runtime: ServerRuntime | None = None, s
             detail += "; no feature store: unpersonalized"
         elif not rt.features.healthy:  # degraded, not down: answers stay unpersonalized until it is back
             detail += "; feature store unavailable, serving unpersonalized (retrying)"
-        if rt.features is not None:
-            rt.metrics.feature_store_up.set(1 if rt.features.healthy else 0)
         detail = public(detail)
         return JSONResponse(ReadyResponse(ready=True, bundle_version=bundle.version, detail=detail).model_dump())
 
     @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
     async def metrics() -> Response:
+        if rt.features is not None:  # derived when scraped: the feature source itself knows whether it is healthy
+            rt.metrics.feature_store_up.set(1 if rt.features.healthy else 0)
         return Response(rt.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
     @app.post(
@@ -222,19 +222,20 @@ def create_app(settings: ServerSettings, runtime: ServerRuntime | None = None, s
             return _error(403, "authorization", "admin API disabled: no EBR_ADMIN_TOKEN is configured")
         client = request.client.host if request.client else "unknown"
         now = time.monotonic()
-        recent = [t for t in admin_failures.get(client, []) if now - t < ADMIN_WINDOW_S]
-        admin_failures[client] = recent
+        recent = [t for t in admin_failures.pop(client, []) if now - t < ADMIN_WINDOW_S]
+        if recent:  # only clients with failures inside the window keep an entry
+            admin_failures[client] = recent
         if len(recent) >= settings.admin_max_failures:  # guessing tokens costs a minute per few tries
             wait = max(1, int(ADMIN_WINDOW_S - (now - recent[0])) + 1)
             return _error(429, "authorization", f"too many failed admin calls; retry in {wait} s",
                           headers={"Retry-After": str(wait)})
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not given.strip():
-            recent.append(now)
+            admin_failures[client] = [*recent, now]
             return _error(401, "authorization", "missing bearer token (Authorization: Bearer <token>)",
                           headers={"WWW-Authenticate": "Bearer"})
         if not hmac.compare_digest(given.strip().encode(), token.encode()):
-            recent.append(now)
+            admin_failures[client] = [*recent, now]
             return _error(403, "authorization", "invalid admin token")
         try:
             outcome = await anyio.to_thread.run_sync(lambda: rt.manager.reload(force=True))

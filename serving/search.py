@@ -71,10 +71,8 @@ class SearchEngine:
         if self.features is None:
             return row, FeatureLookup(fallback="no_feature_store")
         found = self.features.fetch(req.user_id, req.query)
-        if self.metrics is not None:
-            self.metrics.feature_store_up.set(0 if found.fallback in ("unavailable", "error") else 1)
-            if found.fallback is not None:
-                self.metrics.feature_fallbacks.labels(found.fallback).inc()
+        if found.fallback is not None and self.metrics is not None:
+            self.metrics.feature_fallbacks.labels(found.fallback).inc()
         if found.user_known:
             row.update(found.values)
             row["user_id"] = req.user_id

@@ -149,8 +149,9 @@ def read_partition(root: str | Path, table: str, day: str) -> tuple[pa.Table | N
     pdir = rawfs.join(rawfs.raw_root(root), table, f"ds={day}")
     info = PartitionInfo(table=table, day=day)
     violations: list[Violation] = []
-    files = rawfs.list_files(pdir, ".parquet")
-    for p, p_is_dir in rawfs.list_dir(pdir):
+    entries = rawfs.list_dir(pdir)  # one listing (one LIST call on object storage) for parquet files and strays
+    files = [p for p, p_is_dir in entries if not p_is_dir and rawfs.name(p).endswith(".parquet")]
+    for p, p_is_dir in entries:
         name = rawfs.name(p)
         if not name.startswith((".", "_")) and (p_is_dir or not name.endswith(".parquet")):
             info.warnings.append(Violation(table, day, None, "stray_file",
