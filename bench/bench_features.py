@@ -1,12 +1,15 @@
 """Benchmark of the feature step: build time, historical-retrieval rows/s and peak memory per scale.
 
 For each scale the simulator writes `--days` days into a temporary folder; then one child process builds
-the features for the last day (derived tables for every day, Feast apply and materialize) and another one
-retrieves the `retrieval_training` service for the exposed impressions of the last day (at most
-`--max-rows` entity rows) and times single online lookups. Each phase runs in a fresh process, so its peak
+the features for the last day (derived tables for every day, Feast apply and materialize) and then one per
+offline engine (`--engines`: the DuckDB ASOF join `asof`, Feast's file store `file`, Feast's DuckDB store
+`duckdb`) retrieves the `retrieval_training` service (the join `build_samples` makes) for the exposed
+impressions of the last day (at most `--max-rows` entity rows) and times single online lookups. Each phase
+runs in a fresh process, so its peak
 resident memory (getrusage maxrss, imports included) is its own.
 
-    python bench/bench_features.py [--scales small medium] [--days 3] [--max-rows 100000] [--out bench/results]
+    python bench/bench_features.py [--scales small medium] [--engines asof file duckdb] [--days 3]
+                                   [--max-rows 100000] [--out bench/results]
     python bench/bench_features.py --render   # rewrite the markdown from the JSON
 
 Writes OUT/features.json and OUT/features.md.
@@ -34,6 +37,9 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--scales", nargs="+", default=["small", "medium"], choices=["tiny", "small", "medium", "large"])
     p.add_argument("--days", type=int, default=3, help="simulated days per scale (default 3)")
     p.add_argument("--max-rows", type=int, default=100_000, help="entity rows retrieved at most (default 100000)")
+    p.add_argument("--engines", nargs="+", default=["asof", "file", "duckdb"], choices=["asof", "file", "duckdb"],
+                   help="offline engines compared, each in its own process (default: all three)")
+    p.add_argument("--engine", default="asof", help=argparse.SUPPRESS)
     p.add_argument("--online-requests", type=int, default=200, help="single online lookups timed (default 200)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("bench/results"))
@@ -77,7 +83,7 @@ def _build(work: Path) -> dict:
             "derived_rows_total": sum(rows.values()), "disk_mb": round(disk / 2**20, 1)}  # fmt: skip
 
 
-def _retrieve(work: Path, max_rows: int, online_requests: int) -> dict:
+def _retrieve(work: Path, max_rows: int, online_requests: int, engine: str) -> dict:
     import numpy as np
     import pandas as pd
 
@@ -95,7 +101,8 @@ def _retrieve(work: Path, max_rows: int, online_requests: int) -> dict:
     store = open_store(work / "features")
     opened = time.perf_counter() - t0
     t1 = time.perf_counter()
-    out, report = historical_features_with_report(store, entity, "retrieval_training", on_missing="null")
+    out, report = historical_features_with_report(store, entity, "retrieval_training", on_missing="null",
+                                                  engine=engine)
     m = _measure(t0, r0)
     seconds = time.perf_counter() - t1
     users = entity["user_id"].dropna().unique()[:online_requests]
@@ -106,7 +113,7 @@ def _retrieve(work: Path, max_rows: int, online_requests: int) -> dict:
         online_features(store, user_id=int(u), query=str(q))
         lat.append((time.perf_counter() - s) * 1000)
     return {
-        **m, "open_store_seconds": round(opened, 2), "retrieval_seconds": round(seconds, 2),
+        **m, "engine": engine, "open_store_seconds": round(opened, 2), "retrieval_seconds": round(seconds, 2),
         "entity_rows": len(entity), "rows_out": len(out), "missing_rows": report.missing_rows,
         "distinct_users": int(entity["user_id"].nunique()), "distinct_docs": int(entity["doc_id"].nunique()),
         "rows_per_s": round(len(entity) / seconds), "features": int(out.shape[1] - entity.shape[1]),
@@ -126,12 +133,12 @@ def _child(phase: str, scale: str, work: Path, args: argparse.Namespace) -> None
     elif phase == "build":
         out = _build(work)
     else:
-        out = _retrieve(work, args.max_rows, args.online_requests)
+        out = _retrieve(work, args.max_rows, args.online_requests, args.engine)
     print(json.dumps(out))
 
 
-def _run_phase(phase: str, scale: str, work: Path, args: argparse.Namespace) -> dict:
-    cmd = [sys.executable, __file__, "--child", phase, scale, str(work), "--days", str(args.days),
+def _run_phase(phase: str, scale: str, work: Path, args: argparse.Namespace, engine: str = "asof") -> dict:
+    cmd = [sys.executable, __file__, "--child", phase, scale, str(work), "--days", str(args.days), "--engine", engine,
            "--seed", str(args.seed), "--max-rows", str(args.max_rows), "--online-requests", str(args.online_requests)]
     try:
         proc = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=args.timeout)
@@ -147,43 +154,55 @@ def _markdown(results: list[dict], meta: dict) -> str:
         "# Feature step benchmark",
         "",
         f"{meta['days']} simulated days per scale (seed {meta['seed']}); features built for the last day (every "
-        f"day's partitions, Feast apply, materialize), then `retrieval_training` retrieved for the last day's "
-        f"exposed impressions (at most {meta['max_rows']:,} entity rows) with the file offline store, and "
-        f"{meta['online_requests']} single online lookups (SQLite). One process per phase on {meta['cpus']} CPUs "
-        f"({meta['python']}); peak RSS includes imports. "
+        f"day's partitions, Feast apply, materialize), then `retrieval_training` (the point-in-time join "
+        f"`build_samples` makes) retrieved for the last day's exposed impressions (at most {meta['max_rows']:,} "
+        f"entity rows) by each offline engine, each in a fresh process, and {meta['online_requests']} single online "
+        f"lookups (SQLite). On {meta['cpus']} CPUs ({meta['python']}); peak RSS includes imports. "
         f"Load average (1/5/15 min) at start {meta['load_average_at_start']}, at end {meta['load_average_at_end']}: "
-        "the machine is shared, so times are upper bounds.",
+        "the machine is shared, so compare engines within a scale rather than absolute times.",
         "",
-        "| scale | derived rows | build s | build CPU s | build peak MB | entity rows | retrieval s | rows/s "
-        "| open+retrieval CPU s | retrieval peak MB | online p50 ms | online p95 ms |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| scale | derived rows | build s | build CPU s | build peak MB |",
+        "|---|---:|---:|---:|---:|",
     ]
     for r in results:
-        b, q = r.get("build", {}), r.get("retrieve", {})
-        if "error" in b or "error" in q:
-            lines.append(f"| {r['scale']} | {b.get('error') or q.get('error')} |||||||||| ")
-            continue
-        lines.append(
-            f"| {r['scale']} | {b['derived_rows_total']:,} | {b['seconds']} | {b['cpu_seconds']} "
-            f"| {b['peak_rss_mb']:,} "
-            f"| {q['entity_rows']:,} | {q['retrieval_seconds']} | {q['rows_per_s']:,} | {q['cpu_seconds']} "
-            f"| {q['peak_rss_mb']:,} "
-            f"| {q['online_ms_p50']} | {q['online_ms_p95']} |"
-        )
+        b = r.get("build", {})
+        if "error" in b:
+            lines.append(f"| {r['scale']} | {b['error']} ||||")
+        elif b:
+            lines.append(f"| {r['scale']} | {b['derived_rows_total']:,} | {b['seconds']} | {b['cpu_seconds']} "
+                         f"| {b['peak_rss_mb']:,} |")
     lines += [
         "",
-        "Retrieval asks Feast once per entity (user, query, doc, author) for the distinct (key, time) pairs; the "
-        "file offline store merges every pair with all rows of its key, then filters, sorts and de-duplicates "
-        "in Dask, hashing the partitions on each `persist`, so its cost grows with pairs x rows per key. Entity "
-        "rows sharing a user and a request time share one user lookup (distinct users and docs below).",
-        "",
-        "| scale | distinct users | distinct docs | rows dropped by the store |",
-        "|---|---:|---:|---:|",
+        "| scale | engine | entity rows | retrieval s | rows/s | open+retrieval CPU s | peak MB | rows dropped "
+        "| online p50 ms | online p95 ms |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
-        q = r.get("retrieve", {})
-        if "entity_rows" in q:
-            lines.append(f"| {r['scale']} | {q['distinct_users']:,} | {q['distinct_docs']:,} | {q['missing_rows']} |")
+        for engine, q in r.get("retrieve", {}).items():
+            if "error" in q:
+                lines.append(f"| {r['scale']} | {engine} | {q['error']} ||||||||")
+                continue
+            lines.append(
+                f"| {r['scale']} | {engine} | {q['entity_rows']:,} | {q['retrieval_seconds']} | {q['rows_per_s']:,} "
+                f"| {q['cpu_seconds']} | {q['peak_rss_mb']:,} | {q['missing_rows']} "
+                f"| {q['online_ms_p50']} | {q['online_ms_p95']} |"
+            )
+    lines += [
+        "",
+        "Retrieval asks the engine once per entity (user, query, doc, author) for the distinct (key, time) pairs. "
+        "`asof` runs one DuckDB ASOF JOIN per feature view over the view's own parquet table (Feast's registry "
+        "gives the table, timestamp field and TTL); `file` is Feast's file offline store, which merges every pair "
+        "with all rows of its key, then filters, sorts and de-duplicates in Dask, so its cost grows with pairs x "
+        "rows per key; `duckdb` is Feast's DuckDB offline store (Ibis). `tests/features/test_retrieval.py` checks "
+        "that `asof` returns exactly the rows and drops of the file store.",
+        "",
+        "| scale | distinct users | distinct docs |",
+        "|---|---:|---:|",
+    ]
+    for r in results:
+        q = next((q for q in r.get("retrieve", {}).values() if "entity_rows" in q), None)
+        if q:
+            lines.append(f"| {r['scale']} | {q['distinct_users']:,} | {q['distinct_docs']:,} |")
     lines += ["", "Derived rows per view (all days):", ""]
     for r in results:
         if "derived_rows" in r.get("build", {}):
@@ -208,15 +227,19 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tempfile.mkdtemp(prefix=f"bench-features-{scale}-"))
         try:
             r: dict = {"scale": scale}
-            for phase in ("simulate", "build", "retrieve"):
+            for phase in ("simulate", "build"):
                 r[phase] = _run_phase(phase, scale, work, args)
                 print(f"{scale} {phase}: {r[phase]}", flush=True)
-                if "error" in r[phase]:
-                    break
+            if not any("error" in r[phase] for phase in ("simulate", "build")):
+                r["retrieve"] = {}
+                for engine in args.engines:
+                    r["retrieve"][engine] = _run_phase("retrieve", scale, work, args, engine)
+                    print(f"{scale} retrieve {engine}: {r['retrieve'][engine]}", flush=True)
             results.append(r)
         finally:
             shutil.rmtree(work, ignore_errors=True)
     meta = {"days": args.days, "seed": args.seed, "max_rows": args.max_rows, "online_requests": args.online_requests,
+            "engines": args.engines,
             "cpus": os.cpu_count(), "python": platform.python_version(), "load_average_at_start": load_start,
             "load_average_at_end": [round(x, 2) for x in os.getloadavg()]}  # fmt: skip
     args.out.mkdir(parents=True, exist_ok=True)

@@ -11,6 +11,8 @@ from ebr.settings import Section
 
 OnMissing = Literal["raise", "null", "drop"]
 OnlineStoreType = Literal["sqlite", "redis"]
+OfflineEngine = Literal["asof", "file", "duckdb"]
+OFFLINE_ENGINES: tuple[str, ...] = ("asof", "file", "duckdb")
 
 
 class FeaturesConfig(Section):
@@ -61,6 +63,13 @@ class FeaturesConfig(Section):
         "${ENV} placeholders are kept in store.json and expanded when the store is opened",
     )
     # --- retrieval ---------------------------------------------------------------------------------------------
+    offline_engine: OfflineEngine = Field(
+        "asof",
+        description="historical (point-in-time) join of training and evaluation rows: asof (DuckDB ASOF JOIN over "
+        "the Feast views' tables, same rows as Feast's file store, fastest on one machine: bench/results/"
+        "features.md), file (Feast's file offline store on Dask) or duckdb (Feast's DuckDB offline store on Ibis); "
+        "recorded in store.json so every reader of the directory joins the same way",
+    )
     on_missing: OnMissing = Field(
         "raise",
         description="entity rows the file offline store drops (features outside TTL or all in the future): "

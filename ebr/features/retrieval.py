@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from ebr.features.config import OnMissing
+from ebr.features.asof import asof_features, view_source
+from ebr.features.config import OFFLINE_ENGINES, OfflineEngine, OnMissing
 from ebr.features.definitions import ENTITIES, LIST_FEATURES, SERVICES, TIMESTAMP, VIEW_BY_NAME
 from ebr.features.encoding import decode_lists
 
@@ -135,11 +135,7 @@ def _key_values(values: pd.Series, entity: str) -> tuple[np.ndarray, np.ndarray]
 
 def _view_keys(store: FeatureStore, view: str, key: str) -> pd.Index:
     """Distinct keys that have at least one row in a view's offline table."""
-    path = Path(store.get_feature_view(view).batch_source.path)
-    if not path.is_absolute():
-        path = Path(store.config.repo_path) / path
-    if not path.exists():
-        raise FileNotFoundError(f"the offline table of view {view!r} is missing at {path}; build the features first")
+    path = view_source(store, view).path
     return pd.Index(pq.read_table(path, columns=[key]).column(key).unique().to_pandas())
 
 
@@ -155,13 +151,28 @@ def _fetch(store: FeatureStore, pairs: pd.DataFrame, views: dict[str, list[str]]
 
 
 def _retrieve_entity(
-    store: FeatureStore, views: dict[str, list[str]], pairs: pd.DataFrame, key: str
+    store: FeatureStore, views: dict[str, list[str]], pairs: pd.DataFrame, key: str, engine: OfflineEngine
 ) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
     """Features of an entity's views for its distinct (key, ts) pairs, and per view the pairs the store dropped.
 
-    Pairs are sent together with the views that hold rows of their key (a key without any row in a view is
-    never sent to it: the file store fails sorting the null timestamps it produces). When the store drops a
-    pair, its views are asked one by one, so one expired view does not hide the others."""
+    `asof` joins in DuckDB (`ebr.features.asof`). Through a Feast offline store, pairs are sent together with
+    the views that hold rows of their key (a key without any row in a view is never sent to it: the file store
+    fails sorting the null timestamps it produces); when the store drops a pair, its views are asked one by
+    one, so one expired view does not hide the others."""
+    if engine == "asof":
+        feats, has_rows, matched = asof_features(store, pairs, key, views)
+        dropped = {v: has_rows[v] & ~matched[v] for v in views}
+    else:
+        feats, dropped = _retrieve_entity_feast(store, views, pairs, key)
+    for name in feats.columns:
+        if name in LIST_FEATURES:
+            feats[name] = decode_lists(feats[name].astype(object))
+    return feats, dropped
+
+
+def _retrieve_entity_feast(
+    store: FeatureStore, views: dict[str, list[str]], pairs: pd.DataFrame, key: str
+) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
     names = [n for ns in views.values() for n in ns]
     feats = pd.DataFrame(index=pd.RangeIndex(len(pairs)), columns=names, dtype=object)
     dropped = {v: np.zeros(len(pairs), dtype=bool) for v in views}
@@ -180,9 +191,6 @@ def _retrieve_entity(
             got_v, ok_v = _fetch(store, lost, {v: ns})
             feats.loc[got_v.index, ns] = got_v[ns].to_numpy(dtype=object)
             dropped[v][lost.loc[~ok_v, _ROW_KEY].to_numpy()] = True
-    for name in names:
-        if name in LIST_FEATURES:
-            feats[name] = decode_lists(feats[name].astype(object))
     return feats, dropped
 
 
@@ -192,14 +200,30 @@ def _examples(pairs: pd.DataFrame, mask: np.ndarray, key: str) -> list[dict[str,
             for v, t in zip(rows[key], rows[TIMESTAMP], strict=True)]  # fmt: skip
 
 
+def offline_engine(store: FeatureStore, engine: OfflineEngine | None = None) -> OfflineEngine:
+    """The historical-join engine: `engine` when given, else the one the feature directory records."""
+    from ebr.features.store import store_settings
+
+    chosen = engine or store_settings(store.config.repo_path)["offline_engine"]
+    if chosen not in OFFLINE_ENGINES:
+        raise ValueError(f"offline engine must be one of {list(OFFLINE_ENGINES)}, got {chosen!r}")
+    return chosen
+
+
 def historical_features_with_report(
-    store: FeatureStore, entity_df: pd.DataFrame, service_name: str, on_missing: OnMissing = "raise"
+    store: FeatureStore,
+    entity_df: pd.DataFrame,
+    service_name: str,
+    on_missing: OnMissing = "raise",
+    engine: OfflineEngine | None = None,
 ) -> tuple[pd.DataFrame, RetrievalReport]:
     """`entity_df` (same rows, same order, same index) with the service's point-in-time features, and a report.
 
     entity_df needs `event_timestamp` (tz-aware) and the join keys of the service's entities; a null key
     (a logged-out user) gives null features for that entity. author_id, when absent, is the doc's author as
-    of the row's time. Rows whose keys the store dropped are handled by `on_missing` (raise/null/drop)."""
+    of the row's time. Rows whose keys the store dropped are handled by `on_missing` (raise/null/drop).
+    `engine` (default: the directory's `offline_engine`) runs the join: DuckDB ASOF or a Feast offline store."""
+    engine = offline_engine(store, engine)
     if on_missing not in ("raise", "null", "drop"):
         raise ValueError(f"on_missing must be 'raise', 'null' or 'drop', got {on_missing!r}")
     if not isinstance(entity_df, pd.DataFrame):
@@ -226,7 +250,7 @@ def historical_features_with_report(
         pairs = rows.drop_duplicates([key, TIMESTAMP]).reset_index(drop=True)
         pairs[_ROW_KEY] = np.arange(len(pairs), dtype=np.int64)
         rows_valid = np.flatnonzero(valid)
-        feats, dropped_by_view = _retrieve_entity(store, views, pairs, key)
+        feats, dropped_by_view = _retrieve_entity(store, views, pairs, key, engine)
         for view, dropped in dropped_by_view.items():
             if dropped.any():
                 lost = dropped[codes]
@@ -257,10 +281,14 @@ def historical_features_with_report(
 
 
 def historical_features(
-    store: FeatureStore, entity_df: pd.DataFrame, service_name: str, on_missing: OnMissing = "raise"
+    store: FeatureStore,
+    entity_df: pd.DataFrame,
+    service_name: str,
+    on_missing: OnMissing = "raise",
+    engine: OfflineEngine | None = None,
 ) -> pd.DataFrame:
     """`entity_df` with the point-in-time features of `service_name`, row for row (see the report variant).
 
     Raises FeatureRetrievalError (with the count and examples) when the offline store dropped rows, unless
     `on_missing` is 'null' (keep them with null features) or 'drop'."""
-    return historical_features_with_report(store, entity_df, service_name, on_missing)[0]
+    return historical_features_with_report(store, entity_df, service_name, on_missing, engine)[0]

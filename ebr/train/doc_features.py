@@ -64,16 +64,27 @@ def feature_times(corpus: pd.DataFrame, day: str, as_of: AsOf = "day_start") -> 
 
 
 def _retrieve(store: FeatureStore, key: str, keys: np.ndarray, times: pd.Series, views: Sequence[str]) -> pd.DataFrame:
-    """Point-in-time features of `views` for (key, time) rows, in row order; rows the store dropped are all-null."""
+    """Point-in-time features of `views` for (key, time) rows, in row order, joined by the directory's offline
+    engine; rows the store dropped (a view holds rows of the key, none at or before the time) are all-null."""
+    from ebr.features.asof import asof_features
+    from ebr.features.retrieval import offline_engine
+
     names = [n for v in views for n in VIEW_BY_NAME[v].feature_names if n != key]
-    refs = [f"{v}:{n}" for v in views for n in VIEW_BY_NAME[v].feature_names if n != key]
     entity = pd.DataFrame({key: keys, TIMESTAMP: times.to_numpy(), _ROW: np.arange(len(keys), dtype=np.int64)})
     if not len(entity):
         return pd.DataFrame({n: pd.Series(dtype=object) for n in names}).assign(**{_ROW: pd.Series(dtype=bool)})
-    got = store.get_historical_features(entity_df=entity, features=refs).to_df()
-    out = got.set_index(_ROW)[names].reindex(pd.RangeIndex(len(keys)))
-    present = np.zeros(len(keys), dtype=bool)
-    present[got[_ROW].to_numpy(dtype=np.int64)] = True
+    if offline_engine(store) == "asof":
+        by_view = {v: [n for n in VIEW_BY_NAME[v].feature_names if n != key] for v in views}
+        out, has_rows, matched = asof_features(store, entity, key, by_view)
+        present = np.logical_and.reduce([matched[v] | ~has_rows[v] for v in views])
+        if not present.all():
+            out.loc[~present, names] = None
+    else:
+        refs = [f"{v}:{n}" for v in views for n in VIEW_BY_NAME[v].feature_names if n != key]
+        got = store.get_historical_features(entity_df=entity, features=refs).to_df()
+        out = got.set_index(_ROW)[names].reindex(pd.RangeIndex(len(keys)))
+        present = np.zeros(len(keys), dtype=bool)
+        present[got[_ROW].to_numpy(dtype=np.int64)] = True
     for n in names:
         if n in LIST_FEATURES:
             out[n] = decode_lists(out[n].astype(object))

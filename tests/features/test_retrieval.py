@@ -14,6 +14,12 @@ from tests.features.conftest import read_view, same_value
 US = pd.Timedelta(microseconds=1)
 
 
+@pytest.fixture(params=["asof", "file"])
+def engine(request) -> str:
+    """Every retrieval test runs through the DuckDB ASOF join and through Feast's file offline store."""
+    return request.param
+
+
 def _reference(out_dir, entity_df: pd.DataFrame, service: str, ttl_days: int = 2) -> pd.DataFrame:
     """The service's features by a plain as-of lookup: each view's latest row at or before the row's time."""
     ref = entity_df.reset_index(drop=True).copy()
@@ -70,10 +76,10 @@ def probe(built) -> pd.DataFrame:
     return pd.concat([entity, pd.DataFrame(extra).astype({"user_id": "Int64"})], ignore_index=True)
 
 
-def test_features_equal_the_latest_row_at_or_before_each_entity_row(built, store, probe):
+def test_features_equal_the_latest_row_at_or_before_each_entity_row(engine, built, store, probe):
     from ebr.features import historical_features_with_report
 
-    got, report = historical_features_with_report(store, probe, "retrieval_training")
+    got, report = historical_features_with_report(store, probe, "retrieval_training", engine=engine)
     ref = _reference(built[0], probe.assign(author_id=None).drop(columns="author_id"), "retrieval_training")
     assert report.missing_rows == 0 and report.rows_out == len(probe)
     assert report.duplicate_rows >= 0 and report.null_key_rows["user"] == probe["user_id"].isna().sum()
@@ -85,21 +91,21 @@ def test_features_equal_the_latest_row_at_or_before_each_entity_row(built, store
     assert any(not same_value(got["title"].iloc[i], got["title"].iloc[i + 1]) for i in range(len(probe) - 1))
 
 
-def test_rows_sharing_keys_and_time_keep_their_own_doc_features(store, probe):
+def test_rows_sharing_keys_and_time_keep_their_own_doc_features(engine, store, probe):
     from ebr.features import historical_features
 
     last = probe.tail(2)
-    got = historical_features(store, last, "retrieval_training")
+    got = historical_features(store, last, "retrieval_training", engine=engine)
     assert len(got) == 2 and got["doc_id"].tolist() == last["doc_id"].tolist()
     assert got["title"].iloc[0] != got["title"].iloc[1]
     assert got["recent_queries"].iloc[0] == got["recent_queries"].iloc[1]
 
 
-def test_logged_out_rows_get_null_user_features_and_empty_lists(store, probe):
+def test_logged_out_rows_get_null_user_features_and_empty_lists(engine, store, probe):
     from ebr.features import historical_features
 
     anon = probe[probe["user_id"].isna()]
-    got = historical_features(store, anon, "retrieval_training")
+    got = historical_features(store, anon, "retrieval_training", engine=engine)
     assert got["user_gender"].isna().all() and got["user_searches_7d"].isna().all()
     assert all(x == [] for x in got["seq_st_doc_ids"]) and all(x == [] for x in got["recent_queries"])
     assert got["title"].notna().all() and got["query_searches_30d"].notna().all()
@@ -124,11 +130,11 @@ def dropping(built, tiny_days) -> pd.DataFrame:
     })  # fmt: skip
 
 
-def test_dropped_rows_raise_with_count_and_examples(store, dropping):
+def test_dropped_rows_raise_with_count_and_examples(engine, store, dropping):
     from ebr.features import FeatureRetrievalError, historical_features
 
     with pytest.raises(FeatureRetrievalError) as err:
-        historical_features(store, dropping, "retrieval_training")
+        historical_features(store, dropping, "retrieval_training", engine=engine)
     report = err.value.report
     assert report.missing_rows == 2
     late_doc = int(dropping["doc_id"].iloc[2])
@@ -139,14 +145,16 @@ def test_dropped_rows_raise_with_count_and_examples(store, dropping):
     assert str(late_doc) in str(err.value)
 
 
-def test_dropped_rows_kept_with_nulls_or_dropped_on_request(store, dropping):
+def test_dropped_rows_kept_with_nulls_or_dropped_on_request(engine, store, dropping):
     from ebr.features import historical_features_with_report
 
-    kept, report = historical_features_with_report(store, dropping, "retrieval_training", on_missing="null")
+    kept, report = historical_features_with_report(store, dropping, "retrieval_training", on_missing="null",
+                                                   engine=engine)
     assert len(kept) == 4 and report.missing_rows == 2 and report.rows_out == 4
     assert kept["title"].iloc[:2].notna().all() and pd.isna(kept["title"].iloc[2])
     assert pd.isna(kept["user_searches_30d"].iloc[3]) and kept["user_gender"].notna().iloc[3]
-    dropped, report = historical_features_with_report(store, dropping, "retrieval_training", on_missing="drop")
+    dropped, report = historical_features_with_report(store, dropping, "retrieval_training", on_missing="drop",
+                                                      engine=engine)
     assert dropped.index.tolist() == [0, 1] and report.rows_out == 2
 
 
@@ -162,27 +170,87 @@ def test_dropped_rows_kept_with_nulls_or_dropped_on_request(store, dropping):
         (lambda df: df.assign(doc_id="abc"), "retrieval_training", "'doc_id' must hold int64 keys"),
     ],
 )
-def test_bad_entity_rows_name_the_problem(store, dropping, mutate, service, message):
+def test_bad_entity_rows_name_the_problem(engine, store, dropping, mutate, service, message):
     from ebr.features import historical_features
 
     with pytest.raises(ValueError, match=message):
-        historical_features(store, mutate(dropping.copy()), service)
+        historical_features(store, mutate(dropping.copy()), service, engine=engine)
 
 
-def test_author_features_follow_the_given_author_or_the_docs_author(store, probe):
+def test_author_features_follow_the_given_author_or_the_docs_author(engine, store, probe):
     from ebr.features import historical_features
 
     rows = probe.head(4)
-    derived = historical_features(store, rows, "ranking_training")
+    derived = historical_features(store, rows, "ranking_training", engine=engine)
     given = historical_features(store, rows.assign(author_id=np.int64(derived["author_id"].iloc[0])),
-                                "ranking_training")  # fmt: skip
+                                "ranking_training", engine=engine)  # fmt: skip
     assert derived["author_follower_count"].notna().all()
     assert given["author_follower_count"].nunique() == 1
     assert given["author_follower_count"].iloc[0] == derived["author_follower_count"].iloc[0]
 
 
-def test_empty_entity_rows_give_an_empty_frame_with_every_feature(store, probe):
+def test_empty_entity_rows_give_an_empty_frame_with_every_feature(engine, store, probe):
     from ebr.features import historical_features
 
-    got = historical_features(store, probe.iloc[:0], "retrieval_training")
+    got = historical_features(store, probe.iloc[:0], "retrieval_training", engine=engine)
     assert len(got) == 0 and set(service_features("retrieval_training")) <= set(got.columns)
+
+
+@pytest.fixture(scope="module")
+def logged_rows(built, tiny_data, tiny_days) -> pd.DataFrame:
+    """The (user, query, doc, time) rows of every impression of the last two tiny days, plus rows the file store
+    drops (a doc asked before it existed, a user long after the last snapshot)."""
+    from ebr.contract import load
+
+    imp = load(tiny_data, "impressions", tiny_days[-2:])
+    req = load(tiny_data, "search_requests", tiny_days[-2:])
+    rows = imp[["request_id", "doc_id"]].merge(
+        req[["request_id", "user_id", "query", "event_timestamp"]], on="request_id"
+    ).drop(columns="request_id")
+    return rows.astype({"user_id": "Int64"}).drop_duplicates().reset_index(drop=True)
+
+
+@pytest.mark.parametrize("service", ["retrieval_training", "query_tower_online"])
+def test_asof_engine_gives_exactly_the_rows_of_feasts_file_store(store, logged_rows, dropping, service):
+    from ebr.features import historical_features_with_report
+
+    rows = pd.concat([logged_rows, dropping], ignore_index=True)
+    want, want_report = historical_features_with_report(store, rows, service, on_missing="null", engine="file")
+    got, got_report = historical_features_with_report(store, rows, service, on_missing="null", engine="asof")
+    assert len(rows) > 1000 and want_report.missing_rows > 0
+    pd.testing.assert_frame_equal(got, want)
+    assert {v: (d.keys, d.rows) for v, d in got_report.dropped.items()} == {
+        v: (d.keys, d.rows) for v, d in want_report.dropped.items()
+    }
+    assert got_report.missing_rows == want_report.missing_rows
+
+
+def test_doc_feature_table_is_the_same_through_both_engines(built, tiny_data, tiny_days, store, monkeypatch):
+    import ebr.features.retrieval as retrieval
+    from ebr.train.doc_features import corpus_docs, doc_feature_table
+
+    corpus = corpus_docs(tiny_data, tiny_days[-1])
+    got = doc_feature_table(built[0], corpus, tiny_days[-1], "day_end", store=store)
+    real = retrieval.offline_engine
+    monkeypatch.setattr(retrieval, "offline_engine", lambda s, e=None: real(s, "file"))
+    want = doc_feature_table(built[0], corpus, tiny_days[-1], "day_end", store=store)
+    assert len(got) == len(corpus) and got["title"].notna().all()
+    pd.testing.assert_frame_equal(got, want)
+
+
+def test_directory_records_its_offline_engine(built, tmp_path):
+    import shutil
+
+    from ebr.features import FeaturesConfig
+    from ebr.features.retrieval import offline_engine
+    from ebr.features.store import open_store, store_settings, write_store_settings
+
+    copy = tmp_path / "store"
+    shutil.copytree(built[0], copy)
+    assert store_settings(copy)["offline_engine"] == "asof"
+    write_store_settings(copy, FeaturesConfig(offline_engine="duckdb"))
+    assert "type: duckdb" in (copy / "feature_store.yaml").read_text()
+    reopened = open_store(copy)
+    assert offline_engine(reopened) == "duckdb" and reopened.config.offline_store.type == "duckdb"
+    with pytest.raises(ValueError, match="offline engine must be one of"):
+        offline_engine(reopened, "spark")  # type: ignore[arg-type]
