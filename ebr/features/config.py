@@ -11,8 +11,8 @@ from ebr.settings import Section
 
 OnMissing = Literal["raise", "null", "drop"]
 OnlineStoreType = Literal["sqlite", "redis"]
-OfflineEngine = Literal["asof", "file", "duckdb"]
-OFFLINE_ENGINES: tuple[str, ...] = ("asof", "file", "duckdb")
+OfflineEngine = Literal["asof", "file"]
+OFFLINE_ENGINES: tuple[str, ...] = ("asof", "file")
 
 
 class FeaturesConfig(Section):
@@ -67,8 +67,9 @@ class FeaturesConfig(Section):
         "asof",
         description="historical (point-in-time) join of training and evaluation rows: asof (DuckDB ASOF JOIN over "
         "the Feast views' tables, same rows as Feast's file store, fastest on one machine: bench/results/"
-        "features.md), file (Feast's file offline store on Dask) or duckdb (Feast's DuckDB offline store on Ibis); "
-        "recorded in store.json so every reader of the directory joins the same way",
+        "features.md) or file (Feast's file offline store on Dask). Feast 0.67's DuckDB offline store cannot read "
+        "directory-partitioned file sources (docs/features.md). Recorded in store.json so every reader of the "
+        "directory joins the same way",
     )
     on_missing: OnMissing = Field(
         "raise",

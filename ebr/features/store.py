@@ -31,7 +31,7 @@ registry: {registry}
 online_store:
 {online}
 offline_store:
-  type: {offline}
+  type: file
 entity_key_serialization_version: 3
 """
 DEFAULT_SETTINGS_KEYS = ("project", "snapshot_ttl_days", "online_store", "redis_connection", "offline_engine")
@@ -67,7 +67,6 @@ def write_store_settings(out_dir: str | Path, cfg: FeaturesConfig) -> None:
         STORE_JSON: json.dumps(settings, indent=2),
         "feature_store.yaml": FEATURE_STORE_YAML.format(
             project=cfg.project, registry=REGISTRY, online=online_store_yaml(settings),
-            offline=feast_offline_store_type(settings),
         ),
     }
     for name, text in files.items():
@@ -102,15 +101,10 @@ def online_store_loaded(out_dir: str | Path, cfg: FeaturesConfig) -> bool:
     return (out / ONLINE_DB).exists()
 
 
-def feast_offline_store_type(settings: dict) -> str:
-    """Feast's offline store of a directory: DuckDB when the directory joins with Feast's DuckDB store, else the
-    file store (the `asof` engine reads the file store's tables itself)."""
-    return "duckdb" if settings.get("offline_engine") == "duckdb" else "file"
-
-
 def repo_config(out_dir: str | Path, project: str, settings: dict | None = None) -> RepoConfig:
-    """Feast config of a feature directory: local provider, the file (or DuckDB) offline store, the recorded
-    online store (`settings`, by default those of `store.json`: SQLite unless built with `online_store: redis`)."""
+    """Feast config of a feature directory: local provider, file offline store (whose tables the `asof` engine
+    reads too), the recorded online store (`settings`, by default those of `store.json`: SQLite unless built with
+    `online_store: redis`)."""
     from feast import RepoConfig
 
     out = Path(out_dir).resolve()
@@ -120,7 +114,7 @@ def repo_config(out_dir: str | Path, project: str, settings: dict | None = None)
         provider="local",
         registry=str(out / REGISTRY),
         online_store=online_store_config(out, settings),
-        offline_store=feast_offline_store_type(settings),
+        offline_store="file",
         entity_key_serialization_version=3,
         repo_path=str(out),
     )
