@@ -10,6 +10,11 @@ reports examples/s over wall time and CPU time and the child's peak resident mem
 and model included).
 
     python bench/bench_train.py [--scales small medium] [--threads 1 2] [--days 3] [--steps 30]
+                                [--variants default dssm no_realtime ...]
+
+Variants make the cost of each MGDSPR block visible: `default` is the shipped model, `dssm` a bare DSSM
+(query words mean + doc tower, no personalization, no multi-granular unit, no mixing, no rewrite term), and each
+`no_<block>` the default with one block switched off. Every variant runs at each thread count on the same data.
 
 Writes OUT/train.json and OUT/train.md.
 """
@@ -29,6 +34,32 @@ import tempfile
 import time
 from pathlib import Path
 
+_QT = "query_tower"
+# Overrides of TwoTowerTrainConfig per variant (deep-merged into the defaults).
+VARIANTS: dict[str, dict] = {
+    "default": {},
+    "dssm": {"model": {_QT: {"personalization": False, "multi_granular": False}},
+             "loss": {"hard_negative_mixing": False}, "data": {"rewrite_negative_weight": 0.0}},
+    "no_personalization": {"model": {_QT: {"personalization": False}}},
+    "no_realtime_lstm": {"model": {_QT: {"realtime_sequence": False}}},
+    "no_short_term": {"model": {_QT: {"short_term_sequence": False}}},
+    "no_long_term": {"model": {_QT: {"long_term_sequence": False}}},
+    "no_query_history": {"model": {_QT: {"query_history": False}}},
+    "no_user_profile": {"model": {_QT: {"user_profile": False}}},
+    "no_multi_granular": {"model": {_QT: {"multi_granular": False}}},
+    "no_cls_fusion": {"model": {_QT: {"cls_fusion": False}}},
+    "no_hard_mixing": {"loss": {"hard_negative_mixing": False}},
+    "no_rewrite_term": {"data": {"rewrite_negative_weight": 0.0}},
+    "random_negatives_128": {"negatives": {"random_negatives": 128}},
+}
+
+
+def variant_config(name: str):  # -> TwoTowerTrainConfig
+    """The default training config with a variant's overrides (sections merge into their defaults)."""
+    from ebr.train.two_tower_config import TwoTowerTrainConfig
+
+    return TwoTowerTrainConfig.model_validate(VARIANTS[name])
+
 
 def _args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -40,7 +71,9 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--out", type=Path, default=Path("bench/results"))
     p.add_argument("--work", type=Path, default=None, help="keep prepared data here (default: a temp dir)")
-    p.add_argument("--child", nargs=2, metavar=("DATA_PICKLE", "THREADS"), help=argparse.SUPPRESS)
+    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS),
+                   help="model variants timed (default: all)")
+    p.add_argument("--child", nargs=3, metavar=("DATA_PICKLE", "THREADS", "VARIANT"), help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
 
@@ -96,20 +129,19 @@ def prepare(scale: str, days: int, seed: int, work: Path) -> tuple[Path, dict]:
     return path, sizes
 
 
-def _child(data_pickle: Path, threads: int, steps: int, warmup: int) -> None:
-    """Train `warmup + steps` steps of the default config on the pickled data; print one JSON line."""
+def _child(data_pickle: Path, threads: int, variant: str, steps: int, warmup: int) -> None:
+    """Train `warmup + steps` steps of a variant's config on the pickled data; print one JSON line."""
     import numpy as np
     import torch
 
     from ebr.models.two_tower import TwoTowerModel
     from ebr.train.optimizers import clip_grad_norm, make_optimizers
     from ebr.train.two_tower import NegativeSampler, batch_loss, epoch_order
-    from ebr.train.two_tower_config import TwoTowerTrainConfig
 
     torch.set_num_threads(threads)
     with open(data_pickle, "rb") as f:
         data = pickle.load(f)
-    cfg = TwoTowerTrainConfig()
+    cfg = variant_config(variant)
     tc = cfg.train
     model = TwoTowerModel(cfg.model).train()
     opts = make_optimizers(model, cfg.optimizer)
@@ -120,9 +152,15 @@ def _child(data_pickle: Path, threads: int, steps: int, warmup: int) -> None:
     gen = torch.Generator().manual_seed(0)
     lcfg = cfg.loss_config()
 
+    input_seconds = [0.0]
+
     def step(i: int) -> None:
         s = (i * tc.batch_size) % max(1, len(order) - tc.batch_size)
+        t = time.perf_counter()
         batch = sampler.batch(data.train, order[s : s + tc.batch_size], rng)
+        inputs = (data.train.query_tensors(batch.idx), data.train.doc_tensors(batch.idx))  # the batch's gathers
+        input_seconds[0] += time.perf_counter() - t
+        del inputs
         loss, _ = batch_loss(model, data.train, data.docs, batch, lcfg, cfg.data.rewrite_negative_weight, gen)
         for o in opts:
             o.zero_grad(set_to_none=True)
@@ -133,15 +171,17 @@ def _child(data_pickle: Path, threads: int, steps: int, warmup: int) -> None:
 
     for i in range(warmup):
         step(i)
+    input_seconds[0] = 0.0
     t0, c0 = time.perf_counter(), time.process_time()
     for i in range(warmup, warmup + steps):
         step(i)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     examples = steps * tc.batch_size
     print(json.dumps({
-        "threads": threads, "steps": steps, "batch_size": tc.batch_size, "examples": examples,
+        "variant": variant, "threads": threads, "steps": steps, "batch_size": tc.batch_size, "examples": examples,
         "seconds": round(wall, 2), "cpu_seconds": round(cpu, 2), "examples_per_s": round(examples / wall, 1),
-        "examples_per_cpu_s": round(examples / cpu, 1),
+        "input_ms_per_step": round(input_seconds[0] / steps * 1000, 2),
+        "examples_per_cpu_s": round(examples / cpu, 1), "cpu_ms_per_example": round(cpu / examples * 1000, 3),
         "epoch_seconds_estimate": round(len(data.train) / (examples / wall), 1),
         "parameters": int(sum(p.numel() for p in model.parameters())),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
@@ -151,30 +191,41 @@ def _child(data_pickle: Path, threads: int, steps: int, warmup: int) -> None:
 def _render(doc: dict) -> str:
     lines = [
         "# Two-tower training benchmark", "",
-        f"Default `TwoTowerTrainConfig` model and loop (batch {doc['batch_size']}), {doc['steps']} timed steps after "
+        f"`TwoTowerTrainConfig` model and loop (batch {doc['batch_size']}), {doc['steps']} timed steps after "
         f"{doc['warmup']} warm-up steps, on {doc['machine']['cpus']} CPUs ({doc['machine']['platform']}, torch "
-        f"{doc['machine']['torch']}); load average at start {doc['machine']['load_avg']}. Peak memory is the child "
-        "process's maxrss (featurized data and model included). Wall time on a shared machine varies; CPU time is "
-        "the steadier number.", "",
-        "| scale | threads | train rows | corpus docs | examples/s | examples/CPU-s | est. epoch (s) | peak RSS (MB) |",
-        "|---|---|---|---|---|---|---|---|",
+        f"{doc['machine']['torch']}); load average at start {doc['machine']['load_avg']}, at end "
+        f"{doc['machine'].get('load_avg_end')}. Peak memory is the child process's maxrss (featurized data and "
+        "model included). Wall time on a shared machine varies; CPU time per example is the steadier number. "
+        "`default` is the shipped model; `dssm` a bare DSSM (query word mean + doc tower, in-batch and random "
+        "negatives only); each `no_<block>` is the default with that MGDSPR block off, so its gap to `default` is "
+        "the block's cost. Data are featurized once before timing (arrays indexed per batch: the input path "
+        "costs the `input ms/step` column, timed twice: sampling plus the batch's gathers, which the loss "
+        "repeats), the rest is the model's forward, backward and optimizer.", "",
+        "| scale | variant | threads | train rows | examples/s | CPU ms/example | x default | input ms/step "
+        "| est. epoch (s) | parameters | peak RSS (MB) |",
+        "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    base = {(r["scale"], r["threads"]): r for r in doc["results"] if r["variant"] == "default"}
     for r in doc["results"]:
-        lines.append(f"| {r['scale']} | {r['threads']} | {r['train_rows']} | {r['corpus_docs']} | "
-                     f"{r['examples_per_s']} | {r['examples_per_cpu_s']} | {r['epoch_seconds_estimate']} | "
-                     f"{r['peak_rss_mb']} |")
+        b = base.get((r["scale"], r["threads"]))
+        speed = f"{r['examples_per_s'] / b['examples_per_s']:.2f}" if b else ""
+        lines.append(f"| {r['scale']} | {r['variant']} | {r['threads']} | {r['train_rows']} | "
+                     f"{r['examples_per_s']} | {r['cpu_ms_per_example']} | {speed} | {r['input_ms_per_step']} | "
+                     f"{r['epoch_seconds_estimate']} | "
+                     f"{r['parameters']:,} | {r['peak_rss_mb']} |")
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _args(argv)
     if args.child:
-        _child(Path(args.child[0]), int(args.child[1]), args.steps, args.warmup)
+        _child(Path(args.child[0]), int(args.child[1]), args.child[2], args.steps, args.warmup)
         return 0
     import torch
 
     from ebr.train.two_tower_config import TwoTowerTrainConfig
 
+    load_start = [round(x, 2) for x in os.getloadavg()]
     work_root = args.work or Path(tempfile.mkdtemp(prefix="bench-train-"))
     results, prepared = [], {}
     try:
@@ -184,12 +235,14 @@ def main(argv: list[str] | None = None) -> int:
             path, sizes = prepare(scale, args.days, args.seed, work)
             prepared[scale] = sizes
             for threads in args.threads:
-                cmd = [sys.executable, __file__, "--child", str(path), str(threads), "--steps", str(args.steps),
-                       "--warmup", str(args.warmup)]
-                out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
-                row = {"scale": scale, **{k: sizes[k] for k in ("train_rows", "corpus_docs")}, **json.loads(out)}
-                results.append(row)
-                print(json.dumps(row), flush=True)
+                for variant in args.variants:
+                    cmd = [sys.executable, __file__, "--child", str(path), str(threads), variant,
+                           "--steps", str(args.steps), "--warmup", str(args.warmup)]
+                    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+                    row = {"scale": scale, **{k: sizes[k] for k in ("train_rows", "corpus_docs")},
+                           **json.loads(out.strip().splitlines()[-1])}
+                    results.append(row)
+                    print(json.dumps(row), flush=True)
     finally:
         if args.work is None:
             shutil.rmtree(work_root, ignore_errors=True)
@@ -200,7 +253,8 @@ def main(argv: list[str] | None = None) -> int:
         "config": {"model": cfg.model.model_dump(mode="json"), "loss": cfg.loss.model_dump(mode="json"),
                    "negatives": cfg.negatives.model_dump(mode="json"), "optimizer": cfg.optimizer.model_dump()},
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
-                    "torch": torch.__version__, "load_avg": [round(x, 2) for x in os.getloadavg()]},
+                    "torch": torch.__version__, "load_avg": load_start,
+                    "load_avg_end": [round(x, 2) for x in os.getloadavg()]},
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "train.json").write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
