@@ -114,6 +114,13 @@ class RankingConfig(Section):
         2, ge=0, description="random negatives per request from other categories (seed 002)"
     )
     oversample: int = Field(4, ge=1, description="draws per wanted random negative before dropping collisions")
+    max_rows: int | None = Field(
+        2_000_000, ge=1,
+        description="bound on ranking rows (memory of the samples, fine-ranker and distillation steps): when the "
+        "window's requests would give more, whole requests are kept in the order of a seeded hash of request_id "
+        "until the next would pass the bound (a uniform sample of requests, lists intact); None = all. 2M keeps "
+        "every row of a `small` day (1.4M) and caps `medium` (7.1M) and `large`",
+    )
 
 
 class SamplesConfig(Section):

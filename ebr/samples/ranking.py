@@ -88,6 +88,15 @@ def random_negatives(
     return out
 
 
+def requests_within(request_ids: pd.Series, max_rows: int, rng: np.random.Generator) -> np.ndarray:
+    """Whole requests, in the order of a hash keyed by one draw of `rng`, while their rows fit in `max_rows`."""
+    counts = request_ids.value_counts(sort=False)
+    key = "".join(f"{b:02x}" for b in rng.bytes(8))  # 16 characters, as pandas' hash key wants
+    order = np.argsort(pd.util.hash_array(counts.index.to_numpy(dtype=object), hash_key=key), kind="stable")
+    within = np.cumsum(counts.to_numpy()[order]) <= max_rows
+    return counts.index.to_numpy()[order][within]
+
+
 def ranking_samples(
     imps: pd.DataFrame, corpus: pd.DataFrame, cfg: RankingConfig, rng: np.random.Generator
 ) -> pd.DataFrame:
@@ -100,6 +109,8 @@ def ranking_samples(
     requests = imps[_REQ_COLS].drop_duplicates("request_id")
     rand = random_negatives(requests, imps, corpus, cfg, rng)
     out = pd.concat([logged, rand], ignore_index=True)
+    if cfg.max_rows is not None and len(out) > cfg.max_rows:
+        out = out[out["request_id"].isin(requests_within(out["request_id"], cfg.max_rows, rng))]
     out["position"] = out["position"].astype("Int32")
     out["dwell_ms"] = out["dwell_ms"].astype("Int32")
     out["rank_score"] = out["rank_score"].astype("float32")

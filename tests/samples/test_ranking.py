@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 from ebr.contract import load
 from ebr.samples.ranking import SOURCES
@@ -54,3 +55,25 @@ def test_random_negatives_are_stratified_and_unlogged(tables, tiny_data, built):
     per = rnd.groupby(["request_id", "source"]).size()
     assert per.max() <= cfg["random_same_category"] + cfg["random_other_category"]
     assert rnd["stage"].isna().all() and np.isnan(rnd["rank_score"].to_numpy(dtype=float)).all()
+
+
+def test_ranking_rows_are_capped_by_whole_requests_deterministically(tables, tiny_data, built, full_cfg):
+    from ebr.samples.build import _rng
+    from ebr.samples.ranking import ranking_samples
+    from ebr.samples.window import attach_author, load_window
+
+    full = tables["ranking"]
+    day = built[1]["day"]
+    win = load_window(tiny_data, day, full_cfg.days_back)
+    imps = attach_author(win.impressions, win.docs)
+    cap = len(full) // 3
+    cfg = full_cfg.model_copy(update={"ranking": full_cfg.ranking.model_copy(update={"max_rows": cap})})
+    runs = [ranking_samples(imps, tables["negatives"], cfg.ranking, _rng(cfg, day, "ranking")) for _ in range(2)]
+    capped = runs[0]
+    assert 0.5 * cap < len(capped) <= cap and capped.equals(runs[1])
+    # whole requests: every kept request has all of its rows of the uncapped table, and nothing else
+    kept = full[full["request_id"].isin(capped["request_id"].unique())]
+    pd.testing.assert_frame_equal(kept.reset_index(drop=True)[capped.columns], capped.reset_index(drop=True),
+                                  check_dtype=False)
+    # the default bound keeps every row of a small day (1.4M rows), so the tiny day is uncapped
+    assert full_cfg.ranking.max_rows is not None and full_cfg.ranking.max_rows >= 1_400_000 > len(full)
