@@ -17,7 +17,7 @@ LANG_ ?= zh
 PORT ?= 8080
 
 .PHONY: install run serve test test-fast lint bench bench-simulate bench-features bench-train bench-rankers bench-index \
-	bench-serve bench-dag clean
+	bench-serve bench-dag bench-scale clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -80,6 +80,10 @@ bench-serve: $(STAMP)
 # Per-step cost of the last `make run` (its step records) against the compiled requests and limits.
 bench-dag: $(STAMP)
 	$(PY) bench/bench_dag.py --run $(SCALE)=$(WORKSPACE):$$(ls $(WORKSPACE)/reports | tail -n 1) --out bench/results
+
+# The whole DAG at small and medium (LARGE=1 adds large: hours on 2 cores): per-step wall, CPU, peak RSS and growth.
+bench-scale: $(STAMP)
+	$(PY) bench/bench_scale.py --out bench/results $(if $(LARGE),--large,)
 
 bench: bench-simulate bench-features bench-train bench-rankers bench-index bench-serve
 
