@@ -48,12 +48,23 @@ def finalize_embeddings(day: str, workspace: str, config: str, shards: Input[Lis
 
 
 @dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
-def build_index(day: str, workspace: str, config: str, embeddings: Input[Artifact], index: Output[Artifact]):
-    """Faiss index over the embeddings, tuned to the target ANN recall and measured against exact search."""
+def build_index(data_root: str, day: str, workspace: str, config: str, embeddings: Input[Artifact],
+                model: Input[Model], features: Input[Artifact], index: Output[Artifact]):
+    """Faiss index over the embeddings, its search parameters tuned to the target ANN recall on query-tower
+    vectors of a sample of the day's requests (index.tune_on: queries) and measured against exact search."""
     from components.runtime import step
     from ebr.index import build_index
+    from ebr.index.queries import encode_day_queries
 
     with step("build_index", workspace, day, config) as ctx:
-        manifest = build_index(embeddings.path, index.path, ctx.cfg.index)
+        cfg = ctx.cfg.index
+        queries = None
+        if cfg.tune_on == "queries":
+            queries = encode_day_queries(model.path, features.metadata["features_dir"], data_root, day,
+                                         cfg.num_eval_queries, cfg.seed, ctx.cfg.evaluation.batch_size)
+        manifest = build_index(embeddings.path, index.path, cfg, query_vectors=queries)
         index.metadata["ann_recall"] = manifest.get("ann_recall")
-        ctx.info["factory"] = manifest.get("factory")
+        index.metadata["tuned_on"] = manifest.get("tuned_on")
+        ctx.info.update(factory=manifest.get("factory"), ann_recall=manifest.get("ann_recall"),
+                        tuned_on=manifest.get("tuned_on"), tuning_queries=manifest["tuning"]["num_queries"],
+                        search_params=manifest.get("search_params"))

@@ -12,17 +12,25 @@ from components.runtime import COMPONENT_IMAGE
 def evaluate(data_root: str, day: str, workspace: str, config: str, model: Input[Model],
              embeddings: Input[Artifact], index: Input[Artifact], coarse: Input[Model], features: Input[Artifact],
              report: Output[Artifact]) -> NamedTuple("Gate", [("publish", bool), ("reason", str)]):
-    """Evaluate the model, baselines, champion and rankers on `day`; decide whether the gate opens."""
+    """Evaluate the model, baselines, champion and rankers on `day`; decide whether the gate opens: the model is
+    not worse than the champion, and the index's ann_recall@K on the day's requests reaches index.min_ann_recall."""
     from collections import namedtuple
+    from pathlib import Path
 
     from components.runtime import step
     from ebr.bundle.release import evaluate_day
+    from ebr.evaluate.gate import ann_gate_from_dirs, combine
+    from ebr.evaluate.two_tower import REPORT_DIR
 
     with step("evaluate", workspace, day, config) as ctx:
         decision = evaluate_day(data_root, day, ctx.ws, ctx.cfg, model_dir=model.path, embeddings_dir=embeddings.path,
                                 index_dir=index.path, coarse_dir=coarse.path,
                                 features_dir=features.metadata["features_dir"], out_dir=report.path)
+        ann = ann_gate_from_dirs(Path(report.path) / REPORT_DIR, index.path, ctx.cfg.index.min_ann_recall,
+                                 ctx.cfg.index.recall_k)
+        decision = combine(decision, ann)
         ctx.info["publish"] = decision.publish
+        ctx.info["ann_gate"] = ann.reasons[0]
     return namedtuple("Gate", ["publish", "reason"])(decision.publish, "; ".join(decision.reasons))
 
 

@@ -58,7 +58,8 @@ def build(opts: ClusterOptions | None = None):
                         "export-embedding-shard")
         emb = put(finalize_embeddings(shards=dsl.Collected(shard.outputs["shard"]), model=model.outputs["model"],
                                       **common), "finalize-embeddings")
-        idx = put(build_index(embeddings=emb.outputs["embeddings"], **common), "build-index")
+        idx = put(build_index(data_root=data_root, embeddings=emb.outputs["embeddings"], model=model.outputs["model"],
+                              features=feats.outputs["features"], **common), "build-index")
         ev = put(evaluate(data_root=data_root, model=model.outputs["model"], embeddings=emb.outputs["embeddings"],
                           index=idx.outputs["index"], coarse=coarse.outputs["coarse"],
                           features=feats.outputs["features"], **common), "evaluate")

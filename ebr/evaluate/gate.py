@@ -1,11 +1,15 @@
-"""The publish gate's rule: the new model is published when it is not worse than the champion on every key
-metric by more than the tolerance; the first run (no champion) always publishes."""
+"""The publish gate's rules: the new model is published when it is not worse than the champion on every key
+metric by more than the tolerance (the first run, with no champion, passes this rule), and when its Faiss
+index is good enough: ann_recall@K of the index on the day's real queries at or above `index.min_ann_recall`
+(`ann_gate`). `combine` joins the rules' decisions: publish only when every one says so, every reason listed."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from ebr.evaluate.metrics import LOWER_IS_BETTER, MetricValue, parse_metric_key
 
@@ -77,3 +81,75 @@ def compare(
         publish = False
         reasons.append("no key metric could be compared: not publishing")
     return GateDecision(publish, reasons)
+
+
+def combine(*decisions: GateDecision) -> GateDecision:
+    """One decision from several rules: publish only when all of them publish; their reasons in order."""
+    if not decisions:
+        raise ValueError("combine needs at least one decision")
+    return GateDecision(all(d.publish for d in decisions), [r for d in decisions for r in d.reasons])
+
+
+def ann_gate(
+    model_metrics: Mapping[str, MetricValue | float],
+    min_ann_recall: float,
+    k: int = 100,
+    index_manifest: Mapping[str, Any] | None = None,
+) -> GateDecision:
+    """Refuse an index whose ann_recall@k on real queries is below `min_ann_recall` (0 = the check is off).
+
+    The recall is the evaluation's `ann_recall@k` of the model (the built index against exact search, on every
+    request of the holdout day); when the evaluation has none (k not among its cut-offs) the index manifest's
+    own `ann_recall` is used if the build measured it on real query vectors (`tuned_on: "queries"`) at the
+    same k. Recall measured only on synthetic queries, or not at all, blocks publishing."""
+    if not 0.0 <= min_ann_recall <= 1.0:
+        raise ValueError(f"min_ann_recall must be in [0, 1], got {min_ann_recall}")
+    key = f"ann_recall@{k}"
+    if min_ann_recall == 0.0:
+        return GateDecision(True, [f"{key}: index.min_ann_recall = 0, ANN quality check off"])
+    value, where = float("nan"), ""
+    mv = model_metrics.get(key)
+    if mv is not None:
+        value = mv.value if isinstance(mv, MetricValue) else float(mv)
+        n = mv.n_requests if isinstance(mv, MetricValue) else None
+        where = f"on the day's {n} evaluation requests" if n is not None else "on the day's evaluation requests"
+        if isinstance(mv, MetricValue) and mv.n_requests < 1:
+            value = float("nan")
+    if math.isnan(value) and index_manifest is not None:
+        m = index_manifest
+        if m.get("tuned_on") == "queries" and int(m.get("recall_k", -1)) == k and m.get("ann_recall") is not None:
+            value = float(m["ann_recall"])
+            where = f"on the index build's {(m.get('tuning') or {}).get('num_queries', '?')} real query vectors"
+    if math.isnan(value):
+        tuned = (index_manifest or {}).get("tuned_on")
+        extra = f" (the index build measured it on {tuned} queries only)" if tuned and tuned != "queries" else ""
+        return GateDecision(
+            False, [f"{key}: index recall on real queries not measured{extra}, blocks publishing"]
+        )
+    ok = value >= min_ann_recall - _EPS
+    factory = (index_manifest or {}).get("factory")
+    what = f"index {factory}" if factory else "index"
+    if ok:
+        return GateDecision(True, [f"{key}: {what} {value:.4f} {where} >= index.min_ann_recall {min_ann_recall}"])
+    params = (index_manifest or {}).get("search_params")
+    return GateDecision(
+        False,
+        [
+            f"{key}: {what} {value:.4f} {where} is below index.min_ann_recall {min_ann_recall}"
+            + (f" (search params {params})" if params else "")
+            + ": blocks publishing; tune on real queries, probe more lists or pick a larger index"
+        ],
+    )
+
+
+def ann_gate_from_dirs(
+    report_dir: str | Path, index_dir: str | Path | None, min_ann_recall: float, k: int = 100
+) -> GateDecision:
+    """`ann_gate` over an evaluation report directory (its metrics.json, system `model`) and the index dir."""
+    from ebr.evaluate.report import Report
+    from ebr.index.manifest import read_manifest
+
+    report = Report.load(report_dir)
+    model = report.systems.get("model", {})
+    manifest = read_manifest(index_dir) if index_dir is not None else None
+    return ann_gate(model, min_ann_recall, k, manifest)

@@ -2,9 +2,11 @@
 
 Steps: verify the embeddings' checksums; pick the factory (choose_factory when "auto"); per index
 shard train on a seeded sample and add that shard's docs (memory bounded by one embedding shard
-plus the index); compute exact top-K of held-out query vectors; sweep the search parameter to the
-target ann_recall@K (measured on the merged sharded result); write index files, doc ids, the
-recall/latency plot and manifest.json into a temp dir beside `out_dir`, then rename it into place.
+plus the index); compute exact top-K of the tuning queries (the day's real query vectors when given,
+else held-out docs plus noise); sweep the search parameters (nprobe / efSearch, x k_factor_rf with a
+refine stage) to the target ann_recall@K (measured on the merged sharded result); write index files,
+doc ids, the recall/latency plot and manifest.json into a temp dir beside `out_dir`, then rename it
+into place.
 """
 
 from __future__ import annotations
@@ -34,8 +36,15 @@ from ebr.index.factory import (
 )
 from ebr.index.manifest import FORMAT, MANIFEST_NAME, PLOT_NAME, shard_file_names
 from ebr.index.plot import plot_recall_curve
-from ebr.index.queries import DOCS_NOISE, QUERIES, normalize_queries, perturbed_doc_queries
-from ebr.index.search import ShardedSearcher
+from ebr.index.queries import (
+    DOCS_NOISE,
+    QUERIES,
+    SYNTHETIC,
+    load_query_vectors,
+    normalize_queries,
+    perturbed_doc_queries,
+)
+from ebr.index.search import ShardedSearcher, search_params_string
 from ebr.index.sharding import SHARD_RULE, shard_of
 from ebr.index.threads import faiss_threads
 from ebr.index.tune import tune
@@ -108,15 +117,22 @@ class _Corpus:
 
 
 def _eval_queries(
-    corpus: _Corpus, cfg: IndexConfig, query_vectors: np.ndarray | None, in_train: np.ndarray
+    corpus: _Corpus, cfg: IndexConfig, query_vectors: np.ndarray | None, in_train: np.ndarray, tunable: bool
 ) -> tuple[np.ndarray, str]:
-    """The tuning queries and their source: the caller's (normalized, subsampled) or held-out docs + noise."""
+    """The tuning queries and their source: the caller's (normalized, subsampled) or held-out docs + noise
+    (a warning when the index has search parameters to tune on them)."""
     rng = np.random.default_rng([cfg.seed, _EVAL_STREAM])
     if query_vectors is not None:
         q = normalize_queries(query_vectors, corpus.info.dim)
         if q.shape[0] > cfg.num_eval_queries:
             q = q[np.sort(rng.choice(q.shape[0], cfg.num_eval_queries, replace=False))]
         return q, QUERIES
+    if tunable:
+        log.warning(
+            "index: no query vectors given, tuning on %d held-out doc vectors plus noise (tuned_on=synthetic); "
+            "real queries can need far more probing than this suggests",
+            cfg.num_eval_queries,
+        )
     held_out = np.flatnonzero(~in_train)
     pool = held_out if held_out.size >= cfg.num_eval_queries else np.arange(corpus.info.count)
     rows = np.sort(rng.choice(pool, size=min(cfg.num_eval_queries, pool.size), replace=False))
@@ -161,16 +177,23 @@ def build_index(
     embeddings_dir: str | Path,
     out_dir: str | Path,
     cfg: IndexConfig | None = None,
-    query_vectors: np.ndarray | None = None,
+    query_vectors: np.ndarray | str | Path | None = None,
 ) -> dict[str, Any]:
     """Build, tune and evaluate the Faiss index of a finalized embeddings dir into `out_dir` (atomically).
 
-    `query_vectors` are real query-tower vectors for tuning; without them held-out doc vectors plus
-    seeded noise are used (manifest `tuning.tuning_queries` says which). Returns the manifest.
+    `query_vectors` are real query-tower vectors for tuning, [nq, d] or the path of a `.npy` file holding
+    them (a seeded sample of `num_eval_queries` is used when there are more); without them held-out doc
+    vectors plus seeded noise are used. The manifest's `tuned_on` ("queries" | "synthetic") and
+    `tuning.num_queries` say which and how many. Returns the manifest.
     """
     cfg = cfg or IndexConfig()
     t_start = time.perf_counter()
     embeddings_dir, out_dir = Path(embeddings_dir), Path(out_dir)
+    query_file = None
+    if isinstance(query_vectors, str | Path):
+        query_file = Path(query_vectors)
+        query_vectors = load_query_vectors(query_file)
+    query_vectors_given = 0 if query_vectors is None else int(np.shape(query_vectors)[0])
     timings: dict[str, float] = {}
     info = verify_embeddings(embeddings_dir)
     n, d, num_shards = info.count, info.dim, cfg.shards
@@ -181,6 +204,11 @@ def build_index(
         raise IndexBuildError(
             f"index.shards={num_shards}: shard {int(np.argmin(corpus.shard_counts))} gets no docs"
         )
+    if query_vectors is not None:  # checked before any training, so bad queries cost nothing
+        try:
+            query_vectors = normalize_queries(query_vectors, d)
+        except ValueError as e:
+            raise ValueError(f"query vectors file {query_file}: {e}" if query_file else str(e)) from e
     timings["verify_embeddings"] = time.perf_counter() - t_start
     if cfg.factory == "auto":
         try:
@@ -225,7 +253,7 @@ def build_index(
             )
         searcher = ShardedSearcher(indexes, id_arrays)
         t0 = time.perf_counter()
-        queries, source = _eval_queries(corpus, cfg, query_vectors, in_train)
+        queries, source = _eval_queries(corpus, cfg, query_vectors, in_train, bool(layout.parameters))
         chunks = ((sh.ids, sh.vectors) for sh in iter_embedding_shards(embeddings_dir))
         exact_ids = exact_search(queries, chunks, k)[1]
         timings["ground_truth"] = time.perf_counter() - t0
@@ -239,18 +267,20 @@ def build_index(
             exact_ids=exact_ids,
             latency_queries=cfg.latency_queries,
             latency_repeats=cfg.latency_repeats,
+            max_k_factor=cfg.max_k_factor,
             progress=cfg.progress,
         )
         timings["tune"] = time.perf_counter() - t0
+        tuned_on = QUERIES if source == QUERIES else SYNTHETIC
         if not result.target_reached:
             log.warning(
-                "index %s: ann_recall@%d %.4f is below the target %.3f (recall stopped improving at %s=%s)",
+                "index %s: ann_recall@%d %.4f on %s is below the target %.3f (recall stopped improving at %s)",
                 factory,
                 k,
                 result.ann_recall,
+                tuned_on,
                 cfg.target_recall,
-                result.parameter,
-                result.value,
+                result.search_params,
             )
         plot_recall_curve(
             result.curve,
@@ -258,7 +288,7 @@ def build_index(
             k=k,
             target=cfg.target_recall,
             parameter=result.parameter,
-            title=f"{factory}  n={n} d={d} shards={num_shards}  ({source})",
+            title=f"{factory}  n={n} d={d} shards={num_shards}  (tuned on {source})",
         )
         index_bytes = sum(e["index_bytes"] for e in shard_entries)
         names = [name for e in shard_entries for name in (e["index_file"], e["doc_ids_file"])] + [PLOT_NAME]
@@ -278,22 +308,36 @@ def build_index(
             "factory": factory,
             "factory_requested": cfg.factory,
             "factory_reason": reason,
-            "layout": {"kind": layout.kind, "nlist": layout.nlist, "pq_m": layout.pq_m, "opq": layout.opq},
+            "layout": {
+                "kind": layout.kind,
+                "nlist": layout.nlist,
+                "pq_m": layout.pq_m,
+                "pq_nbits": layout.pq_nbits if layout.pq_m else None,
+                "opq": layout.opq,
+                "refine": layout.refine or None,
+            },
             "seed": cfg.seed,
             "train_sample": train_sizes,
             "shards": shard_entries,
             "shard_rule": SHARD_RULE,
             "search_params": result.search_params,
+            "search_params_string": search_params_string(result.search_params),
+            "tuned_on": tuned_on,
             "recall_k": k,
             "ann_recall": result.ann_recall,
             "latency_p50_ms": result.latency_p50_ms,
             "latency_p99_ms": result.latency_p99_ms,
             "tuning": {
+                "tuned_on": tuned_on,
                 "num_queries": result.num_queries,
+                "query_vectors_given": query_vectors_given,
+                "query_vectors_file": str(query_file.resolve()) if query_file is not None else None,
                 "latency_queries": result.latency_queries,
                 "latency_repeats": cfg.latency_repeats,
                 "parameter": result.parameter,
+                "parameters": list(result.parameters),
                 "value": result.value,
+                "cost": result.cost,
                 "target_recall": cfg.target_recall,
                 "target_reached": result.target_reached,
                 "tuning_queries": source,
@@ -301,15 +345,18 @@ def build_index(
                 "curve": [
                     {
                         "value": p.value,
+                        "params": p.params,
                         "ann_recall": p.ann_recall,
                         "latency_p50_ms": p.latency_p50_ms,
                         "latency_p99_ms": p.latency_p99_ms,
+                        "cost": p.cost,
                     }
                     for p in result.curve
                 ],
             },
             "index_bytes": index_bytes,
             "bytes_per_vector": index_bytes / n,
+            "vector_bytes": result.vector_bytes,
             "threads": threads,
             "faiss_version": faiss.__version__,
             "config": cfg.model_dump(mode="json"),

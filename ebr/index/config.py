@@ -36,9 +36,28 @@ class IndexConfig(Section):
     )
     seed: int = Field(0, ge=0, lt=2**31, description="seed of training sample, k-means, eval queries")
     target_recall: float = Field(
-        0.95, gt=0.0, le=1.0, description="tuning stops at the first ann_recall@K >= this"
+        0.95, gt=0.0, le=1.0, description="tuning keeps the cheapest setting with ann_recall@K >= this"
     )
     recall_k: int = Field(100, ge=1, description="K of ann_recall@K and of the latency measurement")
+    min_ann_recall: float = Field(
+        0.95,
+        ge=0.0,
+        le=1.0,
+        description="publish gate: the new bundle is refused when its index's ann_recall@recall_k on the day's "
+        "real queries is below this; 0 switches the check off",
+    )
+    tune_on: Literal["queries", "synthetic"] = Field(
+        "queries",
+        description="daily build: 'queries' tunes on query-tower vectors of a seeded sample of num_eval_queries "
+        "of the day's requests; 'synthetic' on held-out doc vectors plus query_noise",
+    )
+    max_k_factor: int = Field(
+        64,
+        ge=1,
+        le=4096,
+        description="indexes with a refine stage (e.g. IVF4096,PQ16x8,RFlat): k_factor_rf is swept over "
+        "1, 2, 4, ... up to this (candidates re-ranked = k_factor_rf x K)",
+    )
     num_eval_queries: int = Field(1000, ge=1, description="held-out query vectors for recall measurement")
     latency_queries: int = Field(300, ge=1, description="queries timed one at a time on one thread")
     latency_repeats: int = Field(

@@ -11,7 +11,8 @@ from ebr.index.tune import TunePoint
 def plot_recall_curve(
     curve: Sequence[TunePoint], path: str | Path, *, k: int, target: float, parameter: str | None, title: str
 ) -> Path:
-    """Save a PNG of recall vs single-thread p50 latency, one labelled point per sweep value."""
+    """Save a PNG of recall vs single-thread p50 latency, one labelled point per sweep value (one line per
+    k_factor_rf for an index with a refine stage)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.ticker import FuncFormatter, NullFormatter
@@ -19,14 +20,25 @@ def plot_recall_curve(
     fig = Figure(figsize=(6.4, 4.4), dpi=100)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
-    xs = [max(p.latency_p50_ms, 1e-4) for p in curve]
     ys = [p.ann_recall for p in curve]
-    ax.plot(xs, ys, marker="o", label=f"ann_recall@{k}")
-    for p, x, y in zip(curve, xs, ys, strict=True):
-        if p.value is not None:
-            ax.annotate(
-                f"{parameter}={p.value}", (x, y), textcoords="offset points", xytext=(4, -10), fontsize=7
-            )
+    # one line per setting of the parameters other than the swept one (k_factor_rf of a refine stage)
+    lines: dict[str, list[TunePoint]] = {}
+    for p in curve:
+        rest = ", ".join(f"{k}={v}" for k, v in p.params.items() if k != parameter and k != "quantizer_efSearch")
+        lines.setdefault(rest, []).append(p)
+    for rest, points in lines.items():
+        xs = [max(p.latency_p50_ms, 1e-4) for p in points]
+        label = f"ann_recall@{k}" + (f" ({rest})" if rest else "")
+        ax.plot(xs, [p.ann_recall for p in points], marker="o", label=label)
+        for p, x in zip(points, xs, strict=True):
+            if p.value is not None:
+                ax.annotate(
+                    f"{parameter}={p.value}",
+                    (x, p.ann_recall),
+                    textcoords="offset points",
+                    xytext=(4, -10),
+                    fontsize=7,
+                )
     ax.axhline(target, color="grey", linestyle="--", linewidth=1, label=f"target {target:g}")
     ax.set_xscale("log")
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))

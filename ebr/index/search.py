@@ -18,10 +18,24 @@ import numpy as np
 
 from ebr.index.checksums import verify_checksums
 from ebr.index.evaluate import merge_topk
-from ebr.index.factory import IndexLayout, inspect_index
+from ebr.index.factory import IndexLayout, inspect_index, vector_bytes
 from ebr.index.manifest import MANIFEST_NAME, ManifestError, read_manifest
 
 RANGE_EMULATION_START_K = 64
+
+
+def search_params_string(params: Mapping[str, float]) -> str:
+    """The faiss.ParameterSpace string of search parameters, e.g. "nprobe=32,k_factor_rf=4"."""
+    return ",".join(f"{name}={value:g}" if isinstance(value, float) else f"{name}={value}"
+                    for name, value in params.items())
+
+
+def _applies(space: faiss.ParameterSpace, index: faiss.Index, name: str, value: float) -> bool:
+    try:
+        space.set_index_parameter(index, name, float(value))
+    except RuntimeError:
+        return False
+    return True
 
 
 class ShardedSearcher:
@@ -70,18 +84,31 @@ class ShardedSearcher:
     def num_shards(self) -> int:
         return len(self._indexes)
 
+    @property
+    def vector_bytes(self) -> dict[str, int]:
+        """Resident bytes per vector by part (code, list ids, graph, refine, doc id; see factory.vector_bytes)."""
+        return vector_bytes(self._indexes[0])
+
     def set_search_params(self, params: Mapping[str, float]) -> None:
-        """Set Faiss search parameters (nprobe, efSearch, ...) on every shard via faiss.ParameterSpace."""
+        """Set Faiss search parameters (nprobe, efSearch, k_factor_rf, ...) on every shard in one
+        faiss.ParameterSpace.set_index_parameters call ("nprobe=32,k_factor_rf=4")."""
+        if not params:
+            return
         space = faiss.ParameterSpace()
         for name, value in params.items():
-            for ix in self._indexes:
-                try:
-                    space.set_index_parameter(ix, name, float(value))
-                except RuntimeError as e:
-                    raise ValueError(
-                        f"search parameter {name}={value} does not apply to this index: {e}"
-                    ) from e
-            self.search_params[name] = value
+            if not isinstance(value, int | float | np.integer | np.floating) or isinstance(value, bool):
+                raise ValueError(f"search parameter {name}={value!r} must be a number")
+        text = search_params_string(params)
+        for ix in self._indexes:
+            try:
+                space.set_index_parameters(ix, text)
+            except RuntimeError as e:
+                bad = next((n for n, v in params.items() if not _applies(space, ix, n, v)), None)
+                what = f"{bad}={params[bad]}" if bad is not None else text
+                raise ValueError(
+                    f"search parameter {what} does not apply to this index: {str(e).splitlines()[0]}"
+                ) from e
+        self.search_params.update(params)
 
     def _queries(self, query_vectors: np.ndarray) -> np.ndarray:
         q = np.asarray(query_vectors)

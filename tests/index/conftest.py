@@ -60,3 +60,16 @@ def embeddings_dir(tmp_path_factory, corpus) -> Path:
     """A finalized 3-shard embeddings dir of the corpus (read-only for tests)."""
     ids, vectors, _ = corpus
     return write_embeddings(tmp_path_factory.mktemp("emb") / "embeddings", ids, vectors)
+
+
+REAL_QUERY_NOISE = 1.5
+
+
+@pytest.fixture(scope="session")
+def real_queries(corpus) -> np.ndarray:
+    """300 query-like vectors [300, D]: the corpus queries pushed off the doc distribution (noise of L2 norm 1.5),
+    the way query-tower vectors sit farther from their docs than docs do from each other. Tuning on held-out
+    docs plus the default noise (0.3) under-probes for them, as it did for a real day's queries."""
+    from ebr.index.queries import perturbed_doc_queries
+
+    return perturbed_doc_queries(corpus[2], REAL_QUERY_NOISE, seed=5)

@@ -189,7 +189,7 @@ def _build_twice(tmp_path, embeddings_dir, seed_a, seed_b, factory):
     return out
 
 
-@pytest.mark.parametrize("factory", ["IVF32,Flat", "IVF16,PQ8", "HNSW8"])
+@pytest.mark.parametrize("factory", ["IVF32,Flat", "IVF16,PQ8", "HNSW8", "IVF16,PQ8,RFlat"])
 def test_same_seed_same_index_bytes_recall_and_doc_order(tmp_path, embeddings_dir, factory):
     (m1, ids1), (m2, ids2) = _build_twice(tmp_path, embeddings_dir, 7, 7, factory)
     assert m1["files"]["index.faiss"] == m2["files"]["index.faiss"]

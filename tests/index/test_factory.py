@@ -22,8 +22,10 @@ GIB = 1 << 30
         (50_000, 64, GIB, "IVF1024,Flat"),
         (200_000, 64, GIB, "IVF2048,Flat"),
         (1_000_000, 64, GIB, "IVF4096,Flat"),
-        (1_000_000, 64, 100 << 20, "OPQ16,IVF4096,PQ16"),
-        (10_000_000, 128, 4 * GIB, "OPQ32,IVF16384,PQ32"),
+        (1_000_000, 64, 100 << 20, "IVF4096,PQ16,Refine(SQ8)"),
+        (1_000_000, 64, 60 << 20, "OPQ16,IVF4096,PQ16"),
+        (10_000_000, 128, 4 * GIB, "IVF16384,PQ32,Refine(SQ8)"),
+        (10_000_000, 128, GIB, "OPQ32,IVF16384,PQ32"),
         (100_000_000, 64, 8 * GIB, "OPQ16,IVF65536,PQ16"),
     ],
 )
@@ -73,10 +75,14 @@ def test_choice_fits_budget_and_follows_faiss_guidelines(n, d, budget):
         assert n < FLAT_MAX_N and estimated_bytes("flat", n, d) <= budget
     elif factory.endswith(",Flat"):
         assert factory == f"IVF{nlist},Flat" and estimated_bytes("ivf_flat", n, d, nlist) <= budget
+    elif factory.endswith(",Refine(SQ8)"):
+        m = pq_bytes(d)
+        assert factory == f"IVF{nlist},PQ{m},Refine(SQ8)"
+        assert estimated_bytes("ivf_flat", n, d, nlist) > budget >= estimated_bytes("ivf_pq_sq8", n, d, nlist, m)
     else:
         m = pq_bytes(d)
         assert factory == f"OPQ{m},IVF{nlist},PQ{m}"
-        assert estimated_bytes("ivf_flat", n, d, nlist) > budget >= estimated_bytes("ivf_pq", n, d, nlist, m)
+        assert estimated_bytes("ivf_pq_sq8", n, d, nlist, m) > budget >= estimated_bytes("ivf_pq", n, d, nlist, m)
     if "IVF" in factory:
         assert nlist & (nlist - 1) == 0
         assert 4 * math.sqrt(n) <= nlist <= 16 * math.sqrt(n) or nlist == 65_536 or n < 60 * nlist
@@ -104,3 +110,19 @@ def test_make_index_builds_inner_product_indexes(factory):
 def test_bad_factory_strings(factory, pattern):
     with pytest.raises(FactoryError, match=pattern):
         make_index(factory, 16)
+
+
+@pytest.mark.parametrize("n", [200_000, 500_000, 1_000_000, 5_000_000])
+def test_auto_at_scale_is_ivf_within_faiss_guidance(n):
+    from ebr.index import IndexConfig
+    from ebr.index.build import train_size
+
+    cfg = IndexConfig()
+    factory = choose_factory(n, 64, cfg.memory_budget_bytes, flat_max_n=cfg.flat_max_n)
+    nlist = ivf_nlist(n)
+    assert factory == f"IVF{nlist},Flat"
+    assert 4 * math.sqrt(n) <= nlist <= 16 * math.sqrt(n)  # Faiss: 4..16 * sqrt(N) lists
+    layout = inspect_index(make_index(factory, 64))
+    assert layout.nlist == nlist and layout.parameters == ("nprobe",)
+    size = train_size(layout, n, cfg.train_sample)
+    assert 30 * nlist <= size <= 256 * nlist  # Faiss: train k-means on 30..256 points per list
