@@ -9,14 +9,22 @@ from components.runtime import COMPONENT_IMAGE
 @dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
 def train_two_tower(day: str, workspace: str, config: str, samples: Input[Dataset], features: Input[Artifact],
                     model: Output[Model]):
-    """Train the two-tower model on the samples, warm-starting from the published champion when there is one."""
+    """Train the two-tower model on the samples, warm-starting from the published champion when there is one;
+    with `two_tower_job.enabled`, as a Kubeflow PyTorchJob of data-parallel ranks (ebr/train/pytorchjob.py)."""
     from components.runtime import step
     from ebr.bundle import champion_model_dir
+    from ebr.train.pytorchjob import run_two_tower_job
     from ebr.train.two_tower import train_two_tower
 
     with step("train_two_tower", workspace, day, config) as ctx:
-        out = train_two_tower(samples.path, features.metadata["features_dir"], model.path, ctx.cfg.two_tower,
-                  warm_start=champion_model_dir(ctx.ws.bundles))
+        warm = champion_model_dir(ctx.ws.bundles)
+        if ctx.cfg.two_tower_job.enabled:
+            out = run_two_tower_job(samples.path, features.metadata["features_dir"], model.path, ctx.cfg.two_tower,
+                                    ctx.cfg.two_tower_job, day=day, staging_dir=ctx.ws.root / "jobs", warm_start=warm)
+            ctx.info["pytorchjob"] = out["job"]["name"]
+        else:
+            out = train_two_tower(samples.path, features.metadata["features_dir"], model.path, ctx.cfg.two_tower,
+                                  warm_start=warm)
         model.metadata["model_version"] = out.get("model_version", "")
         ctx.info["model_version"] = out.get("model_version", "")
 

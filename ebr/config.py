@@ -15,6 +15,7 @@ from ebr.index.export import ExportEmbeddingsConfig
 from ebr.rollout import RolloutConfig
 from ebr.samples.config import SamplesConfig
 from ebr.settings import Section, load_config
+from ebr.train.pytorchjob import PyTorchJobConfig
 from ebr.train.rankers import CoarseRankerStepConfig, FineRankerStepConfig
 from ebr.train.two_tower_config import TEMPERATURE_FIELDS, TwoTowerTrainConfig
 from ebr.validation.config import ValidationConfig
@@ -27,6 +28,10 @@ class EbrConfig(Section):
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
     samples: SamplesConfig = Field(default_factory=SamplesConfig)
     two_tower: TwoTowerTrainConfig = Field(default_factory=TwoTowerTrainConfig)
+    two_tower_job: PyTorchJobConfig = Field(
+        default_factory=PyTorchJobConfig,
+        description="train the two-tower model as a Kubeflow PyTorchJob (data-parallel ranks); off by default",
+    )
     fine_ranker: FineRankerStepConfig = Field(default_factory=FineRankerStepConfig)
     coarse_ranker: CoarseRankerStepConfig = Field(default_factory=CoarseRankerStepConfig)
     export: ExportEmbeddingsConfig = Field(default_factory=ExportEmbeddingsConfig)

@@ -20,7 +20,7 @@ import math
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -272,16 +272,24 @@ def fit_two_tower(
     data: TrainingData,
     cfg: TwoTowerTrainConfig,
     on_epoch: Callable[[dict[str, float]], None] | None = None,
+    trained_rows: list[dict[str, Any]] | None = None,
 ) -> tuple[list[dict[str, float]], dict[str, Any]]:
     """Train with early stopping on validation recall; the best epoch's weights end in `model`.
 
+    Under an initialized process group (`ebr.train.distributed`) each rank trains on its shard of every epoch
+    with batches of train.batch_size / world_size rows (the same steps as one process), DDP averages the
+    gradients and rank 0 validates for all. `trained_rows`, when given, gets one entry per
+    epoch: this rank's positions in the epoch order and the row indices it trained on.
     Returns the history (epoch 0 = before training) and a summary (best epoch, stopped early, hard share)."""
     import torch
     from tqdm import tqdm
 
+    from ebr.train.distributed import current
     from ebr.train.optimizers import clip_grad_norm, make_optimizers
 
+    dctx = current()
     tc, oc = cfg.train, cfg.optimizer
+    bs = dctx.per_rank_batch(tc.batch_size)  # train.batch_size is the global batch, split over the ranks
     lcfg = cfg.loss_config()
     sampler = NegativeSampler(data, cfg)
     metric = f"valid_click_recall_at_{tc.valid_k}"
@@ -290,13 +298,14 @@ def fit_two_tower(
                                "exposed_unclicked_slots_per_row": sampler.exposed_slots}
     hard_filled = hard_total = 0
     with torch_settings(tc.num_threads, tc.deterministic), torch.random.fork_rng(devices=[]):
-        torch.manual_seed(tc.seed)
-        gen = torch.Generator().manual_seed(tc.seed)
+        torch.manual_seed(dctx.torch_seed(tc.seed))
+        gen = torch.Generator().manual_seed(dctx.torch_seed(tc.seed))
         opts = make_optimizers(model, oc)
         params = [p for p in model.parameters() if p.requires_grad]
+        step_loss = dctx.wrap_loss(model, batch_loss)  # batch_loss itself for one process
         row0: dict[str, float] = {"epoch": 0.0}
         if data.valid is not None:
-            row0.update(validate(model, data, data.valid, cfg, sampler))
+            row0.update(dctx.on_main(validate, model, data, data.valid, cfg, sampler))
         history.append(row0)
         if on_epoch:
             on_epoch(row0)
@@ -304,18 +313,21 @@ def fit_two_tower(
         for epoch in range(1, tc.epochs + 1):
             model.train()
             order = epoch_order(data.train, cfg.data.use_weights, np.random.default_rng([tc.seed, epoch, _ORDER]))
-            rng = np.random.default_rng([tc.seed, epoch, _NEGATIVES])
-            starts = [s for s in range(0, len(order), tc.batch_size) if len(order) - s >= 2]
+            positions = dctx.shard(len(order)) if dctx.distributed else np.arange(len(order))
+            if dctx.distributed:  # the same order on every rank; each trains on its own disjoint shard
+                order = order[positions]
+            rng = np.random.default_rng(dctx.seed_key(tc.seed, epoch, _NEGATIVES))
+            starts = [s for s in range(0, len(order), bs) if len(order) - s >= 2]
             sums: dict[str, float] = {}
             t0 = time.perf_counter()
             with tqdm(total=len(starts), desc=f"two-tower {epoch}/{tc.epochs}", unit="step",
-                      disable=not tc.progress, leave=False) as bar:
+                      disable=not tc.progress or not dctx.is_main, leave=False) as bar:
                 for s in starts:
-                    batch = sampler.batch(data.train, order[s : s + tc.batch_size], rng)
+                    batch = sampler.batch(data.train, order[s : s + bs], rng)
                     hard_filled += batch.hard_filled
                     hard_total += len(batch.idx) * sampler.hard_slots
-                    loss, parts = batch_loss(model, data.train, data.docs, batch, lcfg,
-                                             cfg.data.rewrite_negative_weight, gen)
+                    loss, parts = step_loss(model, data.train, data.docs, batch, lcfg,
+                                            cfg.data.rewrite_negative_weight, gen)
                     if not torch.isfinite(loss):
                         raise FloatingPointError(f"two-tower loss is {float(loss)} at epoch {epoch}")
                     for o in opts:
@@ -329,10 +341,17 @@ def fit_two_tower(
                         sums[k] = sums.get(k, 0.0) + v
                     bar.update(1)
                     bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
-            row = {"epoch": float(epoch), **{f"train_{k}": v / len(starts) for k, v in sums.items()},
-                   "examples_per_s": len(starts) * tc.batch_size / max(time.perf_counter() - t0, 1e-9)}
+            if trained_rows is not None:
+                used = np.concatenate([np.arange(s, min(s + bs, len(order))) for s in starts])
+                trained_rows.append({"epoch": epoch, "rank": dctx.rank, "positions": positions[used].tolist(),
+                                     "rows": order[used].tolist()})
+            n_steps = len(starts)
+            if dctx.distributed:  # every rank takes the same number of steps: means over all of them
+                sums, n_steps = dctx.sum_over_ranks(sums), n_steps * dctx.world_size
+            row = {"epoch": float(epoch), **{f"train_{k}": v / n_steps for k, v in sums.items()},
+                   "examples_per_s": n_steps * bs / max(time.perf_counter() - t0, 1e-9)}
             if data.valid is not None:
-                row.update(validate(model, data, data.valid, cfg, sampler))
+                row.update(dctx.on_main(validate, model, data, data.valid, cfg, sampler))
             history.append(row)
             log.info("two-tower epoch %d: %s", epoch, {k: round(v, 4) for k, v in row.items()})
             if on_epoch:
@@ -354,6 +373,10 @@ def fit_two_tower(
             summary["note"] = "no epoch beat the untrained model on validation: the weights of the last epoch are kept"
             best_epoch = len(history) - 1
     model.eval()
+    if dctx.distributed:
+        totals = dctx.sum_over_ranks({"filled": hard_filled, "total": hard_total})
+        hard_filled, hard_total = totals["filled"], totals["total"]
+        summary["distributed"] = dctx.describe()
     summary.update(best_epoch=best_epoch, epochs_run=len(history) - 1, stopped_early=summary.get("stopped_early",
                    False), hard_slots_filled=(hard_filled / hard_total) if hard_total else 0.0)
     if metric in history[best_epoch]:
@@ -384,13 +407,18 @@ def train_two_tower(
     out_dir: str | Path,
     cfg: TwoTowerTrainConfig | None = None,
     warm_start: str | Path | None = None,
+    record_rows: bool = False,
 ) -> dict[str, Any]:
     """Train the two-tower model on the samples of day D and write its model directory (see module doc).
 
     `warm_start` is a previous model directory (the champion) whose matching weights initialize the model.
-    Returns the model dir, export dir, model version, registered version, MLflow run id, metrics and history."""
+    Returns the model dir, export dir, model version, registered version, MLflow run id, metrics and history.
+    Under torchrun (`ebr.train.ddp_main`) every rank trains and rank 0 alone writes the directory and tracks the
+    run; the other ranks return `model_dir` None. `record_rows` adds `trained_rows` (every rank's, per epoch;
+    see `fit_two_tower`) to rank 0's result."""
     from ebr.models.two_tower import TwoTowerModel
     from ebr.train.checkpoint import warm_start as load_warm
+    from ebr.train.distributed import current
     from ebr.train.export import export_two_tower
 
     cfg = cfg or TwoTowerTrainConfig()
@@ -403,15 +431,20 @@ def train_two_tower(
     model = TwoTowerModel(cfg.model)
     warm = load_warm(model, warm_start) if warm_start is not None else None
     tags = {"ebr.day": data.day, "ebr.samples_dir": str(samples_dir)}
-    with mlflow_run(cfg.mlflow, "train_two_tower", tags) as run:
+    dctx = current()
+    with mlflow_run(cfg.mlflow, "train_two_tower", tags) if dctx.is_main else nullcontext() as run:
         model_version = f"{data.day}.{(run.run_id if run else uuid.uuid4().hex)[:8]}"
         if run is not None:
             run.log_params(cfg.model_dump(mode="json"))
             run.set_tags({"ebr.model_version": model_version})
         t0 = time.perf_counter()
-        history, summary = fit_two_tower(model, data, cfg, _epoch_logger(run))
+        rows_log: list[dict[str, Any]] | None = [] if record_rows else None
+        history, summary = fit_two_tower(model, data, cfg, _epoch_logger(run), trained_rows=rows_log)
         timings["train"] = time.perf_counter() - t0
         final = _final_metrics(history, summary["best_epoch"])
+        rows_by_rank = dctx.all_gather(rows_log) if record_rows else None
+        if not dctx.is_main:  # rank 0 writes the model directory and tracks the run
+            return {"model_dir": None, "rank": dctx.rank, "metrics": final, "history": history, "summary": summary}
         if "note" in summary:
             notes.append(summary["note"])
         out = Path(out_dir)
@@ -454,9 +487,12 @@ def train_two_tower(
             write_json(tmp / MANIFEST, manifest)
             if run is not None:
                 run.log_artifact(tmp / MANIFEST, ARTIFACT_PATH)
-    return {"model_dir": str(out), "export_dir": str(out / EXPORT_DIR), "model_version": model_version,
-            "registered_version": registered, "mlflow_run_id": manifest["mlflow_run_id"], "metrics": final,
-            "history": history, "summary": summary, "notes": notes}
+    result = {"model_dir": str(out), "export_dir": str(out / EXPORT_DIR), "model_version": model_version,
+              "registered_version": registered, "mlflow_run_id": manifest["mlflow_run_id"], "metrics": final,
+              "history": history, "summary": summary, "notes": notes}
+    if rows_by_rank is not None:
+        result["trained_rows"] = rows_by_rank
+    return result
 
 
 def _epoch_logger(run: RunLogger | None) -> Callable[[dict[str, float]], None] | None:

@@ -3,20 +3,21 @@
 The stub is a threaded http.server on 127.0.0.1 that stands in for a live Kubernetes API server, which cannot
 run here: it answers the Deployment PATCH, the Deployment GETs (reporting a rollout in progress for a
 few polls, then complete) and the pod list like apps/v1 and v1 do, and records every request. The client
-reaches it through a kubeconfig file written by the test, so the kubeconfig loading path is the real one.
+reaches it through a kubeconfig file written by the test, so the kubeconfig loading path is the real one (server
+start and kubeconfig: tests/kube_stub.py, shared with the PyTorchJob tests).
 """
 
 from __future__ import annotations
 
 import json
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-import yaml
 
 from ebr.rollout import VERSION_ANNOTATION, RolloutConfig, RolloutError, rollout
+from tests.kube_stub import serve, write_kubeconfig
 
 NS, NAME, VERSION = "search", "query-tower", "2026-11-08-0123456789"
 DEP_PATH = f"/apis/apps/v1/namespaces/{NS}/deployments/{NAME}"
@@ -116,17 +117,9 @@ def kube(tmp_path):
 
     def start(**scenario) -> tuple[_Api, RolloutConfig]:
         api = _Api(**scenario)
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(api))
-        server.daemon_threads = True
-        threading.Thread(target=server.serve_forever, daemon=True).start()
+        server = serve(_handler(api))
         servers.append(server)
-        kubeconfig = tmp_path / "kubeconfig"
-        kubeconfig.write_text(yaml.safe_dump({
-            "apiVersion": "v1", "kind": "Config", "current-context": "stub",
-            "clusters": [{"name": "stub", "cluster": {"server": f"http://127.0.0.1:{server.server_address[1]}"}}],
-            "users": [{"name": "pipeline", "user": {"token": "stub-token"}}],
-            "contexts": [{"name": "stub", "context": {"cluster": "stub", "user": "pipeline"}}],
-        }))
+        kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", server)
         cfg = RolloutConfig(enabled=True, namespace=NS, deployment=NAME, kubeconfig=str(kubeconfig),
                             poll_interval_s=0.02, timeout_s=5.0, request_timeout_s=5.0)
         return api, cfg
