@@ -37,7 +37,6 @@ COARSE_RANKER_MODEL = "ebr-coarse-ranker"
 PYFUNC_ARTIFACT_PATH = "pyfunc"
 CHALLENGER = "challenger"
 CHAMPION = "champion"
-BUNDLE_VERSION_TAG = "ebr.bundle_version"
 MODEL_VERSION_TAG = "ebr.model_version"
 EXAMPLE_QUERIES = ("red running shoes", "手机壳")
 _BATCH = 1024
