@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from ebr.credentials import SECRET_ENV
 from ebr.images import COMPONENT_IMAGE
 
 
@@ -73,19 +74,6 @@ DISPLAY_NAMES: dict[str, str] = {
     "resolve-day": "Resolve day (D-1 of the schedule)",
 }
 
-# Secret key -> environment variable, all optional: S3 (or S3-compatible) and MLflow credentials. GCS uses the
-# pod's workload identity (the pipeline runner's service account), so it needs no key here.
-SECRET_ENV: dict[str, str] = {
-    "AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN": "AWS_SESSION_TOKEN",
-    "AWS_ENDPOINT_URL_S3": "AWS_ENDPOINT_URL_S3",
-    "AWS_REGION": "AWS_REGION",
-    "EBR_MLFLOW_TRACKING_URI": "EBR_MLFLOW_TRACKING_URI",
-    "MLFLOW_TRACKING_USERNAME": "MLFLOW_TRACKING_USERNAME",
-    "MLFLOW_TRACKING_PASSWORD": "MLFLOW_TRACKING_PASSWORD",
-    "MLFLOW_TRACKING_TOKEN": "MLFLOW_TRACKING_TOKEN",
-}
 
 BACKOFF = "60s"  # first retry after a minute, then x2, at most 10 minutes apart
 BACKOFF_FACTOR = 2.0

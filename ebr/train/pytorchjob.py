@@ -33,6 +33,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
+from ebr.credentials import SECRET_ENV
 from ebr.images import COMPONENT_IMAGE
 from ebr.settings import Section
 
@@ -45,18 +46,6 @@ JOB_NAME_LABEL = "training.kubeflow.org/job-name"
 REPLICA_TYPE_LABEL = "training.kubeflow.org/replica-type"
 REPLICA_INDEX_LABEL = "training.kubeflow.org/replica-index"
 VOLUME_NAME = "workspace"
-# Secret key -> environment variable, all optional: the same map as the DAG's steps (pipelines/cluster.py).
-SECRET_ENV: dict[str, str] = {
-    "AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN": "AWS_SESSION_TOKEN",
-    "AWS_ENDPOINT_URL_S3": "AWS_ENDPOINT_URL_S3",
-    "AWS_REGION": "AWS_REGION",
-    "EBR_MLFLOW_TRACKING_URI": "EBR_MLFLOW_TRACKING_URI",
-    "MLFLOW_TRACKING_USERNAME": "MLFLOW_TRACKING_USERNAME",
-    "MLFLOW_TRACKING_PASSWORD": "MLFLOW_TRACKING_PASSWORD",
-    "MLFLOW_TRACKING_TOKEN": "MLFLOW_TRACKING_TOKEN",
-}
 _DNS_LABEL = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti|P|Pi|E|Ei)?$")
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import kubernetes_validate
 import yaml
 
-from pipelines.cluster import SECRET_ENV, ClusterOptions
+from ebr.credentials import SECRET_ENV
+from pipelines.cluster import ClusterOptions
 from tests.chart.manifests import KUBE_VERSION
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "kubeflow"

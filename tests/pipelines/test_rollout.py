@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import json
 import threading
-from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
 from ebr.rollout import VERSION_ANNOTATION, RolloutConfig, RolloutError, rollout
-from tests.kube_stub import serve, write_kubeconfig
+from tests.kube_stub import StubHandler, serve, write_kubeconfig
 
 NS, NAME, VERSION = "search", "query-tower", "2026-11-08-0123456789"
 DEP_PATH = f"/apis/apps/v1/namespaces/{NS}/deployments/{NAME}"
@@ -57,15 +56,7 @@ class _Api:
 
 
 def _handler(api: _Api):
-    class Handler(BaseHTTPRequestHandler):
-        def _send(self, code: int, obj: dict) -> None:
-            body = json.dumps(obj).encode()
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
+    class Handler(StubHandler):
         def _record(self, body: object = None) -> str:
             url = urlsplit(self.path)
             with api.lock:
@@ -74,38 +65,31 @@ def _handler(api: _Api):
             return url.path
 
         def do_PATCH(self):  # noqa: N802 - http.server API
-            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+            body = self.read_json()
             path = self._record(body)
             if path != DEP_PATH:
-                return self._send(404, {"kind": "Status", "apiVersion": "v1", "status": "Failure",
-                                        "message": f'deployments.apps "{NAME}" not found', "reason": "NotFound",
-                                        "code": 404})
+                return self.send_status(404, "NotFound", f'deployments.apps "{NAME}" not found')
             if api.patch_status == 403:
-                return self._send(403, {
-                    "kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Forbidden", "code": 403,
-                    "message": f'deployments.apps "{NAME}" is forbidden: User '
-                               f'"system:serviceaccount:kubeflow:pipeline-runner" cannot patch resource '
-                               f'"deployments" in API group "apps" in the namespace "{NS}"'})
+                return self.send_status(403, "Forbidden",
+                                        f'deployments.apps "{NAME}" is forbidden: User '
+                                        f'"system:serviceaccount:kubeflow:pipeline-runner" cannot patch resource '
+                                        f'"deployments" in API group "apps" in the namespace "{NS}"')
             with api.lock:
                 new = body["spec"]["template"]["metadata"]["annotations"]
                 if any(api.annotations.get(k) != v for k, v in new.items()):
                     api.generation += 1
                 api.annotations.update(new)
-                return self._send(200, api.deployment())
+                return self.send_json(200, api.deployment())
 
         def do_GET(self):  # noqa: N802 - http.server API
             path = self._record()
             with api.lock:
                 if path == DEP_PATH:
                     api.status_gets += 1
-                    return self._send(200, api.deployment())
+                    return self.send_json(200, api.deployment())
                 if path == f"/api/v1/namespaces/{NS}/pods":
-                    return self._send(200, api.pods())
-            return self._send(404, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 404,
-                                    "message": "not found", "reason": "NotFound"})
-
-        def log_message(self, *args):
-            pass
+                    return self.send_json(200, api.pods())
+            return self.send_status(404, "NotFound", "not found")
 
     return Handler
 

@@ -21,9 +21,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from ebr.credentials import SECRET_ENV
 from ebr.images import COMPONENT_IMAGE
 from ebr.train.pytorchjob import (
-    SECRET_ENV,
     PyTorchJobConfig,
     PyTorchJobError,
     build_manifest,
@@ -89,11 +89,9 @@ def test_manifest_is_a_valid_pytorchjob_with_a_valid_pod_template():
     assert specs["Master"]["template"] == specs["Worker"]["template"]
 
 
-def test_secret_map_and_volume_match_the_dag_placement():
-    from pipelines.cluster import SECRET_ENV as DAG_SECRET_ENV
+def test_volume_secret_and_image_match_the_dag_placement():
     from pipelines.cluster import ClusterOptions
 
-    assert SECRET_ENV == DAG_SECRET_ENV
     cfg, opts = PyTorchJobConfig(), ClusterOptions()
     assert (cfg.workspace_pvc, cfg.mount_path, cfg.secret, cfg.image) == (opts.workspace_pvc, opts.mount_path,
                                                                           opts.secret, opts.image)
