@@ -151,3 +151,262 @@ Environment of the sync containers.
 {{ toYaml . }}
 {{- end }}
 {{- end }}
+
+{{/*
+KServe: "true" when the InferenceService runs on Knative (deploymentMode Serverless, called Knative by newer
+KServe releases), empty otherwise. Knative refuses a few pod and container fields the Deployment sets: the
+pod spec below leaves them out in that mode.
+*/}}
+{{- define "query-tower.knative" -}}
+{{- if and .Values.kserve.enabled (has .Values.kserve.deploymentMode (list "Serverless" "Knative")) }}true{{ end }}
+{{- end }}
+
+{{/*
+Name of the server's container port: `http` for the Deployment (the Service, the NetworkPolicy and the probes
+refer to it), `http1` under KServe (the name Knative and KServe expect for an HTTP/1.1 port).
+*/}}
+{{- define "query-tower.portName" -}}
+{{- if .Values.kserve.enabled }}http1{{ else }}http{{ end }}
+{{- end }}
+
+{{/*
+Checks on the bundle volume values, run by whichever workload the chart renders.
+*/}}
+{{- define "query-tower.validateBundles" -}}
+{{- $bundles := .Values.bundles }}
+{{- if and (eq $bundles.source "objectStore") (not $bundles.objectStore.uri) }}
+{{- fail "bundles.objectStore.uri is required when bundles.source is objectStore" }}
+{{- end }}
+{{- if and (eq $bundles.source "pvc") (not $bundles.pvc.claimName) }}
+{{- fail "bundles.pvc.claimName is required when bundles.source is pvc" }}
+{{- end }}
+{{- end }}
+
+{{/*
+Labels of the server pods: the chart labels (selector labels included) and podLabels.
+*/}}
+{{- define "query-tower.podLabels" -}}
+{{ include "query-tower.labels" . }}
+{{- with .Values.podLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/*
+Annotations of the server pods.
+*/}}
+{{- define "query-tower.podAnnotations" -}}
+# A changed server configuration rolls the pods.
+checksum/config: {{ include (print .Template.BasePath "/configmap.yaml") . | sha256sum }}
+{{- with .Values.podAnnotations }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/*
+The server container: image, args, env, probes, security context, resources and mounts. The one definition
+used by the Deployment (container `server`, port `http`) and by the KServe InferenceService (container
+`kserve-container`, port `http1`). On Knative the preStop hook is left out: Knative refuses `lifecycle` and
+installs its own drain hook, which holds the container until the queue-proxy has drained the requests.
+*/}}
+{{- define "query-tower.serverContainer" -}}
+{{- $bundles := .Values.bundles }}
+{{- $port := include "query-tower.portName" . }}
+{{- $adminSecret := include "query-tower.adminTokenSecretName" . -}}
+name: {{ ternary "kserve-container" "server" .Values.kserve.enabled }}
+image: {{ include "query-tower.image" . | quote }}
+imagePullPolicy: {{ .Values.image.pullPolicy }}
+args:
+  - serve
+  - --bundles
+  - {{ $bundles.mountPath | quote }}
+  - --host
+  - "0.0.0.0"
+  - --port
+  - {{ .Values.server.port | quote }}
+  {{- with .Values.featureRepo.path }}
+  - --feature-repo
+  - {{ . | quote }}
+  {{- end }}
+  {{- range .Values.server.extraArgs }}
+  - {{ . | quote }}
+  {{- end }}
+ports:
+  - name: {{ $port }}
+    containerPort: {{ .Values.server.port }}
+    protocol: TCP
+envFrom:
+  - configMapRef:
+      name: {{ include "query-tower.fullname" . }}
+env:
+  - name: HOME
+    value: /tmp
+  {{- if $adminSecret }}
+  - name: EBR_ADMIN_TOKEN
+    valueFrom:
+      secretKeyRef:
+        name: {{ $adminSecret }}
+        key: {{ .Values.adminToken.secretKey }}
+  {{- end }}
+  {{- with .Values.server.extraEnv }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
+startupProbe:
+  httpGet:
+    path: /healthz
+    port: {{ $port }}
+  periodSeconds: {{ .Values.probes.startup.periodSeconds }}
+  timeoutSeconds: {{ .Values.probes.startup.timeoutSeconds }}
+  failureThreshold: {{ .Values.probes.startup.failureThreshold }}
+readinessProbe:
+  httpGet:
+    path: /readyz
+    port: {{ $port }}
+  periodSeconds: {{ .Values.probes.readiness.periodSeconds }}
+  timeoutSeconds: {{ .Values.probes.readiness.timeoutSeconds }}
+  failureThreshold: {{ .Values.probes.readiness.failureThreshold }}
+  successThreshold: {{ .Values.probes.readiness.successThreshold }}
+livenessProbe:
+  httpGet:
+    path: /healthz
+    port: {{ $port }}
+  periodSeconds: {{ .Values.probes.liveness.periodSeconds }}
+  timeoutSeconds: {{ .Values.probes.liveness.timeoutSeconds }}
+  failureThreshold: {{ .Values.probes.liveness.failureThreshold }}
+{{- if and (gt (int .Values.preStopSleepSeconds) 0) (not (include "query-tower.knative" .)) }}
+lifecycle:
+  preStop:
+    exec:
+      command: ["sleep", {{ .Values.preStopSleepSeconds | quote }}]
+{{- end }}
+securityContext:
+  {{- include "query-tower.containerSecurityContext" . | nindent 2 }}
+resources:
+  {{- toYaml .Values.resources | nindent 2 }}
+volumeMounts:
+  - name: bundles
+    mountPath: {{ $bundles.mountPath }}
+    readOnly: true
+    {{- if and (eq $bundles.source "pvc") $bundles.pvc.subPath }}
+    subPath: {{ $bundles.pvc.subPath }}
+    {{- end }}
+  - name: tmp
+    mountPath: /tmp
+  {{- if .Values.featureRepo.existingConfigMap }}
+  - name: feature-repo
+    mountPath: {{ required "featureRepo.path is required with featureRepo.existingConfigMap" .Values.featureRepo.path }}
+    readOnly: true
+  {{- end }}
+{{- end }}
+
+{{/*
+A bundle sync container: the init container (loop false) or the hot-swap sidecar (loop true).
+Argument: a dict with "root" (the chart context) and "loop".
+*/}}
+{{- define "query-tower.syncContainer" -}}
+{{- $root := .root }}
+{{- $os := $root.Values.bundles.objectStore -}}
+name: {{ ternary "bundle-sync" "bundle-sync-init" .loop }}
+image: "{{ $os.image.repository }}:{{ $os.image.tag }}"
+imagePullPolicy: {{ $os.image.pullPolicy }}
+command: ["/bin/sh", "-ec"]
+args:
+  - |
+    {{- include "query-tower.syncScript" (dict "root" $root "loop" .loop) | nindent 4 }}
+env:
+  {{- include "query-tower.syncEnv" $root | nindent 2 }}
+{{- with $os.credentialsSecret }}
+envFrom:
+  - secretRef:
+      name: {{ . }}
+{{- end }}
+securityContext:
+  {{- include "query-tower.containerSecurityContext" $root | nindent 2 }}
+resources:
+  {{- toYaml (ternary $os.syncSidecar.resources $os.resources .loop) | nindent 2 }}
+volumeMounts:
+  - name: bundles
+    mountPath: {{ $root.Values.bundles.mountPath }}
+  - name: tmp
+    mountPath: /tmp
+{{- end }}
+
+{{/*
+The server pod spec: identity, security context, containers, volumes and scheduling. The one definition used
+by the Deployment's pod template and by the InferenceService's predictor (KServe inlines the PodSpec there).
+On Knative terminationGracePeriodSeconds is left out: Knative refuses it and derives it from the revision's
+request timeout.
+*/}}
+{{- define "query-tower.podSpec" -}}
+{{- $bundles := .Values.bundles }}
+{{- $os := $bundles.objectStore }}
+{{- $objectStore := eq $bundles.source "objectStore" -}}
+serviceAccountName: {{ include "query-tower.serviceAccountName" . }}
+automountServiceAccountToken: {{ .Values.automountServiceAccountToken }}
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.priorityClassName }}
+priorityClassName: {{ . }}
+{{- end }}
+{{- if not (include "query-tower.knative" .) }}
+terminationGracePeriodSeconds: {{ .Values.terminationGracePeriodSeconds }}
+{{- end }}
+securityContext:
+  runAsNonRoot: true
+  runAsUser: {{ .Values.securityContext.runAsUser }}
+  runAsGroup: {{ .Values.securityContext.runAsGroup }}
+  fsGroup: {{ .Values.securityContext.fsGroup }}
+  seccompProfile:
+    type: RuntimeDefault
+{{- if $objectStore }}
+initContainers:
+  - {{ include "query-tower.syncContainer" (dict "root" . "loop" false) | indent 4 | trim }}
+{{- end }}
+containers:
+  - {{ include "query-tower.serverContainer" . | indent 4 | trim }}
+  {{- if and $objectStore $os.syncSidecar.enabled }}
+  - {{ include "query-tower.syncContainer" (dict "root" . "loop" true) | indent 4 | trim }}
+  {{- end }}
+volumes:
+  - name: tmp
+    emptyDir:
+      sizeLimit: {{ .Values.tmpSizeLimit }}
+  {{- if $objectStore }}
+  - name: bundles
+    emptyDir:
+      sizeLimit: {{ $os.sizeLimit }}
+  {{- else }}
+  - name: bundles
+    persistentVolumeClaim:
+      claimName: {{ $bundles.pvc.claimName }}
+      readOnly: {{ $bundles.pvc.readOnly }}
+  {{- end }}
+  {{- with .Values.featureRepo.existingConfigMap }}
+  - name: feature-repo
+    configMap:
+      name: {{ . }}
+  {{- end }}
+{{- if .Values.topologySpread.enabled }}
+topologySpreadConstraints:
+  - maxSkew: {{ .Values.topologySpread.maxSkew }}
+    topologyKey: {{ .Values.topologySpread.topologyKey }}
+    whenUnsatisfiable: {{ .Values.topologySpread.whenUnsatisfiable }}
+    labelSelector:
+      matchLabels:
+        {{- include "query-tower.selectorLabels" . | nindent 8 }}
+{{- end }}
+{{- with .Values.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
