@@ -46,9 +46,15 @@ class GateConfig(Section):
     """The publish rule: the new model must not be worse than the champion on `keys` by more than `tolerance`."""
 
     keys: list[str] = Field(
-        ["click_recall@100", "true_recall@100"], description="metric keys `name@K` the gate compares"
+        ["click_recall@100", "true_recall@100", "p_good@100", "filtered_share@100"],
+        description="metric keys `name@K` the gate compares: coverage (click/true recall) and relevance (p_good; "
+        "filtered_share, lower is better), so a bundle that recalls more but less relevant docs is refused",
     )
     tolerance: float = Field(0.005, ge=0, description="largest allowed absolute drop of a key metric")
+    key_tolerances: dict[str, float] = Field(
+        {"p_good@100": 0.01, "filtered_share@100": 0.01},
+        description="per-key tolerance overriding `tolerance` (relevance metrics move more from day to day)",
+    )
     min_requests: int = Field(
         1, ge=1, description="a metric averaged over fewer requests than this counts as not measured"
     )
@@ -60,4 +66,13 @@ class GateConfig(Section):
             raise ValueError("keys must name at least one metric")
         for key in v:
             parse_metric_key(key)
+        return v
+
+    @field_validator("key_tolerances")
+    @classmethod
+    def _tolerances_valid(cls, v: dict[str, float]) -> dict[str, float]:
+        for key, tol in v.items():
+            parse_metric_key(key)
+            if tol < 0:
+                raise ValueError(f"key_tolerances[{key!r}] must be >= 0, got {tol}")
         return v

@@ -1,5 +1,6 @@
 """The publish gate's rules: the new model is published when it is not worse than the champion on every key
-metric by more than the tolerance (the first run, with no champion, passes this rule), and when its Faiss
+metric by more than that key's tolerance (coverage and relevance alike: click/true recall, p_good and
+filtered_share; the first run, with no champion, passes this rule), and when its Faiss
 index is good enough: ann_recall@K of the index on the day's real queries at or above `index.min_ann_recall`
 (`ann_gate`). `combine` joins the rules' decisions: publish only when every one says so, every reason listed."""
 
@@ -13,7 +14,7 @@ from typing import Any
 
 from ebr.evaluate.metrics import LOWER_IS_BETTER, MetricValue, parse_metric_key
 
-DEFAULT_KEYS = ("click_recall@100", "true_recall@100")
+DEFAULT_KEYS = ("click_recall@100", "true_recall@100", "p_good@100", "filtered_share@100")
 _EPS = 1e-12  # float slack, so a drop of exactly the tolerance counts as within it
 
 
@@ -41,11 +42,15 @@ def compare(
     keys: Sequence[str] = DEFAULT_KEYS,
     tolerance: float = 0.005,
     min_requests: int = 1,
+    tolerances: Mapping[str, float] | None = None,
 ) -> GateDecision:
-    """Publish iff new >= champion - tolerance on every key (<= + tolerance if lower is better); a key neither
-    measured is skipped, one only the new model lacks blocks, and no comparable key at all blocks."""
-    if tolerance < 0:
-        raise ValueError(f"tolerance must be >= 0, got {tolerance}")
+    """Publish iff new >= champion - tolerance on every key (<= + tolerance if lower is better), with the key's
+    own tolerance where `tolerances` names one; a key neither measured is skipped, one only the new model lacks
+    blocks, and no comparable key at all blocks."""
+    tolerances = dict(tolerances or {})
+    for key, tol in [("tolerance", tolerance), *tolerances.items()]:
+        if tol < 0:
+            raise ValueError(f"tolerance of {key} must be >= 0, got {tol}")
     if not keys:
         raise ValueError("keys must name at least one metric")
     if champion_metrics is None:
@@ -67,13 +72,14 @@ def compare(
             reasons.append(f"{key}: new {new:.4f}, champion not measured: not worse")
             continue
         lower = name in LOWER_IS_BETTER
+        tol = tolerances.get(key, tolerance)
         drop = (new - old) if lower else (old - new)
-        worse = drop > tolerance + _EPS
+        worse = drop > tol + _EPS
         verdict = "worse beyond tolerance" if worse else "not worse"
         direction = "lower is better" if lower else "higher is better"
         reasons.append(
             f"{key}: new {new:.4f} vs champion {old:.4f} (diff {new - old:+.4f}, {direction}, "
-            f"tolerance {tolerance}): {verdict}"
+            f"tolerance {tol}): {verdict}"
         )
         if worse:
             publish = False

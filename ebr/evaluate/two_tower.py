@@ -202,11 +202,12 @@ def evaluate_two_tower(
     report = evaluate_systems(evalset, systems, ec.ks, corpus, extra)
     new = report.system("model")
     champ = report.systems.get("champion")
-    decision = compare(new, champ, cfg.gate.keys, cfg.gate.tolerance, cfg.gate.min_requests)
+    decision = compare(new, champ, cfg.gate.keys, cfg.gate.tolerance, cfg.gate.min_requests, cfg.gate.key_tolerances)
     gate_inputs = {
         "new": {k: new[k].to_json() for k in cfg.gate.keys if k in new},
         "champion": {k: champ[k].to_json() for k in cfg.gate.keys if k in champ} if champ is not None else None,
         "keys": list(cfg.gate.keys), "tolerance": cfg.gate.tolerance, "min_requests": cfg.gate.min_requests,
+        "key_tolerances": dict(cfg.gate.key_tolerances),
     }
     timings["total"] = time.perf_counter() - t0
     summary = {

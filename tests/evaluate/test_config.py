@@ -11,7 +11,7 @@ from ebr.settings import ConfigError, load_config
 def test_defaults_and_normalized_ks() -> None:
     cfg = EvaluateConfig(ks=[100, 10, 100])
     assert cfg.ks == [10, 100] and cfg.main_k == 100
-    assert GateConfig().keys == ["click_recall@100", "true_recall@100"]
+    assert GateConfig().keys == ["click_recall@100", "true_recall@100", "p_good@100", "filtered_share@100"]
 
 
 def test_errors_name_the_field() -> None:

@@ -162,3 +162,38 @@ def test_the_evaluate_step_gates_on_the_index(tmp_path: Path, monkeypatch, ann: 
     assert ("below index.min_ann_recall 0.95" in out.reason) is not publish
     step = json.loads((tmp_path / "ws" / "reports" / "2026-11-08" / "steps" / "evaluate.json").read_text())
     assert step["publish"] is publish and step["ann_gate"] in out.reason
+
+
+def _full(click: float, true: float, p_good: float, filtered: float) -> dict[str, MetricValue]:
+    return {"click_recall@100": MetricValue(click, 200), "true_recall@100": MetricValue(true, 50),
+            "p_good@100": MetricValue(p_good, 50), "filtered_share@100": MetricValue(filtered, 200)}
+
+
+def test_default_gate_refuses_a_relevance_regression_even_with_better_recall() -> None:
+    from ebr.evaluate.config import GateConfig
+
+    gate = GateConfig()
+    assert {"p_good@100", "filtered_share@100"} <= set(gate.keys)
+    champion = _full(0.80, 0.50, 0.75, 0.40)
+    run = lambda new: compare(new, champion, gate.keys, gate.tolerance, gate.min_requests,  # noqa: E731
+                              gate.key_tolerances)
+    # more recall, but p_good fell by 0.05 (beyond its 0.01 tolerance): refused, and the reason names p_good
+    d = run(_full(0.85, 0.55, 0.70, 0.40))
+    assert not d.publish
+    assert any(r.startswith("p_good@100") and "worse beyond tolerance" in r for r in d.reasons)
+    # more of the list filtered out by relevance control (lower is better): refused
+    assert not run(_full(0.85, 0.55, 0.75, 0.45)).publish
+    # within the relevance keys' own tolerance (0.01, wider than the recall keys' 0.005): published
+    d = run(_full(0.80, 0.50, 0.742, 0.408))
+    assert d.publish and all("not worse" in r for r in d.reasons)
+    # the same p_good drop under the recall keys' tolerance alone would have been refused
+    assert not compare(_full(0.80, 0.50, 0.742, 0.408), champion, gate.keys, gate.tolerance).publish
+
+
+def test_key_tolerances_are_checked() -> None:
+    from ebr.evaluate.config import GateConfig
+
+    with pytest.raises(ValueError, match="key_tolerances"):
+        GateConfig(key_tolerances={"p_good@100": -0.1})
+    with pytest.raises(ValueError, match="tolerance of p_good@100 must be >= 0"):
+        compare(_full(0.8, 0.5, 0.7, 0.4), _full(0.8, 0.5, 0.7, 0.4), ["p_good@100"], 0.0, 1, {"p_good@100": -1})
