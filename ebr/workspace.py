@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ebr.artifacts.atomic import write_json_atomic
+
 
 @dataclass(frozen=True)
 class Workspace:
@@ -57,10 +59,7 @@ class Workspace:
         """Write `<reports>/<day>/<name>.json` atomically (step timings, gate decision, run report)."""
         path = self.reports(day) / f"{name}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(payload, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
-        tmp.replace(path)
-        return path
+        return write_json_atomic(path, payload, default=str)
 
     def read(self, day: str, name: str) -> dict[str, Any] | None:
         path = self.reports(day) / f"{name}.json"

@@ -11,7 +11,8 @@ from typing import Any
 
 import pandas as pd
 
-from ebr.index.checksums import sha256_file
+from ebr.artifacts.atomic import write_text_atomic
+from ebr.artifacts.checksums import sha256_file
 
 BUNDLE_FORMAT = 1
 MANIFEST = "manifest.json"
@@ -151,10 +152,7 @@ def write_current(root: str | Path, version: str) -> Path:
     _check_version(version)
     root = Path(root)
     read_bundle_manifest(root / version)
-    tmp = root / f".{CURRENT}.tmp-{os.getpid()}"
-    tmp.write_text(version + "\n", encoding="utf-8")
-    os.replace(tmp, root / CURRENT)
-    return root / CURRENT
+    return write_text_atomic(root / CURRENT, version + "\n")
 
 
 def publish_bundle(root: str | Path, staging: str | Path, version: str, switch_current: bool = True) -> Path:

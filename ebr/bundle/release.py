@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from ebr.artifacts.checksums import sha256_file
 from ebr.bundle.champion import (
     BUNDLE_VERSION_TAG,
     CHAMPION_ALIAS,
@@ -23,7 +24,6 @@ from ebr.bundle.champion import (
 )
 from ebr.bundle.layout import assemble_bundle, current_version, publish_bundle, write_current
 from ebr.evaluate.gate import GateDecision
-from ebr.index.checksums import sha256_file
 from ebr.train.tracking import resolve_tracking_uri
 from ebr.workspace import Workspace
 

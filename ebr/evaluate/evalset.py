@@ -3,8 +3,6 @@ relevance labels, its graded relevant docs. Saved and loaded as one parquet file
 
 from __future__ import annotations
 
-import os
-import uuid
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -15,6 +13,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ebr.artifacts.atomic import atomic_file
 from ebr.contract import list_days, load
 from ebr.evaluate.corpus import Corpus
 from ebr.evaluate.metrics import Judgements
@@ -88,12 +87,8 @@ class EvalSet:
         path.parent.mkdir(parents=True, exist_ok=True)
         table = pa.Table.from_pandas(self.frame[SCHEMA.names], schema=SCHEMA, preserve_index=False)
         table = table.replace_schema_metadata({b"ebr.format": FORMAT.encode(), b"ebr.day": self.day.encode()})
-        tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-        try:
+        with atomic_file(path) as tmp:
             pq.write_table(table, tmp)
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
         return path
 
     @classmethod

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ebr.artifacts.atomic import atomic_output_dir
 from ebr.evaluate.corpus import Corpus
 from ebr.evaluate.evalset import EvalSet
 from ebr.evaluate.metrics import (
@@ -27,7 +28,6 @@ from ebr.evaluate.metrics import (
     true_recall,
 )
 from ebr.evaluate.relevance import relevance_removed
-from ebr.index.atomic import atomic_output_dir
 
 FORMAT = "ebr.evaluation/1"
 METRICS_JSON = "metrics.json"

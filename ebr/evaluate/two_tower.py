@@ -19,9 +19,9 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
+from ebr.artifacts.atomic import atomic_output_dir
 from ebr.evaluate.config import EvaluateConfig, GateConfig
 from ebr.evaluate.metrics import EMPTY
-from ebr.index.atomic import atomic_output_dir
 from ebr.settings import Section
 from ebr.train.tracking import MlflowConfig, write_json
 

@@ -18,6 +18,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ebr.artifacts.atomic import write_json_atomic
 from ebr.features.config import FeaturesConfig
 from ebr.features.definitions import ENTITIES, TABLES_DIR, TIMESTAMP, VIEW_BY_NAME, VIEWS, arrow_schema
 from ebr.features.encoding import encode_lists
@@ -121,9 +122,7 @@ def write_day(out_dir: str | Path, day: str, tables: dict[str, pa.Table], manife
             os.replace(stage / view, target)
             paths[view] = target / "part-0.parquet"
         mpath.parent.mkdir(parents=True, exist_ok=True)
-        tmp = mpath.with_name(f".{mpath.name}.{token}")
-        tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True), encoding="utf-8")
-        os.replace(tmp, mpath)
+        write_json_atomic(mpath, manifest, sort_keys=True)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
         shutil.rmtree(trash, ignore_errors=True)

@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ebr.artifacts.atomic import write_text_atomic
 from ebr.features.config import FeaturesConfig
 from ebr.features.definitions import VIEWS, build_definitions
 
@@ -70,9 +71,7 @@ def write_store_settings(out_dir: str | Path, cfg: FeaturesConfig) -> None:
         ),
     }
     for name, text in files.items():
-        tmp = out / f".{name}.tmp"
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, out / name)
+        write_text_atomic(out / name, text)
 
 
 def online_store_config(out_dir: str | Path, settings: dict) -> Any:

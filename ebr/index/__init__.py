@@ -3,8 +3,8 @@
 See docs/index.md for the on-disk formats, the auto decision table and the tuning procedure.
 """
 
+from ebr.artifacts.checksums import ChecksumError
 from ebr.index.build import IndexBuildError, build_index
-from ebr.index.checksums import ChecksumError
 from ebr.index.config import IndexConfig
 from ebr.index.embeddings import (
     Embeddings,

@@ -21,8 +21,8 @@ import faiss
 import numpy as np
 from tqdm import tqdm
 
-from ebr.index.atomic import atomic_output_dir, save_npy_atomic, write_json_atomic
-from ebr.index.checksums import checksum_files, sha256_file
+from ebr.artifacts.atomic import atomic_output_dir, save_npy_atomic, write_json_atomic
+from ebr.artifacts.checksums import checksum_files, sha256_file
 from ebr.index.config import IndexConfig
 from ebr.index.embeddings import EMBEDDINGS_JSON, EmbeddingsInfo, iter_embedding_shards, verify_embeddings
 from ebr.index.evaluate import exact_search

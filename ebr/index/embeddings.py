@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from ebr.index.atomic import save_npy_atomic, write_json_atomic
-from ebr.index.checksums import ChecksumError, checksum_files, verify_checksums
+from ebr.artifacts.atomic import save_npy_atomic, write_json_atomic
+from ebr.artifacts.checksums import ChecksumError, checksum_files, verify_checksums
 
 EMBEDDINGS_JSON = "embeddings.json"
 FORMAT = "ebr.embeddings/1"

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from pydantic import Field
 
-from ebr.index.atomic import atomic_output_dir, write_json_atomic
+from ebr.artifacts.atomic import atomic_output_dir, write_json_atomic
 from ebr.index.embeddings import EMBEDDINGS_JSON, finalize_embeddings, write_embedding_shard
 from ebr.settings import Section
 

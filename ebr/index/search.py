@@ -16,7 +16,7 @@ from typing import Any, Literal
 import faiss
 import numpy as np
 
-from ebr.index.checksums import verify_checksums
+from ebr.artifacts.checksums import verify_checksums
 from ebr.index.evaluate import merge_topk
 from ebr.index.factory import IndexLayout, inspect_index, vector_bytes
 from ebr.index.manifest import MANIFEST_NAME, ManifestError, read_manifest

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ebr import rawfs
-from ebr.index.atomic import atomic_output_dir
+from ebr.artifacts.atomic import atomic_output_dir
 from ebr.samples.config import SamplesConfig
 from ebr.samples.exposed_unclicked import exposed_unclicked
 from ebr.samples.feature_join import join_features

@@ -9,7 +9,6 @@ missing or mis-shaped key is an error that names it). torch is imported inside f
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -19,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ebr.artifacts.checksums import sha256_file
 from ebr.models.config import FeaturizerConfig
 
 if TYPE_CHECKING:
@@ -33,15 +33,6 @@ EXPORT_FORMAT = 1
 
 class ExportError(RuntimeError):
     """An export directory that cannot be written or read back faithfully; names the file or key."""
-
-
-def file_sha256(path: Path) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _batch_of(name: str, inputs: Mapping[str, torch.Tensor]) -> int:
@@ -98,7 +89,7 @@ def _export_one(
         torch.export.save(program, str(path))
     return {
         "file": path.name,
-        "sha256": file_sha256(path),
+        "sha256": sha256_file(path),
         "inputs": {
             k: {"dtype": str(v.dtype).removeprefix("torch."), "shape": [None, *v.shape[1:]]}
             for k, v in ex.items()
@@ -290,7 +281,7 @@ def load_exported(path: str | Path, verify: bool = True) -> ExportedBundle:
         file = root / entry["file"]
         if not file.is_file():
             raise ExportError(f"export {root}: file {entry['file']} of module {name!r} is missing")
-        if verify and file_sha256(file) != entry["sha256"]:
+        if verify and sha256_file(file) != entry["sha256"]:
             raise ExportError(
                 f"export {root}: checksum mismatch for {entry['file']} (file changed or corrupt)"
             )

@@ -463,7 +463,7 @@ def run_two_tower_job(
     `<staging_dir>/<job>/samples` and the model comes back from `<staging_dir>/<job>/model`."""
     import yaml
 
-    from ebr.index.atomic import atomic_output_dir
+    from ebr.artifacts.atomic import atomic_output_dir
     from ebr.train.tracking import resolve_tracking_uri
     from ebr.train.two_tower import EXPORT_DIR, MANIFEST
     from ebr.train.two_tower_config import TEMPERATURE_FIELDS, TwoTowerTrainConfig

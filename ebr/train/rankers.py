@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from pydantic import Field, model_validator
 
-from ebr.index.atomic import atomic_output_dir
+from ebr.artifacts.atomic import atomic_output_dir
 from ebr.models.config import FeaturizerConfig
 from ebr.models.rankers.config import CoarseRankerConfig, FineRankerConfig
 from ebr.settings import Section

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 
 from pydantic import Field
 
+from ebr.artifacts.atomic import atomic_file, write_json_atomic
 from ebr.settings import Section
 
 CURVES_PNG = "curves.png"
@@ -218,12 +218,8 @@ def save_checkpoint(path: str | Path, state: Mapping[str, Any]) -> Path:
     import torch
 
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    try:
+    with atomic_file(path) as tmp:
         torch.save(dict(state), tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 
@@ -240,10 +236,5 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 def write_json(path: str | Path, obj: Any) -> Path:
     """Pretty JSON (NaN not allowed) through a temp file, then rename."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    try:
-        tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False, allow_nan=False) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_json_atomic(path, obj, allow_nan=False)
     return path

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ebr.index.atomic import atomic_output_dir
+from ebr.artifacts.atomic import atomic_output_dir
 from ebr.train.checkpoint import save_two_tower
 from ebr.train.retrieval_data import DocTable, RowSet, TrainingData, ValidationSet, load_training_data
 from ebr.train.tracking import CURVES_PNG, RunLogger, mlflow_run, plot_curves, untracked_note, write_json

@@ -49,7 +49,7 @@ def test_a_broken_bundle_is_refused_and_current_stays(parts, root, fault):
         meta["d"] = meta["d"] + 1
         path.write_text(json.dumps(meta), encoding="utf-8")
         manifest = json.loads((staging / "manifest.json").read_text(encoding="utf-8"))
-        from ebr.index.checksums import sha256_file
+        from ebr.artifacts.checksums import sha256_file
 
         manifest["files"]["index/manifest.json"] = sha256_file(path)
         (staging / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")

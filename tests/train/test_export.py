@@ -9,10 +9,11 @@ import pytest
 import torch
 from torch import nn
 
+from ebr.artifacts.checksums import sha256_file
 from ebr.models.config import FeaturizerConfig
 from ebr.models.inputs import featurize_docs, featurize_queries
 from ebr.models.two_tower import TwoTowerModel
-from ebr.train.export import ExportError, export_modules, export_two_tower, file_sha256, load_exported
+from ebr.train.export import ExportError, export_modules, export_two_tower, load_exported
 from tests.models.rows import doc_rows, logged_in_row, logged_out_row, small_config
 
 
@@ -83,7 +84,7 @@ def test_manifest_records_featurizer_dims_version_and_checksums(exported, bundle
     assert manifest["config"]["temperature"] == cfg.effective_temperature
     assert set(manifest["modules"]) == {"query_tower", "doc_tower", "heads"}
     for entry in manifest["modules"].values():
-        assert entry["sha256"] == file_sha256(out / entry["file"])
+        assert entry["sha256"] == sha256_file(out / entry["file"])
     spec = manifest["modules"]["query_tower"]["inputs"]["seq_rt_doc_ids"]
     assert spec == {"dtype": "int64", "shape": [None, cfg.featurizer.max_len.seq_rt]}
     assert bundle.featurizer == cfg.featurizer and bundle.model_version == "2026-11-06.r1"

@@ -22,35 +22,43 @@ def _tmp_sibling(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
 
 
-def write_json_atomic(path: str | Path, obj: Any) -> Path:
-    """Write `obj` as pretty JSON to `path` through a temp file in the same directory, then rename."""
+@contextmanager
+def atomic_file(path: str | Path) -> Iterator[Path]:
+    """A temp path beside `path` for the block to write; renamed onto `path` when the block succeeds, removed
+    otherwise (any writer: text, parquet, torch.save)."""
     path = Path(path)
     tmp = _tmp_sibling(path)
     try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=2, sort_keys=False, ensure_ascii=False)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
+        yield tmp
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-    return path
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write `text` (UTF-8) to `path` through a synced temp file in the same directory, then rename."""
+    with atomic_file(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    return Path(path)
+
+
+def write_json_atomic(
+    path: str | Path, obj: Any, *, sort_keys: bool = False, allow_nan: bool = True, default: Any = None
+) -> Path:
+    """Write `obj` as pretty JSON to `path` atomically (`default` for values JSON lacks, e.g. `str`)."""
+    text = json.dumps(obj, indent=2, sort_keys=sort_keys, ensure_ascii=False, allow_nan=allow_nan, default=default)
+    return write_text_atomic(path, text + "\n")
 
 
 def save_npy_atomic(path: str | Path, array: np.ndarray) -> Path:
-    """Save one array as .npy through a temp file in the same directory, then rename."""
-    path = Path(path)
-    tmp = _tmp_sibling(path)
-    try:
-        with open(tmp, "wb") as f:
-            np.save(f, array, allow_pickle=False)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    """Save one array as .npy through a synced temp file in the same directory, then rename."""
+    with atomic_file(path) as tmp, open(tmp, "wb") as f:
+        np.save(f, array, allow_pickle=False)
+        f.flush()
+        os.fsync(f.fileno())
+    return Path(path)
 
 
 @contextmanager
