@@ -245,7 +245,7 @@ def historical_features_with_report(
         else:
             valid, typed = _key_values(pd.Series(features["author_id"]), entity)
         report.null_key_rows[entity] = int((~valid).sum())
-        rows = pd.DataFrame({key: typed, TIMESTAMP: ts[valid].to_numpy()})
+        rows = pd.DataFrame({key: typed, TIMESTAMP: ts[valid].array})
         codes = rows.groupby([key, TIMESTAMP], sort=False).ngroup().to_numpy()  # numbered in order of first sight
         pairs = rows.drop_duplicates([key, TIMESTAMP]).reset_index(drop=True)
         pairs[_ROW_KEY] = np.arange(len(pairs), dtype=np.int64)
