@@ -53,8 +53,8 @@ def build_index(data_root: str, day: str, workspace: str, config: str, embedding
     """Faiss index over the embeddings, its search parameters tuned to the target ANN recall on query-tower
     vectors of a sample of the day's requests (index.tune_on: queries) and measured against exact search."""
     from components.runtime import step
+    from ebr.evaluate.day_queries import encode_day_queries
     from ebr.index import build_index
-    from ebr.index.queries import encode_day_queries
 
     with step("build_index", workspace, day, config) as ctx:
         cfg = ctx.cfg.index

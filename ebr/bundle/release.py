@@ -61,14 +61,14 @@ def example_queries(evalset_path: Path, model_dir: str | Path, index_dir: str | 
     pick = f[f["labels_complete"].astype(bool)].sort_values("request_id").drop_duplicates("query").head(n)
     if pick.empty:
         return []
-    subset = EvalSet(day=evalset.day, frame=pick.reset_index(drop=True))
-    rows = query_feature_rows(features_dir, subset)
+    pick = pick.reset_index(drop=True)
+    rows = query_feature_rows(features_dir, pick)
     vectors = encode_queries(load_exported(export_dir_of(model_dir)), rows, 256)
     scores, ids = load_index(index_dir).search(vectors, k)
     corpus = load_corpus(data_root, day)
     titles = dict(zip(corpus.doc_ids.tolist(), corpus.titles.tolist(), strict=True))
     out = []
-    for i, r in enumerate(subset.frame.itertuples(index=False)):
+    for i, r in enumerate(pick.itertuples(index=False)):
         labels = dict(zip(np.asarray(r.label_doc_ids).tolist(), np.asarray(r.label_values).tolist(), strict=True))
         items = [{"doc_id": int(d), "score": float(s), "label": int(labels.get(int(d), 0)),
                   "title": titles.get(int(d), "")} for d, s in zip(ids[i], scores[i], strict=True) if d >= 0]

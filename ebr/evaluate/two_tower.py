@@ -26,7 +26,6 @@ from ebr.settings import Section
 from ebr.train.tracking import MlflowConfig, write_json
 
 if TYPE_CHECKING:
-    from ebr.evaluate.evalset import EvalSet
     from ebr.train.export import ExportedBundle
 
 SUMMARY_JSON = "evaluation.json"
@@ -49,11 +48,11 @@ class TwoTowerEvalConfig(Section):
     mlflow: MlflowConfig = Field(default_factory=lambda: MlflowConfig(experiment="ebr-two-tower"))
 
 
-def query_feature_rows(features_dir: str | Path, evalset: EvalSet, store: Any = None) -> pd.DataFrame:
-    """The evaluation requests with their query-side features as of each request's time (Feast historical)."""
+def query_feature_rows(features_dir: str | Path, requests: pd.DataFrame, store: Any = None) -> pd.DataFrame:
+    """Requests (user_id, query, event_timestamp) with their query-side features as of each request's time."""
     from ebr.features import historical_features, open_store
 
-    f = evalset.frame
+    f = requests
     entity = pd.DataFrame({"user_id": f["user_id"].astype("Int64"), "query": f["query"].astype(str),
                            "event_timestamp": pd.to_datetime(f["event_timestamp"], utc=True)})
     store = store if store is not None else open_store(features_dir)
@@ -165,7 +164,7 @@ def evaluate_two_tower(
     if cfg.num_threads is not None:
         torch.set_num_threads(cfg.num_threads)
     try:
-        rows = query_feature_rows(features_dir, evalset)
+        rows = query_feature_rows(features_dir, evalset.frame)
         timings["query_features"] = time.perf_counter() - t0
         queries = encode_queries(bundle, rows, cfg.batch_size)
         systems = {"model": flat_search(emb.ids, emb.vectors, queries, kmax)}

@@ -14,11 +14,11 @@ N = 60
 
 
 def test_day_queries_are_the_evaluation_query_vectors_of_a_seeded_sample(pipe, tmp_path):  # noqa: F811
-    from ebr.evaluate.evalset import EvalSet, build_evalset
+    from ebr.evaluate.day_queries import encode_day_queries, sample_day_requests
+    from ebr.evaluate.evalset import build_evalset
     from ebr.evaluate.two_tower import encode_queries, query_feature_rows
     from ebr.index import IndexConfig, build_index
     from ebr.index.export import ExportEmbeddingsConfig, export_dir_of, export_doc_embeddings
-    from ebr.index.queries import encode_day_queries, sample_day_requests
     from ebr.train.export import load_exported
 
     model_dir = trained(pipe, "base")["model_dir"]
@@ -33,7 +33,7 @@ def test_day_queries_are_the_evaluation_query_vectors_of_a_seeded_sample(pipe, t
     # exactly what the evaluation step encodes for those requests of the day
     evalset = build_evalset(pipe.data, pipe.day)
     frame = evalset.frame.set_index("request_id").loc[sample["request_id"]].reset_index()
-    rows = query_feature_rows(pipe.features, EvalSet(day=pipe.day, frame=frame))
+    rows = query_feature_rows(pipe.features, frame)
     expected = encode_queries(load_exported(export_dir_of(model_dir)), rows, 256)
     np.testing.assert_allclose(vectors, expected, rtol=0, atol=1e-5)
     # more than the day holds: all of them

@@ -87,7 +87,7 @@ def test_click_recall_matches_an_independent_recomputation(pipe, evaluated):  # 
     model, emb_dir, _, work, result = evaluated
     evalset = EvalSet.load(work / "out" / "evalset.parquet")
     bundle = load_exported(export_dir_of(model["model_dir"]))
-    queries = encode_queries(bundle, query_feature_rows(pipe.features, evalset), 256).astype(np.float64)
+    queries = encode_queries(bundle, query_feature_rows(pipe.features, evalset.frame), 256).astype(np.float64)
     emb = read_embeddings(emb_dir)
     scores = queries @ emb.vectors.astype(np.float64).T
     top = emb.ids[np.argsort(-scores, axis=1, kind="stable")[:, :10]]
