@@ -1,8 +1,10 @@
-"""One bundle in memory: the query tower, the Faiss index, the docs' structured fields and the coarse ranker.
+"""One bundle in memory: the query tower, the Faiss index, the lexical (BM25) index, the docs' structured fields
+and the coarse ranker.
 
 `LoadedBundle.open` verifies the whole directory first (`ebr.bundle.verify_bundle`: checksums, no missing or
 extra file, tower and index dimensions) and refuses anything inconsistent with a `BundleRefused` naming the
-reason; parts are then loaded without re-hashing.
+reason; parts are then loaded without re-hashing. A bundle assembled before the lexical channel has no
+`lexical/` and loads with `lexical = None`; a bundle whose `lexical/` does not load is refused like any other part.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ import numpy as np
 import pandas as pd
 
 from ebr.bundle import BundleError, verify_bundle
-from ebr.bundle.layout import QUERY_TOWER_EXPORT
+from ebr.bundle.layout import LEXICAL_DIR, QUERY_TOWER_EXPORT
 from ebr.index import ShardedSearcher, load_index
+from ebr.lexical import LexicalIndex, lexical_summary, load_lexical_index
 from ebr.train.export import ExportedModule, load_exported
 from serving.coarse_rescorer import CoarseRescorer
 from serving.relevance_filter import DocFields
@@ -61,6 +64,7 @@ class LoadedBundle:
     searcher: ShardedSearcher
     docs: DocFields
     rescorer: CoarseRescorer | None
+    lexical: LexicalIndex | None = None  # `lexical.search(query, k)` -> (doc ids int64 [k], scores float32 [k])
     loaded_at: float = field(default_factory=time.time)
 
     @property
@@ -95,6 +99,20 @@ class LoadedBundle:
                     version, "invalid",
                     f"docs.parquet lacks {len(unknown)} indexed doc ids, e.g. {unknown[:5].tolist()}",
                 )
+            lexical = None
+            if "lexical" in manifest or (path / LEXICAL_DIR).exists():
+                lexical = load_lexical_index(path / LEXICAL_DIR)
+                summary = lexical_summary(lexical)
+                stated = manifest.get("lexical") or {}
+                if any(stated.get(k) != v for k, v in summary.items()):
+                    raise BundleRefused(version, "invalid", f"manifest lexical entry {stated} disagrees with "
+                                                            f"{LEXICAL_DIR}/ ({summary})")
+                unknown = docs.missing(lexical.doc_ids)
+                if len(unknown):
+                    raise BundleRefused(
+                        version, "invalid",
+                        f"docs.parquet lacks {len(unknown)} lexical doc ids, e.g. {unknown[:5].tolist()}",
+                    )
             rescorer = None
             if (path / "coarse_ranker").is_dir():
                 rescorer = CoarseRescorer.open(path / "coarse_ranker")
@@ -112,4 +130,5 @@ class LoadedBundle:
             searcher=searcher,
             docs=docs,
             rescorer=rescorer,
+            lexical=lexical,
         )

@@ -13,6 +13,8 @@ import pandas as pd
 
 from ebr.artifacts.atomic import write_text_atomic
 from ebr.artifacts.checksums import sha256_file
+from ebr.lexical import DEFAULT_B, DEFAULT_K1, LexicalIndex, save_lexical_index
+from ebr.lexical import MANIFEST as LEXICAL_MANIFEST
 
 BUNDLE_FORMAT = 1
 MANIFEST = "manifest.json"
@@ -35,6 +37,7 @@ def _files(root: Path) -> list[str]:
 
 
 QUERY_TOWER_EXPORT = "model/export"
+LEXICAL_DIR = "lexical"
 
 
 def _export_dim(export_dir: Path) -> int:
@@ -51,8 +54,11 @@ def assemble_bundle(
     docs: pd.DataFrame,
     coarse_ranker_dir: str | Path | None = None,
     info: dict[str, Any] | None = None,
+    lexical_k1: float = DEFAULT_K1,
+    lexical_b: float = DEFAULT_B,
 ) -> dict[str, Any]:
-    """Copy the parts into `dest` (which must not exist) and write a manifest with a sha256 per file.
+    """Copy the parts into `dest` (which must not exist), build the lexical index (BM25 over the docs' titles) into
+    `lexical/` (`lexical_k1`, `lexical_b`: its BM25 parameters), and write a manifest with a sha256 per file.
 
     `model_dir` is the two-tower model directory (checkpoint for warm start, `export/` with the query tower)."""
     _check_version(version)
@@ -71,7 +77,14 @@ def assemble_bundle(
         shutil.copytree(index_dir, tmp / "index")
         if coarse_ranker_dir is not None:
             shutil.copytree(coarse_ranker_dir, tmp / "coarse_ranker")
-        docs.loc[:, list(DOC_COLUMNS)].reset_index(drop=True).to_parquet(tmp / "docs.parquet", index=False)
+        doc_rows = docs.loc[:, list(DOC_COLUMNS)].reset_index(drop=True)
+        doc_rows.to_parquet(tmp / "docs.parquet", index=False)
+        try:
+            lexical_index = LexicalIndex.build(doc_rows["doc_id"].to_numpy(), doc_rows["title"].to_numpy(),
+                                               k1=lexical_k1, b=lexical_b)
+        except ValueError as e:
+            raise BundleError(f"docs frame for the bundle: cannot build the lexical index: {e}") from e
+        lexical = save_lexical_index(lexical_index, tmp / LEXICAL_DIR)
         index_manifest = json.loads((tmp / "index" / "manifest.json").read_text(encoding="utf-8"))
         manifest = {
             "format": BUNDLE_FORMAT,
@@ -80,6 +93,7 @@ def assemble_bundle(
             "index": {k: index_manifest.get(k) for k in ("n", "d", "factory", "search_params", "ann_recall")
                       if k in index_manifest},
             "has_coarse_ranker": coarse_ranker_dir is not None,
+            "lexical": {k: lexical[k] for k in ("method", "idf_method", "k1", "b", "tokenizer", "n_docs", "n_vocab")},
             "info": info or {},
             "files": {name: sha256_file(tmp / name) for name in _files(tmp)},
         }
@@ -121,6 +135,11 @@ def verify_bundle(bundle_dir: str | Path) -> dict[str, Any]:
     for part in (f"{QUERY_TOWER_EXPORT}/export.json", "index/manifest.json", "docs.parquet"):
         if part not in expected:
             raise BundleError(f"bundle {root}: required part {part} is missing")
+    has_lexical = any(name.startswith(f"{LEXICAL_DIR}/") for name in expected)
+    if "lexical" in manifest and f"{LEXICAL_DIR}/{LEXICAL_MANIFEST}" not in expected:
+        raise BundleError(f"bundle {root}: required part {LEXICAL_DIR}/{LEXICAL_MANIFEST} is missing")
+    if has_lexical and "lexical" not in manifest:
+        raise BundleError(f"bundle {root}: {LEXICAL_DIR}/ is present but the manifest has no lexical entry")
     q_dim = _export_dim(root / QUERY_TOWER_EXPORT)
     index_dim = int(json.loads((root / "index" / "manifest.json").read_text(encoding="utf-8"))["d"])
     if q_dim != index_dim or manifest.get("dim") != q_dim:

@@ -1,6 +1,6 @@
 """Evaluation on the holdout day: evaluation set, metrics, baselines, the report and the publish gate's rule."""
 
-from ebr.evaluate.baselines import BM25Retriever, PopularityRetriever, Retriever, baseline_systems, bm25_tokens
+from ebr.evaluate.baselines import BM25Retriever, PopularityRetriever, Retriever, baseline_systems
 from ebr.evaluate.config import EvaluateConfig, GateConfig
 from ebr.evaluate.corpus import Corpus, load_corpus
 from ebr.evaluate.evalset import EvalSet, build_evalset
@@ -23,6 +23,7 @@ from ebr.evaluate.metrics import (
 )
 from ebr.evaluate.relevance import relevance_removed
 from ebr.evaluate.report import Report, evaluate_systems, log_report_to_mlflow, retrieval_metrics, write_report
+from ebr.lexical import bm25_tokens
 
 __all__ = [
     "BM25Retriever",

@@ -22,9 +22,8 @@ class EvaluateConfig(Section):
     popularity_window_days: int | None = Field(
         None, ge=1, description="training days (before D) whose exposures rank the popularity baseline; None = all"
     )
-    bm25_k1: float = Field(1.5, gt=0, description="BM25 term-frequency saturation (rank-bm25 default)")
-    bm25_b: float = Field(0.75, ge=0, le=1, description="BM25 length normalization (rank-bm25 default)")
-    bm25_epsilon: float = Field(0.25, ge=0, description="BM25Okapi floor of negative idf, times the average idf")
+    bm25_k1: float = Field(1.5, gt=0, description="BM25 term-frequency saturation (the lexical channel's default)")
+    bm25_b: float = Field(0.75, ge=0, le=1, description="BM25 length normalization (the lexical channel's default)")
 
     @field_validator("ks")
     @classmethod

@@ -1,4 +1,4 @@
-"""Popularity and BM25 baselines: hand-checked rankings, agreement with rank-bm25, no look-ahead."""
+"""Popularity and BM25 baselines: hand-checked rankings, BM25 scores equal to the formula, no look-ahead."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from collections import Counter
 import numpy as np
 import pandas as pd
 import pytest
-from rank_bm25 import BM25Okapi
 
 from ebr.contract import load
 from ebr.evaluate import (
@@ -21,7 +20,9 @@ from ebr.evaluate import (
     load_corpus,
 )
 from ebr.evaluate.baselines import training_days
+from ebr.lexical import LexicalIndex
 from tests.evaluate.handmade import make_evalset
+from tests.lexical.formula import bm25_reference
 
 
 def _corpus(ids: list[int], titles: list[str], cats: list[str] | None = None) -> Corpus:
@@ -47,15 +48,31 @@ def test_bm25_ranks_an_exact_title_match_first() -> None:
         assert bm25.search(title, 3)[0] == doc_id, title
 
 
-def test_bm25_scores_agree_with_rank_bm25_get_scores() -> None:
+def test_bm25_scores_equal_the_bm25_formula() -> None:
     corpus = _corpus(list(TITLES), list(TITLES.values()))
-    bm25 = BM25Retriever(corpus)
-    reference = BM25Okapi([bm25_tokens(t) for t in corpus.titles])
-    for query in ("红色 连衣裙", "夏季 夏季 跑步鞋", "耳机", "手机 壳", "红色连衣裙夏季"):
+    bm25 = BM25Retriever(corpus, k1=1.2, b=0.6)
+    docs = [bm25_tokens(t) for t in corpus.titles]
+    # "红色" and "夏季" are in 3 of the 6 titles: idf log(3.5 / 3.5) = 0, so they alone retrieve nothing
+    for query in ("红色 连衣裙", "夏季 夏季 跑步鞋", "耳机", "手机 壳", "红色连衣裙夏季", "红色 夏季"):
         pos, scores = bm25.scores(query)
+        assert scores.dtype == np.float32 and (scores > 0).all()
         dense = np.zeros(len(corpus))
         dense[pos] = scores
-        np.testing.assert_allclose(dense, reference.get_scores(bm25_tokens(query)), rtol=1e-12, atol=1e-12)
+        want = bm25_reference(docs, bm25_tokens(query), k1=1.2, b=0.6)
+        np.testing.assert_allclose(dense, want, rtol=2e-6, atol=1e-6, err_msg=query)
+    assert bm25.search("红色 夏季", 3).tolist() == [-1, -1, -1]
+
+
+def test_bm25_over_a_saved_index_retrieves_the_same(tmp_path) -> None:
+    from ebr.lexical import load_lexical_index, save_lexical_index
+
+    corpus = _corpus(list(TITLES), list(TITLES.values()))
+    built = BM25Retriever(corpus)
+    save_lexical_index(built.index, tmp_path / "lexical")
+    loaded = BM25Retriever.from_index(load_lexical_index(tmp_path / "lexical"))
+    es = make_evalset(["红色 连衣裙", "跑步鞋", "耳机 降噪", "手机"])
+    np.testing.assert_array_equal(loaded.retrieve(es, 4), built.retrieve(es, 4))
+    assert isinstance(loaded.index, LexicalIndex) and loaded.retrieve(es, 4)[0, 0] == 12
 
 
 def test_bm25_search_order_ties_and_padding() -> None:
