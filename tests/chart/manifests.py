@@ -62,6 +62,15 @@ class Rendered:
     def notes(self) -> str:
         return next(text for path, text in self.files.items() if path.endswith("NOTES.txt"))
 
+    def from_template(self, template: str) -> list[dict[str, Any]]:
+        return [m.doc for m in self.manifests if m.template == f"query-tower/templates/{template}"]
+
+    @property
+    def server_config_map(self) -> dict[str, Any]:
+        """The ConfigMap of the server's EBR_* settings (configmap.yaml; the feature store has its own)."""
+        (doc,) = self.from_template("configmap.yaml")
+        return doc
+
     def text(self, template: str) -> str:
         return self.files[f"query-tower/templates/{template}"]
 
@@ -114,7 +123,10 @@ ALL_ON: dict[str, Any] = {
     "podAnnotations": {"team": "search"},
     "podLabels": {"tier": "online"},
     "server": {"logLevel": "DEBUG", "extraEnv": [{"name": "OMP_NUM_THREADS", "value": "2"}]},
-    "featureRepo": {"existingConfigMap": "ebr-feature-store"},
+    "featureStore": {
+        "existingConfigMap": "ebr-feature-store",
+        "onlineStore": {"redis": {"existingSecret": "ebr-redis", "secretKey": "connection"}},
+    },
     "adminToken": {"create": True, "value": "s3cr3t-admin-token"},
     "bundles": {
         "source": "objectStore",

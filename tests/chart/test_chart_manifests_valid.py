@@ -29,7 +29,7 @@ VARIANTS = {
     "object-store-init-only-no-admin-token": {
         "bundles": {"source": "objectStore", "objectStore": {"uri": "s3://b/bundles"}},
         "adminToken": {"create": False},
-        "featureRepo": {"path": ""},
+        "featureStore": {"enabled": False},
     },
 }
 
@@ -65,7 +65,7 @@ def test_all_on_renders_every_kind(all_on_render):
 
 def test_defaults_render_only_the_core(default_render):
     assert default_render.kinds() == sorted(
-        ["ConfigMap", "Deployment", "NetworkPolicy", "Pod", "Secret", "Service", "ServiceAccount"]
+        ["ConfigMap", "ConfigMap", "Deployment", "NetworkPolicy", "Pod", "Secret", "Service", "ServiceAccount"]
     )
 
 

@@ -57,7 +57,7 @@ def test_custom_port_flows_to_container_args_config_and_probes(chart):
     assert server["ports"][0]["containerPort"] == 9090
     args = server["args"]
     assert args[args.index("--port") + 1] == "9090"
-    assert r.one("ConfigMap")["data"]["EBR_PORT"] == "9090"
+    assert r.server_config_map["data"]["EBR_PORT"] == "9090"
     svc = r.one("Service")
     assert svc["spec"]["ports"] == [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}]
     test_pod = r.one("Pod")
@@ -69,7 +69,7 @@ def test_server_args_run_ebr_serve_on_all_interfaces(default_render):
     assert args[0] == "serve"
     assert args[args.index("--bundles") + 1] == "/bundles"
     assert args[args.index("--host") + 1] == "0.0.0.0"
-    assert args[args.index("--feature-repo") + 1] == "/app/feature_repo"
+    assert "--feature-repo" not in args, "EBR_FEATURE_REPO (ConfigMap) names the feature store"
     assert "command" not in default_render.container("server"), "the image's ENTRYPOINT (ebr) is kept"
 
 
@@ -181,7 +181,7 @@ def test_topology_spread_selects_the_pods(all_on_render, default_render):
 
 
 def test_config_map_feeds_the_server_env(default_render):
-    cm = default_render.one("ConfigMap")
+    cm = default_render.server_config_map
     assert cm["data"] == {
         "EBR_BUNDLES_DIR": "/bundles",
         "EBR_PORT": "8080",
@@ -191,7 +191,7 @@ def test_config_map_feeds_the_server_env(default_render):
         "EBR_SEARCH_WORKERS": "1",
         "EBR_MAX_QUEUE": "32",
         "EBR_ENABLE_DOCS": "false",
-        "EBR_FEATURE_REPO": "/app/feature_repo",
+        "EBR_FEATURE_REPO": "/etc/ebr/feature-store",
     }
     server = default_render.container("server")
     assert server["envFrom"] == [{"configMapRef": {"name": cm["metadata"]["name"]}}]
@@ -354,9 +354,10 @@ def test_pvc_requires_a_claim_name(chart):
 
 def test_feature_store_config_map_is_mounted_at_the_feature_repo(all_on_render):
     volumes = {v["name"]: v for v in all_on_render.pod_spec["volumes"]}
-    assert volumes["feature-repo"]["configMap"] == {"name": "ebr-feature-store"}
-    mount = next(m for m in all_on_render.container("server")["volumeMounts"] if m["name"] == "feature-repo")
-    assert mount == {"name": "feature-repo", "mountPath": "/app/feature_repo", "readOnly": True}
+    assert volumes["feature-store"]["configMap"]["name"] == "ebr-feature-store"
+    mount = next(m for m in all_on_render.container("server")["volumeMounts"] if m["name"] == "feature-store")
+    assert mount == {"name": "feature-store", "mountPath": "/etc/ebr/feature-store", "readOnly": True}
+    assert all_on_render.server_config_map["data"]["EBR_FEATURE_REPO"] == "/etc/ebr/feature-store"
 
 
 # ---- optional objects ---------------------------------------------------------------------------------

@@ -244,7 +244,7 @@ def test_serverless_defaults_scale_on_concurrency(chart):
     assert "containerConcurrency" not in predictor, "0 leaves it unset (no hard limit)"
     assert "deploymentStrategy" not in predictor, "KServe refuses deploymentStrategy on Knative"
     # A default pod admits searchWorkers + maxQueue = 33 searches before shedding: the target stays below.
-    cm = r.one("ConfigMap")["data"]
+    cm = r.server_config_map["data"]
     assert predictor["scaleTarget"] < int(cm["EBR_SEARCH_WORKERS"]) + int(cm["EBR_MAX_QUEUE"])
 
 

@@ -198,6 +198,7 @@ Annotations of the server pods.
 {{- define "query-tower.podAnnotations" -}}
 # A changed server configuration rolls the pods.
 checksum/config: {{ include (print .Template.BasePath "/configmap.yaml") . | sha256sum }}
+checksum/feature-store: {{ include (print .Template.BasePath "/feature-store-configmap.yaml") . | sha256sum }}
 {{- with .Values.podAnnotations }}
 {{ toYaml . }}
 {{- end }}
@@ -224,10 +225,6 @@ args:
   - "0.0.0.0"
   - --port
   - {{ .Values.server.port | quote }}
-  {{- with .Values.featureRepo.path }}
-  - --feature-repo
-  - {{ . | quote }}
-  {{- end }}
   {{- range .Values.server.extraArgs }}
   - {{ . | quote }}
   {{- end }}
@@ -241,6 +238,14 @@ envFrom:
 env:
   - name: HOME
     value: /tmp
+  {{- if include "query-tower.featureStoreRedisEnv" . }}
+  # Feast expands it in feature_store.yaml: the connection string stays in the Secret.
+  - name: REDIS_CONNECTION
+    valueFrom:
+      secretKeyRef:
+        name: {{ .Values.featureStore.onlineStore.redis.existingSecret }}
+        key: {{ .Values.featureStore.onlineStore.redis.secretKey }}
+  {{- end }}
   {{- if $adminSecret }}
   - name: EBR_ADMIN_TOKEN
     valueFrom:
@@ -292,10 +297,21 @@ volumeMounts:
     {{- end }}
   - name: tmp
     mountPath: /tmp
-  {{- if .Values.featureRepo.existingConfigMap }}
-  - name: feature-repo
-    mountPath: {{ required "featureRepo.path is required with featureRepo.existingConfigMap" .Values.featureRepo.path }}
+  {{- with .Values.featureStore }}
+  {{- if .enabled }}
+  - name: feature-store
+    mountPath: {{ .mountPath }}
     readOnly: true
+  {{- $volume := include "query-tower.featureRegistryVolume" $ }}
+  {{- if $volume }}
+  - name: {{ $volume }}
+    mountPath: {{ .registry.pvc.mountPath }}
+    readOnly: true
+    {{- with .registry.pvc.subPath }}
+    subPath: {{ . }}
+    {{- end }}
+  {{- end }}
+  {{- end }}
   {{- end }}
 {{- end }}
 
@@ -383,10 +399,19 @@ volumes:
       claimName: {{ $bundles.pvc.claimName }}
       readOnly: {{ $bundles.pvc.readOnly }}
   {{- end }}
-  {{- with .Values.featureRepo.existingConfigMap }}
-  - name: feature-repo
+  {{- if .Values.featureStore.enabled }}
+  - name: feature-store
     configMap:
-      name: {{ . }}
+      name: {{ include "query-tower.featureStoreConfigMapName" . }}
+      items:
+        - key: feature_store.yaml
+          path: feature_store.yaml
+  {{- if eq (include "query-tower.featureRegistryVolume" .) "feature-registry" }}
+  - name: feature-registry
+    persistentVolumeClaim:
+      claimName: {{ .Values.featureStore.registry.pvc.claimName }}
+      readOnly: true
+  {{- end }}
   {{- end }}
 {{- if .Values.topologySpread.enabled }}
 topologySpreadConstraints:
@@ -409,4 +434,126 @@ affinity:
 tolerations:
   {{- toYaml . | nindent 2 }}
 {{- end }}
+{{- end }}
+
+{{/*
+Name of the ConfigMap holding the server's feature_store.yaml: featureStore.existingConfigMap, or the one the
+chart renders from featureStore.* (feature-store-configmap.yaml).
+*/}}
+{{- define "query-tower.featureStoreConfigMapName" -}}
+{{- if .Values.featureStore.existingConfigMap }}
+{{- .Values.featureStore.existingConfigMap }}
+{{- else }}
+{{- printf "%s-feature-store" (include "query-tower.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+
+{{/*
+"true" when the server gets REDIS_CONNECTION from the Redis Secret: a store is enabled, its online store is
+Redis and a Secret is named (always the case for the rendered file, which the validation checks).
+*/}}
+{{- define "query-tower.featureStoreRedisEnv" -}}
+{{- $fs := .Values.featureStore }}
+{{- if and $fs.enabled (eq $fs.onlineStore.type "redis") $fs.onlineStore.redis.existingSecret }}true{{ end }}
+{{- end }}
+
+{{/*
+Volume the registry claim is mounted from: empty (no claim), `bundles` (the claim is the bundle volume's own,
+mounted a second time with the registry's subPath) or `feature-registry` (a volume of its own).
+*/}}
+{{- define "query-tower.featureRegistryVolume" -}}
+{{- $fs := .Values.featureStore }}
+{{- $bundles := .Values.bundles }}
+{{- if and $fs.enabled $fs.registry.pvc.claimName }}
+{{- if and (eq $bundles.source "pvc") (eq $fs.registry.pvc.claimName $bundles.pvc.claimName) }}bundles{{ else }}feature-registry{{ end }}
+{{- end }}
+{{- end }}
+
+{{/*
+Whether a file path of the feature store lies on a volume the server mounts: "true" when it is under the
+registry claim's mountPath (with a claim) or under bundles.mountPath.
+Argument: a dict with "root" (the chart context) and "path".
+*/}}
+{{- define "query-tower.featureStoreFileMounted" -}}
+{{- $fs := .root.Values.featureStore }}
+{{- $mounts := list .root.Values.bundles.mountPath }}
+{{- if $fs.registry.pvc.claimName }}
+{{- $mounts = append $mounts $fs.registry.pvc.mountPath }}
+{{- end }}
+{{- range $mounts }}
+{{- if hasPrefix (printf "%s/" (trimSuffix "/" .)) $.path }}true{{ end }}
+{{- end }}
+{{- end }}
+
+{{/*
+Checks on featureStore.*: every failure names the value to fix.
+*/}}
+{{- define "query-tower.validateFeatureStore" -}}
+{{- $fs := .Values.featureStore }}
+{{- if $fs.enabled }}
+{{- $mountPath := trimSuffix "/" $fs.mountPath }}
+{{- $taken := list (trimSuffix "/" .Values.bundles.mountPath) "/tmp" }}
+{{- if $fs.registry.pvc.claimName }}
+{{- $taken = append $taken (trimSuffix "/" $fs.registry.pvc.mountPath) }}
+{{- end }}
+{{- if has $mountPath $taken }}
+{{- fail (printf "featureStore.mountPath %s is already a mount of the server (bundles.mountPath, /tmp or featureStore.registry.pvc.mountPath)" $fs.mountPath) }}
+{{- end }}
+{{- if and $fs.registry.pvc.claimName (has (trimSuffix "/" $fs.registry.pvc.mountPath) (list (trimSuffix "/" .Values.bundles.mountPath) "/tmp")) }}
+{{- fail (printf "featureStore.registry.pvc.mountPath %s is already a mount of the server (bundles.mountPath or /tmp)" $fs.registry.pvc.mountPath) }}
+{{- end }}
+{{- if eq $fs.onlineStore.type "redis" }}
+{{- if not $fs.onlineStore.redis.existingSecret }}
+{{- if not $fs.existingConfigMap }}
+{{- fail "featureStore.onlineStore.redis.existingSecret is required with onlineStore.type redis: the Secret holding the Redis connection string (or set featureStore.enabled=false)" }}
+{{- end }}
+{{- else if not $fs.onlineStore.redis.secretKey }}
+{{- fail "featureStore.onlineStore.redis.secretKey is required with featureStore.onlineStore.redis.existingSecret" }}
+{{- end }}
+{{- else if gt (int .Values.server.searchWorkers) 1 }}
+{{- fail (printf "server.searchWorkers %d needs a thread-safe online store: featureStore.onlineStore.type redis (sqlite serves one worker)" (int .Values.server.searchWorkers)) }}
+{{- end }}
+{{- if not $fs.existingConfigMap }}
+{{- $registry := $fs.registry.path }}
+{{- if not (regexMatch "^(s3|gs)://[^/]+/.+" $registry) }}
+{{- if not (include "query-tower.featureStoreFileMounted" (dict "root" . "path" $registry)) }}
+{{- fail (printf "featureStore.registry.path %q is neither an s3:// or gs:// URI nor a file under featureStore.registry.pvc.mountPath (with a claim) or bundles.mountPath" $registry) }}
+{{- end }}
+{{- end }}
+{{- if eq $fs.onlineStore.type "sqlite" }}
+{{- if not (include "query-tower.featureStoreFileMounted" (dict "root" . "path" $fs.onlineStore.sqlite.path)) }}
+{{- fail (printf "featureStore.onlineStore.sqlite.path %q is not a file under featureStore.registry.pvc.mountPath (with a claim) or bundles.mountPath" $fs.onlineStore.sqlite.path) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+The server's feature_store.yaml, rendered from featureStore.*. Feast expands environment variables when it
+reads the file (os.path.expandvars in feast.repo_config.load_repo_config): REDIS_CONNECTION, set from the
+Secret, becomes the connection string; a literal block keeps any character of it (#, quotes, colons) intact.
+*/}}
+{{- define "query-tower.featureStoreYaml" -}}
+{{- $fs := .Values.featureStore -}}
+# Rendered by the query-tower chart from featureStore.* in values.yaml: the server's Feast repository.
+project: {{ $fs.project }}
+provider: local
+registry:
+  registry_type: file
+  path: {{ $fs.registry.path | quote }}
+  cache_ttl_seconds: {{ int $fs.registry.cacheTtlSeconds }}
+online_store:
+{{- if eq $fs.onlineStore.type "redis" }}
+  type: redis
+  redis_type: {{ $fs.onlineStore.redis.redisType }}
+  connection_string: |-
+    ${REDIS_CONNECTION}
+{{- else }}
+  type: sqlite
+  path: {{ $fs.onlineStore.sqlite.path | quote }}
+{{- end }}
+offline_store:
+  type: file
+entity_key_serialization_version: {{ int $fs.entityKeySerializationVersion }}
 {{- end }}
