@@ -10,6 +10,7 @@ from pathlib import Path
 
 def _run(args: argparse.Namespace) -> int:
     from ebr.config import load_ebr_config
+    from ebr.report import REPORT_HTML
     from pipelines.local import PipelineFailed, run_local
     from pipelines.summary import render_run
 
@@ -25,6 +26,9 @@ def _run(args: argparse.Namespace) -> int:
         return 1
     print(render_run(json.loads(report.read_text(encoding="utf-8")), args.data))
     print(f"\nrun report: {report}")
+    html = report.parent / REPORT_HTML
+    if html.is_file():
+        print(f"report: {html}")
     return 0
 
 

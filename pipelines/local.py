@@ -93,8 +93,21 @@ def run_local(data_root: str | Path, day: str, workspace: str | Path, cfg: EbrCo
     if watcher is not None:
         watcher.stop()
     if error is not None:
-        raise _failure(log_file, error, ws.reports(day) / "steps") from error
+        failure = _failure(log_file, error, ws.reports(day) / "steps")
+        raise _with_html_report(failure, ws, day) from error
     return write_run_report(ws, day, time.perf_counter() - t0, log_file)
+
+
+def _with_html_report(failure: PipelineFailed, ws: Workspace, day: str) -> PipelineFailed:
+    """The failed run's HTML report written too, its path as the failure message's last line; a report that
+    cannot be written is named there instead and never hides the run's own error."""
+    from ebr.report import write_html_report
+
+    try:
+        line = f"report: {write_html_report(ws, day, failure=str(failure))}"
+    except Exception as e:  # noqa: BLE001 - the run's failure is what must reach the user
+        line = f"report: not written ({type(e).__name__}: {e})"
+    return PipelineFailed(f"{failure}\n  {line}")
 
 
 @contextlib.contextmanager
@@ -113,7 +126,8 @@ def _captured(stream):
 
 
 def write_run_report(ws: Workspace, day: str, wall_s: float, log_file: Path) -> Path:
-    """Gather step timings, the evaluation metrics and the gate decision into `<reports>/<day>/run.json`."""
+    """Gather step timings, the evaluation metrics and the gate decision into `<reports>/<day>/run.json`, and the
+    page a person reads into `<reports>/<day>/index.html` (ebr/report)."""
     steps_dir = ws.reports(day) / "steps"
     steps = {p.stem: json.loads(p.read_text(encoding="utf-8")) for p in sorted(steps_dir.glob("*.json"))}
     report: dict[str, Any] = {
@@ -126,4 +140,11 @@ def write_run_report(ws: Workspace, day: str, wall_s: float, log_file: Path) -> 
         "bundle": {"current": current_version(ws.bundles), "root": str(ws.bundles)},
         "kfp_log": str(log_file),
     }
-    return ws.record(day, "run", report)
+    path = ws.record(day, "run", report)
+    from ebr.report import write_html_report
+
+    try:
+        write_html_report(ws, day)
+    except Exception:  # noqa: BLE001 - the run succeeded; a page that cannot be written is only a warning
+        logging.getLogger(__name__).warning("run report %s/index.html not written", ws.reports(day), exc_info=True)
+    return path
