@@ -1,0 +1,197 @@
+"""The ablation rows: one technique changed at a time against the default daily config, each with the claim of
+the seed article it checks (shared/seeds/: 000 search EBR overview, 001 Taobao MGDSPR, 003 two-tower recall,
+004 Facebook EBR).
+
+A row's `overrides` are `section.field=value` strings, exactly what `ebr config --set` takes; a claim names the
+metric and the direction that decide "reproduced". Directions: `up` / `down` (the row's metric moves that way
+against the baseline), `not_up` (no gain: the seed reports that the technique does not help).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Direction = Literal["up", "down", "not_up"]
+DIRECTIONS: tuple[str, ...] = ("up", "down", "not_up")
+METRICS: tuple[str, ...] = ("click_recall@100", "true_recall@100", "ndcg@10", "p_good@100", "filtered_share@100")
+BASELINE = "baseline"
+NEEDS_HARD_NEGATIVES = "hard_negatives"
+
+SEEDS = {
+    "000": "seed 000 (search EBR overview)",
+    "001": "seed 001 (Taobao MGDSPR)",
+    "003": "seed 003 (two-tower recall)",
+    "004": "seed 004 (Facebook EBR)",
+}
+
+_QT = "two_tower.model.query_tower"
+_NEG = "two_tower.negatives"
+_LOSS = "two_tower.loss"
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What a seed article says the technique does, and the metric and direction that check it here."""
+
+    seed: str
+    text: str
+    metric: str
+    direction: Direction
+
+    def __post_init__(self) -> None:
+        if self.seed not in SEEDS:
+            raise ValueError(f"claim seed {self.seed!r} is not one of {sorted(SEEDS)}")
+        if self.metric not in METRICS:
+            raise ValueError(f"claim metric {self.metric!r} is not one of {list(METRICS)}")
+        if self.direction not in DIRECTIONS:
+            raise ValueError(f"claim direction {self.direction!r} is not one of {list(DIRECTIONS)}")
+
+    @property
+    def article(self) -> str:
+        return SEEDS[self.seed]
+
+    @property
+    def expectation(self) -> str:
+        """`click_recall@100 down` etc.: the metric and the direction the claim predicts for the row."""
+        return f"{self.metric} {self.direction.replace('_', ' ')}"
+
+
+@dataclass(frozen=True)
+class AblationRow:
+    """One variant: its config overrides (`section.field=value`), what it changes, the claim it checks, what it
+    needs from the prepared samples, and a note where the code expresses the technique only approximately."""
+
+    name: str
+    overrides: tuple[str, ...]
+    changes: str
+    claim: Claim | None = None
+    needs: tuple[str, ...] = ()
+    note: str = ""
+
+
+ROWS: tuple[AblationRow, ...] = (
+    AblationRow(BASELINE, (), "the default daily config: random + in-batch negatives (log-Q), offline hard negatives "
+                "when the samples have them, I_mix, MGDSPR query tower, tau 0.05"),
+    # ---- negatives (seeds 003, 004)
+    AblationRow(
+        "exposed_unclicked",
+        ("samples.use_exposed_unclicked_negatives=true", f"{_NEG}.use_exposed_unclicked=true"),
+        "each row's negatives are its request's exposed-but-unclicked docs instead of random docs of the corpus",
+        Claim("004", "exposed-unclicked negatives give clearly worse recall than random negatives (biased candidate "
+              "set; seed 003 agrees)", "click_recall@100", "down"),
+    ),
+    AblationRow(
+        "hard_negatives_none", (f"{_NEG}.hard_negatives=false",),
+        "no offline hard negatives: random + in-batch only (baseline mixes them easy:hard 100:1)",
+        Claim("004", "offline hard negatives (ANN ranks 101-500) mixed with random ones at 100:1 improve recall",
+              "click_recall@100", "down"),
+        needs=(NEEDS_HARD_NEGATIVES,),
+    ),
+    AblationRow(
+        "hard_negatives_only", (f"{_NEG}.random_negatives=0", f"{_NEG}.easy_hard_ratio=25"),
+        "no random negatives; hard slots per row ceil(255 / 25) = 11 (the in-batch negatives stay)",
+        Claim("004", "a model trained on hard negatives alone is worse than one trained on random negatives",
+              "click_recall@100", "down"),
+        needs=(NEEDS_HARD_NEGATIVES,),
+        note="approximate: the loss always keeps the in-batch negatives and a batch's hard negatives are pooled for "
+        "all its rows, so 'hard only' is 'no random negatives, a hard-heavy ratio'",
+    ),
+    # ---- temperature (seeds 000, 001, 003)
+    *(
+        AblationRow(
+            f"tau_{tau}", (f"two_tower.model.temperature={tau}",),
+            f"temperature {tau} instead of 0.05 (scores are cosine / tau)",
+            Claim("001", "a larger temperature smooths noisy clicks: recall falls, relevance (P_good) rises a lot "
+                  "(MGDSPR: tau = 2)", "p_good@100", "up"),
+        )
+        for tau in ("0.2", "1", "2")
+    ),
+    # ---- loss (seeds 000, 001, 004)
+    AblationRow(
+        "i_mix_off", (f"{_LOSS}.hard_negative_mixing=false",),
+        "no MGDSPR mixed hard negatives I_mix = a i+ + (1 - a) I_hard",
+        Claim("001", "I_mix costs a little recall and helps relevance a lot", "p_good@100", "down"),
+    ),
+    *(
+        AblationRow(
+            f"triplet_m{m}", (f"{_LOSS}.kind=triplet", f"{_LOSS}.triplet_margin={m}"),
+            f"triplet loss on D = 1 - cos with margin {m} instead of the sampled softmax",
+            Claim("001", "softmax compares globally like the online search does; a pairwise hinge compares locally "
+                  "and hangs on its margin (seed 004: margin choice moves recall 5-10%)", "click_recall@100", "down"),
+        )
+        for m in ("0.1", "0.2", "0.3")
+    ),
+    AblationRow(
+        "nce", (f"{_LOSS}.kind=nce",), "binary NCE instead of the sampled softmax (InfoNCE)",
+        Claim("000", "NCE approximates softmax with a binary task; InfoNCE's multi-class form learns more stably",
+              "click_recall@100", "down"),
+    ),
+    AblationRow(
+        "log_q_off", (f"{_LOSS}.log_q_correction=false",),
+        "no log-Q correction of the sampled candidates' logits",
+        Claim("003", "in-batch and exposure-weighted negatives oversample popular docs; correcting for the sampling "
+              "probability (the Google two-tower paper it cites) lets less-exposed relevant docs surface",
+              "true_recall@100", "down"),
+        note="seed 003 names the popularity bias of in-batch sampling but states no number for the correction",
+    ),
+    # ---- query tower (seeds 000, 001, 003)
+    AblationRow(
+        "multi_granular_off", (f"{_QT}.multi_granular=false",),
+        "the semantic unit is the segmented-word mean alone (no unigram/bigram/Transformer/history parts)",
+        Claim("001", "the multi-granular semantic unit (mgs) helps both recall and relevance", "click_recall@100",
+              "down"),
+    ),
+    AblationRow(
+        "cls_fusion_off", (f"{_QT}.cls_fusion=false",),
+        "no [CLS] self-attention fusion of query semantics and behaviour sequences: flatten + linear",
+        Claim("001", "fusing semantics and personalization with [CLS] self-attention (trm) helps recall and "
+              "relevance", "click_recall@100", "down"),
+        note="the alternative the code offers is flatten + linear, not mean pooling",
+    ),
+    AblationRow(
+        "senet_off", (f"{_QT}.senet=false",), "no SENet field reweighting on the user profile",
+        Claim("003", "SENet selects features and suppresses noise, improving the two-tower model", "click_recall@100",
+              "down"),
+    ),
+    AblationRow(
+        "dcn_off", (f"{_QT}.dcn=false",), "no DCN-v2 cross layers on the user profile",
+        Claim("000", "DCN's explicit crosses capture high-order feature interactions the tower's MLP misses",
+              "click_recall@100", "down"),
+    ),
+    AblationRow(
+        "fibinet_on", (f"{_QT}.bilinear=true",), "FiBiNet bilinear interaction on the user profile (off by default)",
+        Claim("000", "FiBiNet's bilinear interaction adds second-order crosses to SENet's field weights",
+              "click_recall@100", "up"),
+    ),
+    # ---- doc tower and samples (seeds 000, 001)
+    AblationRow(
+        "statistics_on", ("two_tower.model.doc_tower.use_statistics=true",),
+        "bucketized doc/author click and exposure statistics in the doc tower (off by default)",
+        Claim("001", "adding statistics features to MGDSPR did not raise recall", "click_recall@100", "not_up"),
+    ),
+    AblationRow(
+        "engagement_weights_off", ("two_tower.data.use_weights=false",),
+        "every positive drawn equally instead of in proportion to its weight (like / favorite / comment add to it)",
+        Claim("000", "deeper engagement (likes, favorites, comments) in the retrieval objective brings candidates "
+              "that satisfy more", "true_recall@100", "down"),
+        note="the seed's claim is about engagement, which the evaluation does not measure; true_recall@100 (graded "
+        "relevance) is the nearest proxy",
+    ),
+)
+
+ROW_BY_NAME: dict[str, AblationRow] = {r.name: r for r in ROWS}
+QUICK_ROWS: tuple[str, ...] = (BASELINE, "i_mix_off")
+
+
+def select_rows(names: list[str] | tuple[str, ...] | None) -> list[AblationRow]:
+    """The rows named (every row when None or empty), baseline first; an unknown name is a ValueError naming it."""
+    if not names:
+        return list(ROWS)
+    unknown = [n for n in names if n not in ROW_BY_NAME]
+    if unknown:
+        raise ValueError(f"--rows: unknown ablation row {unknown[0]!r} (rows: {', '.join(ROW_BY_NAME)})")
+    wanted = list(dict.fromkeys(names))
+    if BASELINE not in wanted:
+        wanted.insert(0, BASELINE)
+    return [ROW_BY_NAME[n] for n in sorted(wanted, key=lambda n: n != BASELINE)]
