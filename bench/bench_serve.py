@@ -14,15 +14,15 @@ holds `--users` users (profile, sequences, recent queries) and the query-underst
 (the top-1 doc's category for 70% of queries, its brand for 20%).
 
 Requests: k=100; 80% logged-in users with features, 5% unknown users, 15% logged out; relevance control on.
-The server (`python -m serving serve`, uvloop + httptools, one worker, compute on one thread) runs in its own
-process; a separate load-generator process (raw asyncio HTTP/1.1 on keep-alive connections, uvloop) runs each
-concurrency for `--seconds` after a warm-up. Per-stage times come from the server's own timers (the
-Server-Timing header of every answer); "http" is the client latency minus the server's handler time (HTTP
-parsing, ASGI, the client, and at concurrency > 1 the wait for the event loop). The same
-requests are also run in-process through `SearchEngine.search` (same bundle, same store) before the server
-starts, so the HTTP overhead is a measured ratio.
+The server (`python -m serving serve`, uvloop + httptools, compute on one thread per search worker) runs in its
+own process, once per `--servers` variant (search workers x micro-batch rows); a separate load-generator
+process (raw asyncio HTTP/1.1 on keep-alive connections, uvloop) runs each concurrency for `--seconds` after
+a warm-up. Per-stage times come from the server's own timers (the Server-Timing header of every answer);
+"http" is the client latency minus the server's handler time (HTTP parsing, ASGI, the client, and at
+concurrency > 1 the wait for the event loop). The same requests are also run in-process through
+`SearchEngine.search` (same bundle, same store) before the server starts, so the HTTP overhead is a measured ratio.
 
-    python bench/bench_serve.py [--n 1000000] [--seconds 20] [--out bench/results]
+    python bench/bench_serve.py [--n 1000000] [--seconds 20] [--servers 1x1 4x16] [--out bench/results]
 
 Writes OUT/serve.json and OUT/serve.md.
 """
@@ -53,7 +53,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-STAGES = ("features", "featurize", "tower", "search", "filter", "rescore")
+STAGES = ("features", "featurize", "batch_wait", "tower", "search", "filter", "rescore")
 TARGET_P99_MS_C1 = 10.0
 TARGET_RPS_C8 = 250.0
 VERSION = "bench-v1"
@@ -67,6 +67,11 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--queries", type=int, default=400, help="distinct query texts (default 400)")
     p.add_argument("--requests", type=int, default=4000, help="request bodies in the mix (default 4000)")
     p.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
+    p.add_argument("--servers", nargs="+", default=["1x1", "4x1", "4x16", "8x16"],
+                   help="server variants side by side, WORKERSxMAX_BATCH (search workers x micro-batch rows); "
+                        "the last is the one the targets are checked on (default 1x1 4x1 4x16 8x16)")
+    p.add_argument("--batch-wait-ms", dest="batch_wait_ms", type=float, default=2.0,
+                   help="EBR_BATCH_WAIT_MS of the batching variants (default 2)")
     p.add_argument("--seconds", type=float, default=20.0, help="measured seconds per level (default 20)")
     p.add_argument("--warmup", type=float, default=3.0, help="unmeasured seconds before each level (default 3)")
     p.add_argument("--inprocess", type=int, default=600, help="requests timed in-process per mode (default 600)")
@@ -362,8 +367,23 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _start_server(root: Path, features: Path, port: int, log: Path) -> subprocess.Popen:
+def _variant(spec: str) -> tuple[int, int]:
+    """(search workers, max batch) of a WORKERSxMAX_BATCH spec such as 4x16."""
+    try:
+        workers, batch = (int(x) for x in spec.lower().split("x"))
+    except ValueError as e:
+        raise SystemExit(f"--servers: {spec!r} is not WORKERSxMAX_BATCH (e.g. 4x16)") from e
+    if workers < 1 or batch < 1:
+        raise SystemExit(f"--servers: {spec!r} needs workers >= 1 and max batch >= 1")
+    return workers, batch
+
+
+def _start_server(root: Path, features: Path, port: int, log: Path, spec: str = "1x1",
+                  batch_wait_ms: float = 2.0) -> subprocess.Popen:
+    workers, batch = _variant(spec)
     env = {**os.environ, "EBR_LOG_LEVEL": "WARNING", "EBR_COMPUTE_THREADS": "1", "EBR_WATCH_INTERVAL_S": "3600",
+           "EBR_SEARCH_WORKERS": str(workers), "EBR_MAX_BATCH": str(batch), "EBR_BATCH_WAIT_MS": str(batch_wait_ms),
+           "EBR_MAX_QUEUE": "256",
            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     cmd = [sys.executable, "-m", "serving", "serve", "--bundles", str(root), "--feature-repo", str(features),
            "--port", str(port)]
@@ -384,7 +404,18 @@ def _start_server(root: Path, features: Path, port: int, log: Path) -> subproces
     raise RuntimeError("server did not become ready in 900 s")
 
 
+def _batch_counts(port: int) -> tuple[float, float]:
+    """(sum, count) of the server's batch-size histogram."""
+    import httpx
+
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=30).text
+    values = {ln.split()[0]: float(ln.split()[1]) for ln in text.splitlines()
+              if ln.startswith(("ebr_serve_batch_size_sum", "ebr_serve_batch_size_count"))}
+    return values.get("ebr_serve_batch_size_sum", 0.0), values.get("ebr_serve_batch_size_count", 0.0)
+
+
 def _http_level(port: int, bodies_file: Path, conc: int, args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    before = _batch_counts(port)
     result = work / f"load-{conc}-{bodies_file.stem}.json"
     cmd = [sys.executable, str(Path(__file__).resolve()), "--loadgen", "--port", str(port), "--bodies",
            str(bodies_file), "--concurrency", str(conc), "--seconds", str(args.seconds), "--warmup",
@@ -394,7 +425,10 @@ def _http_level(port: int, bodies_file: Path, conc: int, args: argparse.Namespac
     answers = data["answers"]
     ok = [a for a in answers if a[2] == 200]
     lat = np.array([a[1] * 1000 for a in ok])
-    return _summary(lat, [_timing(a[3]) for a in ok], data["window_s"], len(answers) - len(ok), http=True)
+    out = _summary(lat, [_timing(a[3]) for a in ok], data["window_s"], len(answers) - len(ok), http=True)
+    after = _batch_counts(port)  # includes the warm-up's batches: a mean over the whole level
+    out["mean_batch"] = round((after[0] - before[0]) / max(after[1] - before[1], 1.0), 2)
+    return out
 
 
 # ------------------------------------------------------------------------------------------------- the report
@@ -411,7 +445,7 @@ def _tower_shape() -> str:
 
 
 def _notes(ip: dict[str, Any], c1: dict[str, Any] | None, c8: dict[str, Any] | None,
-           load: tuple[float, float, float]) -> list[str]:
+           load: tuple[float, float, float], http: dict[str, Any], servers: list[str]) -> list[str]:
     """Where the time goes and why a target is missed, from the measured numbers."""
     st = ip["stages_mean_ms"]
     rest = sum(v for k, v in st.items() if k not in ("tower", "rescore"))
@@ -428,11 +462,14 @@ def _notes(ip: dict[str, Any], c1: dict[str, Any] | None, c8: dict[str, Any] | N
                      "JSON, loopback and the load generator's own parsing).")
     if c8 is not None and c1 is not None:
         notes.append(
-            f"One worker runs one search at a time, so throughput is ~1000 / server time per request "
-            f"(~{1000 / max(c1['stages_mean_ms']['total'], 1e-9):.0f} req/s) at any concurrency; extra concurrency "
-            f"only queues (the http column). Load average {load[0]:.1f} on {os.cpu_count()} cores at the end of the "
-            "run (the load generator shares the machine with the server)."
+            f"Server variants are WORKERSxMAX_BATCH: search threads x rows per query-tower pass (1 = no "
+            f"micro-batching); each runs every concurrency level in turn on the same bundle and store. Load average "
+            f"{load[0]:.1f} on {os.cpu_count()} cores at the end of the run (the load generator shares the machine "
+            "with the server)."
         )
+    best = max((r["req_per_s"], name) for name, r in http.items() if name.endswith("c=8")) if http else None
+    if best is not None:
+        notes.append(f"Highest throughput at concurrency 8: {best[1].split()[0]} with {best[0]} req/s.")
     return notes
 
 
@@ -456,15 +493,17 @@ def _md(doc: dict[str, Any]) -> str:
         "## HTTP (server process + load-generator process on loopback)",
         "",
         "Stage columns: mean ms per request from the server's Server-Timing header; `http` = client latency - "
-        "server handler time (HTTP, ASGI, client, and queueing when concurrency > 1).",
+        "server handler time (HTTP, ASGI, client, and queueing when concurrency > 1); `batch` = mean requests per "
+        "query-tower pass (the server's ebr_serve_batch_size histogram over the level).",
         "",
-        "| level | req/s | p50 ms | p90 ms | p99 ms | errors | " + " | ".join(cols) + " |",
-        "|---|---:|---:|---:|---:|---:|" + "---:|" * len(cols),
+        "| level | req/s | p50 ms | p90 ms | p99 ms | errors | batch | " + " | ".join(cols) + " |",
+        "|---|---:|---:|---:|---:|---:|---:|" + "---:|" * len(cols),
     ]
     for name, r in doc["http"].items():
         st = r["stages_mean_ms"]
         lines.append(f"| {name} | {r['req_per_s']} | {r['p50_ms']} | {r['p90_ms']} | {r['p99_ms']} | "
-                     f"{r['errors']} | " + " | ".join(f"{st.get(c, 0):.2f}" for c in cols) + " |")
+                     f"{r['errors']} | {r.get('mean_batch', '')} | "
+                     + " | ".join(f"{st.get(c, 0):.2f}" for c in cols) + " |")
     lines += [
         "",
         "## In-process (`SearchEngine.search`, same bundle and store, one request at a time)",
@@ -564,24 +603,28 @@ def main(argv: list[str] | None = None) -> int:
         del engine, bundle
         gc.collect()
 
-        port = args.port or _free_port()
-        proc = _start_server(root, features_dir, port, work / "server.log")
         http: dict[str, Any] = {}
-        try:
-            for conc in args.concurrency:
-                http[f"c={conc}"] = _http_level(port, work / "plain.json", conc, args, work)
-                _log(f"c={conc}: {json.dumps(http[f'c={conc}'])}")
-            http["c=1 rerank"] = _http_level(port, work / "rerank.json", 1, args, work)
-            _log(f"c=1 rerank: {json.dumps(http['c=1 rerank'])}")
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(60)
+        for spec in args.servers:
+            port = args.port or _free_port()
+            proc = _start_server(root, features_dir, port, work / f"server-{spec}.log", spec, args.batch_wait_ms)
+            try:
+                for conc in args.concurrency:
+                    name = f"{spec} c={conc}"
+                    http[name] = _http_level(port, work / "plain.json", conc, args, work)
+                    _log(f"{name}: {json.dumps(http[name])}")
+                if spec == args.servers[-1]:
+                    http[f"{spec} c=1 rerank"] = _http_level(port, work / "rerank.json", 1, args, work)
+                    _log(f"{spec} c=1 rerank: {json.dumps(http[f'{spec} c=1 rerank'])}")
+            finally:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(60)
     finally:
         if args.work is None:
             shutil.rmtree(work, ignore_errors=True)
 
-    c1 = http.get("c=1")
-    c8 = http.get("c=8")
+    chosen = args.servers[-1]
+    c1 = http.get(f"{chosen} c=1")
+    c8 = http.get(f"{chosen} c=8")
     ip = in_process["plain"]
     overhead: dict[str, Any] = {"in_process_p50_ms": ip["p50_ms"]}
     if c1:
@@ -593,12 +636,12 @@ def main(argv: list[str] | None = None) -> int:
         })  # fmt: skip
     targets = []
     if c1:
-        targets.append({"name": "p99 at concurrency 1", "target": f"<= {TARGET_P99_MS_C1} ms",
+        targets.append({"name": f"p99 at concurrency 1 ({chosen})", "target": f"<= {TARGET_P99_MS_C1} ms",
                         "measured": f"{c1['p99_ms']} ms", "met": c1["p99_ms"] <= TARGET_P99_MS_C1})
     if c8:
-        targets.append({"name": "throughput at concurrency 8", "target": f">= {TARGET_RPS_C8} req/s",
+        targets.append({"name": f"throughput at concurrency 8 ({chosen})", "target": f">= {TARGET_RPS_C8} req/s",
                         "measured": f"{c8['req_per_s']} req/s", "met": c8["req_per_s"] >= TARGET_RPS_C8})
-    notes = _notes(ip, c1, c8, os.getloadavg())
+    notes = _notes(ip, c1, c8, os.getloadavg(), http, args.servers)
     doc = {
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
@@ -606,7 +649,8 @@ def main(argv: list[str] | None = None) -> int:
                     "loadavg_before": [round(x, 2) for x in load_before],
                     "loadavg_after": [round(x, 2) for x in os.getloadavg()]},
         "setup": {"n": args.n, "clusters": args.clusters, "users": args.users, "queries": qu,
-                  "seconds_per_level": args.seconds, "warmup_s": args.warmup,
+                  "seconds_per_level": args.seconds, "warmup_s": args.warmup, "servers": args.servers,
+                  "batch_wait_ms": args.batch_wait_ms,
                   "index": {k: index_manifest.get(k) for k in ("factory", "search_params")}
                   | {"ann_recall": index_manifest.get("ann_recall",
                                                     index_manifest.get("metrics", {}).get("ann_recall"))},

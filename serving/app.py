@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from serving.admission import Overloaded, SearchAdmission
+from serving.batching import TowerBatcher
 from serving.bundle_manager import BundleManager, NoBundle
 from serving.errors import InputError, from_validation
 from serving.feature_source import OnlineFeatureSource
@@ -30,7 +31,7 @@ from serving.schema import (
     SearchRequest,
     SearchResponse,
 )
-from serving.search import NotReady, SearchEngine, SearchResult
+from serving.search import NotReady, RetrievalDefaults, SearchEngine, SearchResult
 from serving.settings import ServerSettings
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,10 @@ class ServerRuntime:
             interval_s=settings.watch_interval_s,
             before_first_load=features.open if features is not None else None,
         )
-        self.engine = SearchEngine(lambda: self.manager.current, features, self.metrics)
+        self.batcher = TowerBatcher(settings.max_batch, settings.batch_wait_ms / 1000, self.metrics)
+        retrieval = RetrievalDefaults(settings.retrieval, settings.fusion, settings.lexical_weight)
+        self.engine = SearchEngine(lambda: self.manager.current, features, self.metrics, batcher=self.batcher,
+                                   retrieval=retrieval)
         self.admission = SearchAdmission(settings.search_workers, settings.max_queue, self.metrics)
 
     def set_threads(self) -> None:
@@ -72,6 +76,7 @@ class ServerRuntime:
     def stop(self) -> None:
         self.manager.stop()
         self.admission.close()
+        self.metrics.worker_exit()
 
 
 ADMIN_WINDOW_S = 60.0
@@ -83,13 +88,16 @@ def _error(status: int, field: str, message: str, headers: dict[str, str] | None
 
 
 def _payload(result: SearchResult, took_s: float) -> dict[str, Any]:
-    items = [
-        {"doc_id": d, "score": s} if c is None else {"doc_id": d, "score": s, "coarse_score": c}
-        for d, s, c in result.items
-    ]
+    items = []
+    for (d, s, c), channels in zip(result.items, result.channels or [()] * len(result.items), strict=True):
+        item: dict[str, Any] = {"doc_id": d, "score": s, "channels": list(channels)}
+        if c is not None:
+            item["coarse_score"] = c
+        items.append(item)
     return {"items": items, "bundle_version": result.version, "personalized": result.personalized,
             "degraded": DEGRADED.get(result.fallback),
-            "reranked": result.reranked, "took_ms": round(took_s * 1000, 3)}
+            "reranked": result.reranked, "retrieval": result.retrieval, "fusion": result.fusion,
+            "took_ms": round(took_s * 1000, 3)}
 
 
 # why an answer was served without online features (an unknown user is not degraded: `degraded` is null)
@@ -260,3 +268,11 @@ def create_app(settings: ServerSettings, runtime: ServerRuntime | None = None, s
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, timeout_s=settings.body_timeout_s)
     app.add_middleware(RequestMetrics, metrics=rt.metrics)
     return app
+
+
+def app_from_env() -> FastAPI:
+    """The app of one `ebr serve --workers N` worker process, configured from the EBR_* environment the parent
+    process resolved and exported (uvicorn imports this factory in each worker)."""
+    settings = ServerSettings.resolve({})
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return create_app(settings)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 INT64_MAX = 2**63 - 1
@@ -50,6 +52,15 @@ class SearchRequest(_Strict):
         True, description="drop docs whose category/brand contradict the query-understanding fields"
     )
     rerank: bool = Field(False, description="re-score the candidates with the bundle's coarse ranker")
+    retrieval: Literal["auto", "hybrid", "ann", "lexical"] | None = Field(
+        None, description="channels: `ann` (embedding), `lexical` (BM25 over titles), `hybrid` (both, merged) or "
+        "`auto` (query selection picks); null = the server's EBR_RETRIEVAL")
+    fusion: Literal["rrf", "weighted"] | None = Field(
+        None, description="how hybrid lists merge: reciprocal-rank or weighted normalized-score fusion; null = "
+        "the server's EBR_FUSION")
+    lexical_weight: float | None = Field(
+        None, ge=0.0, le=100.0, description="weight of the lexical channel in the merge (embedding = 1); null = "
+        "the server's EBR_LEXICAL_WEIGHT")
 
     @field_validator("query")
     @classmethod
@@ -64,10 +75,13 @@ class SearchRequest(_Strict):
 
 
 class SearchItem(BaseModel):
-    """One retrieved doc: its ANN score (cosine) and, when re-ranked, the coarse ranker's score."""
+    """One retrieved doc: its retrieval score (cosine from the embedding channel alone, BM25 from the lexical
+    channel alone, the fused score when merged), the channels that returned it and, when re-ranked, the coarse
+    ranker's score."""
 
     doc_id: int
     score: float
+    channels: list[Literal["ann", "lexical"]] = Field(default_factory=list)
     coarse_score: float | None = None
 
 
@@ -79,9 +93,12 @@ class SearchResponse(BaseModel):
     personalized: bool = Field(description="user features from the online store were used")
     degraded: str | None = Field(
         None, description="why online features were not used when that is a fault, not an unknown user: "
-        "`features_unavailable` (store down or failing), `bad_features` (stored values rejected), "
-        "`no_feature_store` (none configured); null otherwise")
+        "`features_unavailable` (store down or failing), `features_timeout` (store did not answer within "
+        "EBR_FEATURE_TIMEOUT_S), `bad_features` (stored values rejected), `no_feature_store` (none configured); "
+        "null otherwise")
     reranked: bool = Field(description="items are ordered by the coarse ranker's score")
+    retrieval: Literal["ann", "lexical", "hybrid"] = Field("ann", description="the channels that ran")
+    fusion: Literal["rrf", "weighted"] | None = Field(None, description="the merge rule when both channels ran")
     took_ms: float = Field(description="server time of the search path (features to re-score)")
 
 

@@ -8,6 +8,7 @@ bundle it started with. Relevance control over-fetches (2k, then 4x more per rou
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,7 +16,10 @@ from typing import Any
 
 import numpy as np
 
+from ebr.hybrid import ChannelHits, QuerySelection, fuse, select_channels
+from ebr.hybrid.defaults import DEFAULT_FUSION, DEFAULT_LEXICAL_WEIGHT, DEFAULT_RETRIEVAL
 from ebr.models.inputs import featurize_queries
+from serving.batching import Ticket, TowerBatcher
 from serving.feature_source import QU_BRAND, QU_CATEGORY, FeatureLookup, OnlineFeatureSource
 from serving.loaded_bundle import LoadedBundle
 from serving.metrics import STAGES, ServerMetrics
@@ -25,6 +29,23 @@ from serving.synthetic import example_query_rows
 
 MAX_FETCH = 8192
 FETCH_GROWTH = 4
+
+
+@dataclass(frozen=True)
+class RetrievalDefaults:
+    """How a request retrieves when it does not say: `auto` lets query selection pick the channels, `hybrid`
+    runs both, `ann` / `lexical` one; merged lists use `fusion` with the lexical channel weighted
+    `lexical_weight` against the embedding channel's 1."""
+
+    retrieval: str = DEFAULT_RETRIEVAL
+    fusion: str = DEFAULT_FUSION
+    lexical_weight: float = DEFAULT_LEXICAL_WEIGHT
+    selection: QuerySelection = field(default_factory=QuerySelection)
+
+
+def first_fetch(n: int, req: SearchRequest, expect: list[Expectation]) -> int:
+    """Candidates of the first search round: k, or 2k when relevance control or filters may drop some."""
+    return min(n, 2 * req.k if any(e.active for e in expect) else req.k)
 
 
 class NotReady(Exception):
@@ -43,6 +64,9 @@ class SearchResult:
     candidates: int = 0
     dropped: int = 0
     fallback: str | None = None
+    channels: list[tuple[str, ...]] = field(default_factory=list)  # per item: the channels that returned it
+    retrieval: str = "ann"  # the channels that ran: ann, lexical or hybrid
+    fusion: str | None = None  # the merge rule when both ran
 
     @property
     def seconds(self) -> float:
@@ -58,11 +82,15 @@ class SearchEngine:
         features: OnlineFeatureSource | None = None,
         metrics: ServerMetrics | None = None,
         max_fetch: int = MAX_FETCH,
+        batcher: TowerBatcher | None = None,
+        retrieval: RetrievalDefaults | None = None,
     ) -> None:
         self._current = current
         self.features = features
         self.metrics = metrics
         self.max_fetch = max_fetch
+        self.batcher = batcher
+        self.retrieval = retrieval or RetrievalDefaults()
 
     # ------------------------------------------------------------------------------------------- stages
 
@@ -98,17 +126,22 @@ class SearchEngine:
         req: SearchRequest,
         expect: list[Expectation],
         stages: dict[str, float],
+        first: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> tuple[np.ndarray, np.ndarray, int, int]:
-        """(kept ids, kept scores, candidates looked at, dropped) after relevance control and the radius."""
+        """(kept ids, kept scores, candidates looked at, dropped) after relevance control and the radius;
+        `first` is the first round's (scores, ids) when the batcher already searched it."""
         n, k = bundle.ntotal, req.k
-        constrained = any(e.active for e in expect)
         limit = min(n, max(k, self.max_fetch))
-        fetch = min(n, 2 * k if constrained else k)
+        constrained = any(e.active for e in expect)
+        fetch = first_fetch(n, req, expect)
         while True:
-            t0 = time.perf_counter()
-            scores, ids = bundle.searcher.search(q, fetch)
+            if first is not None:
+                (scores, ids), first = first, None
+            else:
+                t0 = time.perf_counter()
+                scores, ids = bundle.searcher.search(q, fetch)
+                stages["search"] += time.perf_counter() - t0
             scores, ids = scores[0], ids[0]
-            stages["search"] += time.perf_counter() - t0
             t0 = time.perf_counter()
             valid = ids >= 0
             exhausted = int(valid.sum()) < fetch or fetch >= n
@@ -125,6 +158,34 @@ class SearchEngine:
                 return kept_ids, kept_scores, len(ids), int(drop.sum())
             fetch = min(limit, fetch * FETCH_GROWTH)
 
+    def channels(self, bundle: LoadedBundle, req: SearchRequest) -> tuple[str, ...]:
+        """The channels this request runs: its `retrieval` (or the server's), query selection for `auto`; the
+        lexical channel only when the bundle has one (an older bundle answers from the embedding alone)."""
+        mode = req.retrieval or self.retrieval.retrieval
+        if bundle.lexical is None:
+            return ("ann",)
+        if mode == "auto":
+            return select_channels(req.query, bundle.lexical.tokenize, self.retrieval.selection)
+        return {"hybrid": ("ann", "lexical"), "ann": ("ann",), "lexical": ("lexical",)}[mode]
+
+    def _lexical(self, bundle: LoadedBundle, req: SearchRequest, expect: list[Expectation],
+                 stages: dict[str, float]) -> tuple[np.ndarray, np.ndarray, int, int]:
+        """(kept ids, kept BM25 scores, looked at, dropped): BM25 top candidates through the same relevance
+        control as the embedding channel (over-fetching 4x when a constraint may drop some)."""
+        assert bundle.lexical is not None
+        t0 = time.perf_counter()
+        constrained = any(e.active for e in expect)
+        fetch = min(bundle.lexical.n_docs, 4 * req.k if constrained else req.k)
+        ids, scores = bundle.lexical.search(req.query, max(fetch, 1))
+        keep = ids >= 0
+        ids, scores = ids[keep], scores[keep]
+        drop = removed(ids, bundle.docs, expect) if constrained else np.zeros(len(ids), dtype=bool)
+        stages["lexical"] += time.perf_counter() - t0
+        return ids[~drop][: req.k], scores[~drop][: req.k], len(ids), int(drop.sum())
+
+    def _on_the_way(self) -> contextlib.AbstractContextManager[Ticket | None]:
+        return self.batcher.on_the_way() if self.batcher is not None else contextlib.nullcontext()
+
     # --------------------------------------------------------------------------------------------- public
 
     def search(self, req: SearchRequest, bundle: LoadedBundle | None = None) -> SearchResult:
@@ -133,24 +194,56 @@ class SearchEngine:
         if bundle is None:
             raise NotReady("no bundle is loaded yet")
         stages = dict.fromkeys(STAGES, 0.0)
-        t0 = time.perf_counter()
-        row, found = self._features(req)
-        stages["features"] = time.perf_counter() - t0
+        first: tuple[np.ndarray, np.ndarray] | None = None
+        channels = self.channels(bundle, req)
+        q: np.ndarray | None = None
+        with self._on_the_way() as ticket:
+            t0 = time.perf_counter()
+            row, found = self._features(req)
+            stages["features"] = time.perf_counter() - t0
 
-        t0 = time.perf_counter()
-        x = self._featurize(bundle, row, found)
-        personalized = "user_id" in row
-        stages["featurize"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        q = bundle.tower(x).numpy().astype(np.float32, copy=False)
-        stages["tower"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            x = self._featurize(bundle, row, found)
+            personalized = "user_id" in row and "ann" in channels
+            stages["featurize"] = time.perf_counter() - t0
 
-        expect = []
-        if req.relevance_control:
-            expect.append(Expectation(found.get_text(QU_CATEGORY), found.get_text(QU_BRAND)))
-        if req.filters is not None:
-            expect.append(Expectation(req.filters.category_leaf, req.filters.brand))
-        ids, scores, looked_at, dropped = self._retrieve(bundle, q, req, expect, stages)
+            expect = []
+            if req.relevance_control:
+                expect.append(Expectation(found.get_text(QU_CATEGORY), found.get_text(QU_BRAND)))
+            if req.filters is not None:
+                expect.append(Expectation(req.filters.category_leaf, req.filters.brand))
+
+            t0 = time.perf_counter()
+            if "ann" not in channels:
+                pass
+            elif self.batcher is not None:
+                out = self.batcher.run(bundle, x, first_fetch(bundle.ntotal, req, expect), ticket)
+                q, first = out.vector, (out.scores, out.ids)
+                stages["tower"], stages["search"] = out.tower_s, out.search_s
+                stages["batch_wait"] = max(0.0, time.perf_counter() - t0 - out.tower_s - out.search_s)
+            else:
+                q = bundle.tower(x).numpy().astype(np.float32, copy=False)
+                stages["tower"] = time.perf_counter() - t0
+
+        ids, scores = np.zeros(0, np.int64), np.zeros(0, np.float32)
+        looked_at = dropped = 0
+        if q is not None:
+            ids, scores, looked_at, dropped = self._retrieve(bundle, q, req, expect, stages, first)
+        sources = [("ann",)] * len(ids)
+        fusion = None
+        if "lexical" in channels:
+            lex_ids, lex_scores, lex_looked, lex_dropped = self._lexical(bundle, req, expect, stages)
+            looked_at, dropped = looked_at + lex_looked, dropped + lex_dropped
+            if "ann" in channels:
+                t0 = time.perf_counter()
+                fusion = req.fusion or self.retrieval.fusion
+                weight = self.retrieval.lexical_weight if req.lexical_weight is None else req.lexical_weight
+                fused = fuse(fusion, [ChannelHits("ann", ids, scores), ChannelHits("lexical", lex_ids, lex_scores)],
+                             req.k, {"ann": 1.0, "lexical": weight})
+                ids, scores, sources = fused.ids, fused.scores.astype(np.float32), fused.channels
+                stages["lexical"] += time.perf_counter() - t0
+            else:
+                ids, scores, sources = lex_ids, lex_scores, [("lexical",)] * len(lex_ids)
 
         coarse: np.ndarray | None = None
         reranked = False
@@ -160,6 +253,7 @@ class SearchEngine:
             coarse = bundle.rescorer.score(row, ids, query_inputs=x if same else None)
             order = np.argsort(np.where(np.isnan(coarse), np.inf, -coarse), kind="stable")
             ids, scores, coarse = ids[order], scores[order], coarse[order]
+            sources = [sources[i] for i in order]
             reranked = True
             stages["rescore"] = time.perf_counter() - t0
         elif req.rerank and self.metrics is not None:
@@ -170,7 +264,7 @@ class SearchEngine:
             for i, (d, s) in enumerate(zip(ids.tolist(), scores.tolist(), strict=True))
         ]
         result = SearchResult(items, bundle.version, personalized, reranked, stages, looked_at, dropped,
-                              found.fallback)
+                              found.fallback, list(sources), "hybrid" if len(channels) == 2 else channels[0], fusion)
         if self.metrics is not None:
             for stage, seconds in stages.items():
                 if stage != "rescore" or reranked:

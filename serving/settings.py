@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ebr.hybrid.defaults import DEFAULT_FUSION, DEFAULT_LEXICAL_WEIGHT, DEFAULT_RETRIEVAL
+from ebr.hybrid.fusion import FUSION_METHODS
+
+RETRIEVAL_MODES = ("auto", "hybrid", "ann", "lexical")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 # setting name -> (environment variable, default)
@@ -25,8 +30,15 @@ ENV: dict[str, tuple[str, Any]] = {
     "feature_retry_s": ("EBR_FEATURE_RETRY_S", 5.0),
     "search_workers": ("EBR_SEARCH_WORKERS", 1),
     "max_queue": ("EBR_MAX_QUEUE", 32),
+    "max_batch": ("EBR_MAX_BATCH", 16),
+    "batch_wait_ms": ("EBR_BATCH_WAIT_MS", 2.0),
+    "retrieval": ("EBR_RETRIEVAL", DEFAULT_RETRIEVAL),
+    "fusion": ("EBR_FUSION", DEFAULT_FUSION),
+    "lexical_weight": ("EBR_LEXICAL_WEIGHT", DEFAULT_LEXICAL_WEIGHT),
     "retry_after_s": ("EBR_RETRY_AFTER_S", 1),
     "body_timeout_s": ("EBR_BODY_TIMEOUT_S", 10.0),
+    "header_timeout_s": ("EBR_HEADER_TIMEOUT_S", 10.0),
+    "feature_timeout_s": ("EBR_FEATURE_TIMEOUT_S", 0.1),
     "max_connections": ("EBR_MAX_CONNECTIONS", 1024),
     "admin_max_failures": ("EBR_ADMIN_MAX_FAILURES", 5),
     "enable_docs": ("EBR_ENABLE_DOCS", True),
@@ -50,8 +62,15 @@ class ServerSettings:
     feature_retry_s: float = 5.0
     search_workers: int = 1  # compute threads serving searches; >1 needs a thread-safe feature store (Redis)
     max_queue: int = 32  # searches that may wait for a worker; beyond it 503 + Retry-After
+    max_batch: int = 16  # requests per query-tower forward pass + Faiss search (1: no micro-batching)
+    batch_wait_ms: float = 2.0  # how long a batch waits for requests already on their way (never for new ones)
+    retrieval: str = DEFAULT_RETRIEVAL  # channels when a request does not say: auto, hybrid, ann, lexical
+    fusion: str = DEFAULT_FUSION  # merge of the two channels: rrf or weighted
+    lexical_weight: float = DEFAULT_LEXICAL_WEIGHT  # lexical weight in the merge (embedding: 1)
     retry_after_s: int = 1
     body_timeout_s: float = 10.0  # a request body must be complete within this long, else 408 and close
+    header_timeout_s: float = 10.0  # request line + headers must be complete within this long, else closed
+    feature_timeout_s: float = 0.1  # an online-store lookup taking longer is abandoned: unpersonalized answer
     max_connections: int = 1024  # uvicorn's limit_concurrency: beyond it new connections get 503
     admin_max_failures: int = 5  # failed /admin calls per client per minute before 429
     enable_docs: bool = True  # the interactive /docs and /redoc pages (off in the chart's defaults)
@@ -73,8 +92,21 @@ class ServerSettings:
             (self.feature_retry_s >= 0, f"feature retry must be >= 0 seconds, got {self.feature_retry_s}"),
             (self.search_workers >= 1, f"search workers must be >= 1, got {self.search_workers}"),
             (self.max_queue >= 0, f"max queue must be >= 0, got {self.max_queue}"),
+            (self.max_batch >= 1, f"max batch (EBR_MAX_BATCH) must be >= 1, got {self.max_batch}"),
+            (0 <= self.batch_wait_ms <= 100,
+             f"batch wait (EBR_BATCH_WAIT_MS) must be in 0..100 ms, got {self.batch_wait_ms}"),
+            (self.retrieval in RETRIEVAL_MODES,
+             f"retrieval (EBR_RETRIEVAL) must be one of {', '.join(RETRIEVAL_MODES)}, got {self.retrieval!r}"),
+            (self.fusion in FUSION_METHODS,
+             f"fusion (EBR_FUSION) must be one of {', '.join(FUSION_METHODS)}, got {self.fusion!r}"),
+            (0 <= self.lexical_weight <= 100,
+             f"lexical weight (EBR_LEXICAL_WEIGHT) must be in 0..100, got {self.lexical_weight}"),
             (self.retry_after_s >= 0, f"retry after must be >= 0 seconds, got {self.retry_after_s}"),
             (self.body_timeout_s > 0, f"body timeout must be > 0 seconds, got {self.body_timeout_s}"),
+            (0 < self.header_timeout_s < math.inf,
+             f"header timeout (EBR_HEADER_TIMEOUT_S) must be > 0 seconds, got {self.header_timeout_s}"),
+            (0 < self.feature_timeout_s < math.inf,
+             f"feature timeout (EBR_FEATURE_TIMEOUT_S) must be > 0 seconds, got {self.feature_timeout_s}"),
             (self.max_connections >= 8, f"max connections must be >= 8, got {self.max_connections}"),
             (self.admin_max_failures >= 1, f"admin max failures must be >= 1, got {self.admin_max_failures}"),
         ]

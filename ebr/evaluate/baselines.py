@@ -143,11 +143,13 @@ class BM25Retriever:
 
 
 def baseline_systems(
-    root: str | Path, evalset: EvalSet, k: int, corpus: Corpus | None = None, cfg: EvaluateConfig | None = None
+    root: str | Path, evalset: EvalSet, k: int, corpus: Corpus | None = None, cfg: EvaluateConfig | None = None,
+    bm25: BM25Retriever | None = None,
 ) -> dict[str, np.ndarray]:
-    """{"popularity": ids, "bm25": ids} for every request of `evalset`; BM25 over the docs known as of its day."""
+    """{"popularity": ids, "bm25": ids} for every request of `evalset`; BM25 over the docs known as of its day
+    (or `bm25`, already built over them)."""
     cfg = cfg or EvaluateConfig()
     corpus = corpus if corpus is not None else load_corpus(root, evalset.day)
     pop = PopularityRetriever.from_logs(root, evalset.day, cfg.popularity_window_days)
-    bm25 = BM25Retriever(corpus, k1=cfg.bm25_k1, b=cfg.bm25_b)
+    bm25 = bm25 if bm25 is not None else BM25Retriever(corpus, k1=cfg.bm25_k1, b=cfg.bm25_b)
     return {"popularity": pop.retrieve(evalset, k), "bm25": bm25.retrieve(evalset, k)}

@@ -134,10 +134,11 @@ def evaluate_two_tower(
     whole or not at all. Returns the report's metrics, the gate inputs and the gate decision."""
     import torch
 
-    from ebr.evaluate.baselines import baseline_systems
+    from ebr.evaluate.baselines import BM25Retriever, baseline_systems
     from ebr.evaluate.corpus import load_corpus
     from ebr.evaluate.evalset import build_evalset
     from ebr.evaluate.gate import compare
+    from ebr.evaluate.hybrid import hybrid_systems, scores_of
     from ebr.evaluate.metrics import ann_recall, metric_key
     from ebr.evaluate.report import evaluate_systems, write_report
     from ebr.index.embeddings import read_embeddings
@@ -179,8 +180,14 @@ def evaluate_two_tower(
         else:
             notes.append("no champion: first model, the gate publishes")
         t1 = time.perf_counter()
-        systems.update(baseline_systems(data_root, evalset, kmax, corpus, ec))
+        bm25 = BM25Retriever(corpus, k1=ec.bm25_k1, b=ec.bm25_b)
+        systems.update(baseline_systems(data_root, evalset, kmax, corpus, ec, bm25=bm25))
         timings["baselines"] = time.perf_counter() - t1
+        t1 = time.perf_counter()  # the served default: embedding + lexical channels merged, query selection on
+        ann = (systems["model"], scores_of(emb.ids, emb.vectors, queries, systems["model"]))
+        lexical = bm25.index.search_many(evalset.queries, kmax)
+        systems.update(hybrid_systems(evalset.queries, ann, lexical, kmax, bm25.index.tokenize))
+        timings["hybrid"] = time.perf_counter() - t1
         index_info = index_manifest = None
         if index_dir is not None:
             from ebr.index import load_index

@@ -197,6 +197,7 @@ def test_the_server_answers_from_the_pipeline_published_bundle(two_days, tiny_da
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["bundle_version"] == version and body["personalized"] is True, body
+    assert body["retrieval"] == "hybrid", "the published bundle carries the lexical channel: both channels ran"
     assert 0 < len(body["items"]) <= 10
     docs = set(pd.read_parquet(ws / "bundles" / version / "docs.parquet")["doc_id"].tolist())
     assert {it["doc_id"] for it in body["items"]} <= docs

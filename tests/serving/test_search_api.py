@@ -1,4 +1,5 @@
-"""POST /search end to end in-process: tower + Faiss results against brute force, filters with over-fetch,
+"""POST /search end to end in-process on the embedding channel (`retrieval: ann`; the merge with the lexical
+channel is tests/serving/test_hybrid.py): tower + Faiss results against brute force, filters with over-fetch,
 radius, coarse re-score, and the health, readiness, metrics and OpenAPI routes."""
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def doc_field(parts: Parts, field: str) -> pd.Series:
 
 
 def test_top_k_equals_brute_force_over_the_tower_vector(client, parts):
-    r = client.post("/search", json={"query": "red running shoes", "k": 20})
+    r = client.post("/search", json={"retrieval": "ann", "query": "red running shoes", "k": 20})
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["bundle_version"] == "v1"
@@ -55,8 +56,8 @@ def test_top_k_equals_brute_force_over_the_tower_vector(client, parts):
 
 
 def test_k_defaults_to_100_and_is_capped_by_the_corpus(client, parts):
-    assert len(client.post("/search", json={"query": "watch"}).json()["items"]) == 100
-    r = client.post("/search", json={"query": "watch", "k": 1000})
+    assert len(client.post("/search", json={"retrieval": "ann", "query": "watch"}).json()["items"]) == 100
+    r = client.post("/search", json={"retrieval": "ann", "query": "watch", "k": 1000})
     assert_best_of(r.json()["items"], exact_scores(parts, "watch"), 1000)
     assert len(r.json()["items"]) == len(parts.docs_v1)
 
@@ -65,7 +66,7 @@ def test_k_defaults_to_100_and_is_capped_by_the_corpus(client, parts):
                                      {"brand": "globex", "category_leaf": "running shoes"}])
 def test_filters_keep_k_matching_docs_by_over_fetching(client, parts, filters):
     k = 5
-    r = client.post("/search", json={"query": "light summer jacket", "k": k, "filters": filters})
+    r = client.post("/search", json={"retrieval": "ann", "query": "light summer jacket", "k": k, "filters": filters})
     assert r.status_code == 200, r.text
     items = r.json()["items"]
     match = pd.Series(True, index=parts.docs_v1["doc_id"].to_numpy())
@@ -84,33 +85,36 @@ def test_filter_with_few_matches_returns_all_of_them(client, parts):
     n_match = int(match.sum())
     assert 0 < n_match < 50
     before = _metric(client, "ebr_serve_short_results_total")
-    r = client.post("/search", json={"query": "kettle", "k": 50, "filters": {"brand": brand, "category_leaf": cat}})
+    r = client.post("/search", json={"retrieval": "ann", "query": "kettle", "k": 50,
+                                           "filters": {"brand": brand, "category_leaf": cat}})
     items = r.json()["items"]
     assert sorted(it["doc_id"] for it in items) == sorted(match[match].index.tolist())
     assert _metric(client, "ebr_serve_short_results_total") == before + 1
 
 
 def test_filter_that_nothing_matches_returns_no_items(client):
-    r = client.post("/search", json={"query": "kettle", "k": 10, "filters": {"brand": "no-such-brand"}})
+    r = client.post("/search", json={"retrieval": "ann", "query": "kettle", "k": 10,
+                                     "filters": {"brand": "no-such-brand"}})
     assert r.status_code == 200 and r.json()["items"] == []
 
 
 def test_radius_keeps_docs_at_or_above_it(client, parts):
     exact = exact_scores(parts, "vintage lamp")
     radius = float(np.sort(exact.to_numpy())[-30])  # about 30 docs inside
-    r = client.post("/search", json={"query": "vintage lamp", "k": 100, "radius": radius})
+    r = client.post("/search", json={"retrieval": "ann", "query": "vintage lamp", "k": 100, "radius": radius})
     items = r.json()["items"]
     assert all(it["score"] >= radius for it in items)
     inside = exact[exact >= radius + TOL]
     assert set(inside.index) <= {it["doc_id"] for it in items}
     assert len(items) <= (exact >= radius - TOL).sum()
-    capped = client.post("/search", json={"query": "vintage lamp", "k": 7, "radius": radius}).json()["items"]
+    capped = client.post("/search", json={"retrieval": "ann", "query": "vintage lamp", "k": 7,
+                                          "radius": radius}).json()["items"]
     assert [it["doc_id"] for it in capped] == [it["doc_id"] for it in items[:7]]
 
 
 def test_rerank_orders_by_the_coarse_rankers_score(client, parts):
-    plain = client.post("/search", json={"query": "wireless headphones", "k": 30}).json()
-    r = client.post("/search", json={"query": "wireless headphones", "k": 30, "rerank": True})
+    plain = client.post("/search", json={"retrieval": "ann", "query": "wireless headphones", "k": 30}).json()
+    r = client.post("/search", json={"retrieval": "ann", "query": "wireless headphones", "k": 30, "rerank": True})
     body = r.json()
     assert body["reranked"] is True
     coarse = [it["coarse_score"] for it in body["items"]]
@@ -140,7 +144,7 @@ def test_rerank_without_a_coarse_ranker_answers_in_ann_order(tmp_path, parts):
     app.state.runtime.manager.reload()
     c = InProcessClient(app)
     try:
-        body = c.post("/search", json={"query": "dress", "k": 10, "rerank": True}).json()
+        body = c.post("/search", json={"retrieval": "ann", "query": "dress", "k": 10, "rerank": True}).json()
         assert body["reranked"] is False and body["bundle_version"] == "plain"
         assert_best_of(body["items"], exact_scores(parts, "dress"), 10)
         assert _metric(c, "ebr_serve_rerank_unavailable_total") == 1
@@ -157,14 +161,14 @@ def test_readiness_search_and_metrics_before_and_after_the_first_bundle(tmp_path
         assert c.get("/healthz").status_code == 200
         r = c.get("/readyz")
         assert r.status_code == 503 and r.json()["ready"] is False
-        r = c.post("/search", json={"query": "dress"})
+        r = c.post("/search", json={"retrieval": "ann", "query": "dress"})
         assert r.status_code == 503 and r.json()["errors"][0]["field"] == "bundle"
         assert _metric(c, "ebr_serve_ready") == 0
         (root / "CURRENT").write_text("v1\n", encoding="utf-8")
         app.state.runtime.manager.reload()
         r = c.get("/readyz")
         assert r.status_code == 200 and r.json()["bundle_version"] == "v1"
-        assert c.post("/search", json={"query": "dress"}).status_code == 200
+        assert c.post("/search", json={"retrieval": "ann", "query": "dress"}).status_code == 200
         assert _metric(c, "ebr_serve_ready") == 1
         assert _metric(c, 'ebr_serve_bundle_info{version="v1"}') == 1
         assert _metric(c, "ebr_serve_bundle_docs") == 300
@@ -180,9 +184,9 @@ def test_metrics_count_requests_errors_and_stage_latency(client):
     before_ok = _metric(client, 'ebr_serve_requests_total{code="200",route="/search"}')
     before_err = _metric(client, 'ebr_serve_errors_total{code="422",route="/search"}')
     before_tower = _metric(client, 'ebr_serve_stage_seconds_count{stage="tower"}')
-    client.post("/search", json={"query": "backpack", "k": 3})
-    client.post("/search", json={"query": "backpack", "k": 0})
-    client.post("/search", json={"query": "backpack", "k": 3, "rerank": True})
+    client.post("/search", json={"retrieval": "ann", "query": "backpack", "k": 3})
+    client.post("/search", json={"retrieval": "ann", "query": "backpack", "k": 0})
+    client.post("/search", json={"retrieval": "ann", "query": "backpack", "k": 3, "rerank": True})
     assert _metric(client, 'ebr_serve_requests_total{code="200",route="/search"}') == before_ok + 2
     assert _metric(client, 'ebr_serve_errors_total{code="422",route="/search"}') == before_err + 1
     assert _metric(client, 'ebr_serve_stage_seconds_count{stage="tower"}') == before_tower + 2
@@ -194,9 +198,10 @@ def test_metrics_count_requests_errors_and_stage_latency(client):
 
 
 def test_server_timing_header_lists_every_stage(client):
-    r = client.post("/search", json={"query": "keyboard", "k": 3})
+    r = client.post("/search", json={"retrieval": "ann", "query": "keyboard", "k": 3})
     stages = dict(part.split(";dur=") for part in r.headers["server-timing"].split(", "))
-    assert set(stages) == {"features", "featurize", "tower", "search", "filter", "rescore", "total"}
+    assert set(stages) == {"features", "featurize", "batch_wait", "tower", "search", "filter", "lexical", "rescore",
+                           "total"}
     assert float(stages["total"]) >= float(stages["tower"]) > 0
 
 
