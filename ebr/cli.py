@@ -1,19 +1,28 @@
 """The `ebr` command line: one sub-command per step, plus commands contributed by the pipeline and server.
 
 Sub-commands of `pipelines` and `serving` are found through the `ebr.commands` entry points, so this
-package never imports them (they import `ebr`, never the reverse). Heavy libraries load inside commands.
+package never imports them (they import `ebr`, never the reverse). Heavy libraries load inside commands. A
+plugin whose package or dependencies are not installed (an install without its extra, e.g. the server image
+without the pipeline) is left out; calling it names the extra that installs it.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 
 from ebr.rawfs import RawStorageError
 from ebr.settings import ConfigError
+
+log = logging.getLogger(__name__)
+
+PLUGINS = "ebr.commands"
+# The pyproject.toml extra that installs what each plugin command needs.
+PLUGIN_EXTRAS = {"pipeline": "pipeline", "serve": "serve"}
 
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
@@ -100,20 +109,70 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(p)
     p.set_defaults(func=_cmd_config)
 
-    for ep in sorted(entry_points(group="ebr.commands"), key=lambda e: e.name):
-        ep.load()(sub)
+    plugins = _plugins()
+    own = _own_packages(plugins)
+    for ep in plugins:
+        try:
+            ep.load()(sub)  # the plugin's modules (and what they import at module level) load here
+        except ModuleNotFoundError as e:
+            if not _dependency_missing(e, own):
+                raise
+            log.debug("ebr %s left out: %s (%s)", ep.name, e, needs_extra(ep.name))
+            if ep.name not in sub.choices:
+                _add_unavailable(sub, ep.name)
     return parser
 
 
+def needs_extra(command: str) -> str:
+    """What to install for a plugin command whose modules are missing."""
+    extra = PLUGIN_EXTRAS.get(command, command)
+    return f"ebr {command} needs the {extra} extra: pip install 'ebr[{extra}]'"
+
+
+def _own_packages(plugins: list[EntryPoint]) -> set[str]:
+    """The project's top-level packages: `ebr` and those the plugins live in."""
+    return {"ebr"} | {ep.module.partition(".")[0] for ep in plugins}
+
+
+def _dependency_missing(e: ModuleNotFoundError, own: set[str]) -> bool:
+    """Whether `e` means something optional is not installed (another distribution's module, or a whole plugin
+    package) rather than a module missing inside a package that is there (a bug, re-raised)."""
+    name = e.name or ""
+    return bool(name) and (name in own or name.partition(".")[0] not in own)
+
+
+def _unavailable(args: argparse.Namespace) -> int:
+    print(needs_extra(args.command), file=sys.stderr)
+    return 2
+
+
+def _add_unavailable(sub: argparse._SubParsersAction, name: str) -> None:
+    """A stand-in for a plugin command that could not load: it takes any arguments and names its extra."""
+    p = sub.add_parser(name, help=f"(not installed) {needs_extra(name)}", add_help=False)
+    p.set_defaults(func=_unavailable, any_arguments=True)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the `ebr` console script; errors of input or config exit 2 with the message."""
+    """Entry point of the `ebr` console script; errors of input or config exit 2 with the message, as does a
+    plugin command whose extra is not installed."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown and not getattr(args, "any_arguments", False):
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         return int(args.func(args) or 0)
     except (ConfigError, ValueError, FileNotFoundError, FileExistsError, RawStorageError) as e:
         print(f"ebr {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except ModuleNotFoundError as e:
+        if args.command not in PLUGIN_EXTRAS or not _dependency_missing(e, _own_packages(_plugins())):
+            raise
+        print(f"{needs_extra(args.command)} ({e})", file=sys.stderr)
+        return 2
+
+
+def _plugins() -> list[EntryPoint]:
+    return sorted(entry_points(group=PLUGINS), key=lambda e: e.name)
 
 
 if __name__ == "__main__":

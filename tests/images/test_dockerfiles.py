@@ -122,17 +122,25 @@ def test_serving_image_user_matches_the_chart():
     assert int(gid) == CHART_VALUES["securityContext"]["runAsGroup"]
 
 
+# The extras each image installs (pyproject.toml [project.optional-dependencies]): its role, nothing more.
+IMAGE_EXTRAS = {"serving": "serve", "components": "pipeline"}
+
+
 @pytest.mark.parametrize("name", list(DOCKERFILES))
-def test_torch_cpu_wheel_then_runtime_install_without_dev_extras(name):
+def test_torch_cpu_wheel_then_runtime_install_of_the_image_role_only(name):
     builder = _stages(name)[0]
     runs = builder.all("RUN")
     torch = [r for r in runs if "torch==" in r.args]
     assert len(torch) == 1
     assert "--index-url https://download.pytorch.org/whl/cpu" in torch[0].args
     assert re.search(r"\btorch==2\.13\.0\b", torch[0].args)
-    project = [r for r in runs if re.search(r"pip install( --no-cache-dir)? \.(\s|$)", r.args)]
+    # the source tree at WORKDIR /src with the image's extra, written "./[extra]" (a local path to hadolint)
+    project = [r for r in runs if re.search(r"pip install( --no-cache-dir)? [\"']?\.(/|\s|$)", r.args)]
     assert len(project) == 1, "the project is installed from its source tree"
+    assert f'pip install --no-cache-dir "./[{IMAGE_EXTRAS[name]}]"' in project[0].args, project[0].args
     assert project[0].line > torch[0].line, "torch must be satisfied before the project resolves it"
+    optional = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert IMAGE_EXTRAS[name] in optional
     for stage in _stages(name):
         for r in stage.all("RUN"):
             assert "[dev]" not in r.args and " -e " not in f" {r.args} ", r.args
@@ -172,21 +180,29 @@ def test_copied_sources_exist_and_pass_the_ignore_file(name):
     assert not is_ignored(rules, "ebr/settings.py")
 
 
+# The top-level packages next to `ebr` each image copies to /app: the ones of its role, not the other's.
+IMAGE_PACKAGES = {"serving": {"serving"}, "components": {"pipelines", "components"}}
+
+
 @pytest.mark.parametrize("name", list(DOCKERFILES))
-def test_packages_registering_cli_commands_are_importable(name):
-    """`ebr` loads every `ebr.commands` entry point when it starts (ebr/cli.py): a plugin package missing
-    from an image would break every `ebr` command in it, `ebr serve` included."""
+def test_each_image_copies_the_packages_of_its_role(name):
+    """`ebr` loads the `ebr.commands` entry points when it starts and leaves out one whose package is not
+    there (ebr/cli.py): each image copies the package of its own command and none of the other role's."""
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    modules = project.get("entry-points", {}).get("ebr.commands", {}).values()
-    top_level = {m.split(":")[0].split(".")[0] for m in modules} | {"serving", "pipelines"}
+    registering = {m.split(":")[0].split(".")[0] for m in project["entry-points"]["ebr.commands"].values()}
+    assert registering <= set().union(*IMAGE_PACKAGES.values())
     runtime = _stages(name)[-1]
     workdir = next(w.args for w in runtime.all("WORKDIR"))
     assert workdir == "/app"
     copied = {c.args.split()[0] for c in runtime.all("COPY") if not c.args.startswith("--")}
     env = " ".join(e.args for e in runtime.all("ENV"))
     assert "PYTHONPATH=/app" in env
-    for package in sorted(top_level - {"ebr"}):
-        assert package in copied, f"{name}: the `{package}` package is not copied to /app"
+    others = set().union(*(p for n, p in IMAGE_PACKAGES.items() if n != name))
+    assert IMAGE_PACKAGES[name] <= copied, f"{name}: {sorted(IMAGE_PACKAGES[name] - copied)} not copied to /app"
+    assert not others & copied, f"{name}: copies {sorted(others & copied)} of the other image's role"
+    rules = ignore_rules(DOCKERFILES[name].with_name("Dockerfile.dockerignore"))
+    for package in others:
+        assert is_ignored(rules, f"{package}/__init__.py"), f"{name}: {package}/ is sent to the build context"
 
 
 # ---- the serving image -------------------------------------------------------------------------------
@@ -275,3 +291,16 @@ def test_components_image_is_a_plain_base_for_kfp():
     assert env["GX_ANALYTICS_ENABLED"] == "false"
     builder_runs = " ".join(r.args for r in _stages("components")[0].all("RUN"))
     assert "import ebr, kfp, torch" in builder_runs, "the build fails early if the pipeline stack is broken"
+
+
+def test_serving_build_fails_if_the_pipeline_stack_comes_along():
+    """The server image's build checks its install: the server's imports are there, the pipeline's are not."""
+    builder_runs = " ".join(r.args for r in _stages("serving")[0].all("RUN"))
+    assert "import ebr, fastapi, torch" in builder_runs
+    check = re.search(r'python -c "(import importlib\.util[^"]*find_spec[^"]*)"', builder_runs)
+    assert check, "no check that the pipeline stack is absent"
+    for module in ("kfp", "great_expectations", "mlflow"):
+        assert f"'{module}'" in check.group(1)
+    # here (the [dev] install, pipeline stack included) the same check must fail
+    res = subprocess.run([sys.executable, "-c", check.group(1)], capture_output=True, text=True, timeout=120)
+    assert res.returncode != 0 and "AssertionError" in res.stderr
