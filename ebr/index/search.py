@@ -19,6 +19,7 @@ import numpy as np
 from ebr.artifacts.checksums import verify_checksums
 from ebr.index.evaluate import merge_topk
 from ebr.index.factory import IndexLayout, inspect_index, vector_bytes
+from ebr.index.filtered import AllowedPositions, filtered_params, positions_mask
 from ebr.index.manifest import MANIFEST_NAME, ManifestError, read_manifest
 
 RANGE_EMULATION_START_K = 64
@@ -66,6 +67,7 @@ class ShardedSearcher:
         for i, (ix, ids) in enumerate(zip(self._indexes, self._doc_ids, strict=True)):
             if ix.ntotal != ids.shape[0]:
                 raise ValueError(f"shard {i}: index holds {ix.ntotal} vectors but {ids.shape[0]} doc ids")
+        self._sorted: list[tuple[np.ndarray, np.ndarray]] | None = None  # per shard (sorted ids, argsort)
         self.layout: IndexLayout = inspect_index(self._indexes[0])
         self.manifest = manifest
         self.search_params: dict[str, float] = {}
@@ -131,17 +133,37 @@ class ShardedSearcher:
         mapped = np.where(valid, ids[np.where(valid, pos, 0)], -1) if ids.size else np.full_like(pos, -1)
         return np.where(valid, scores, -np.inf).astype(np.float32), mapped.astype(np.int64)
 
-    def search(self, query_vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k (scores [nq, k] descending, doc ids [nq, k]) over all shards."""
+    def search(self, query_vectors: np.ndarray, k: int, allowed: np.ndarray | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (scores [nq, k] descending, doc ids [nq, k]) over all shards; with `allowed` (doc ids), the
+        top k among those docs only, the constraint applied inside the search (ebr.index.filtered)."""
         if not isinstance(k, int | np.integer) or k < 1:
             raise ValueError(f"k must be a positive integer, got {k!r}")
         q = self._queries(query_vectors)
-        parts = [self._map_ids(i, *ix.search(q, int(k))) for i, ix in enumerate(self._indexes)]
+        if allowed is None:
+            parts = [self._map_ids(i, *ix.search(q, int(k))) for i, ix in enumerate(self._indexes)]
+        else:
+            parts = self._filtered(q, int(k), np.unique(np.asarray(allowed, dtype=np.int64)))
         if len(parts) == 1:
             return parts[0]
         return merge_topk(
             np.concatenate([p[0] for p in parts], 1), np.concatenate([p[1] for p in parts], 1), int(k)
         )
+
+    def _filtered(self, q: np.ndarray, k: int, allowed: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+        if self._sorted is None:
+            self._sorted = [(ids[order], order) for ids in self._doc_ids
+                            for order in [np.argsort(ids, kind="stable")]]
+        parts = []
+        for i, ix in enumerate(self._indexes):
+            mask = positions_mask(self._doc_ids[i], *self._sorted[i], allowed)
+            if not mask.any():
+                parts.append((np.full((len(q), k), -np.inf, np.float32), np.full((len(q), k), -1, np.int64)))
+                continue
+            sel = AllowedPositions(mask)
+            scores, pos = ix.search(q, k, params=filtered_params(ix, sel, self.search_params))
+            parts.append(self._map_ids(i, scores, pos))
+        return parts
 
     def range_search(
         self,

@@ -1,0 +1,90 @@
+"""Constraints inside the ANN search: every index kind index_factory builds answers only allowed docs, the
+probe count grows as the filter gets selective, and filtered recall against exact filtered search stays high
+at 1%, 10% and 50% of the corpus (clustered vectors, seeded)."""
+
+from __future__ import annotations
+
+import faiss
+import numpy as np
+import pytest
+
+from ebr.index.filtered import AllowedPositions, filtered_params
+from ebr.index.search import ShardedSearcher
+
+N, D, NQ, K = 6000, 16, 40, 20
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(7)
+    centres = rng.standard_normal((60, D)).astype(np.float32)
+    x = centres[rng.integers(0, 60, N)] + 0.4 * rng.standard_normal((N, D)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    q = x[rng.choice(N, NQ, replace=False)] + 0.1 * rng.standard_normal((NQ, D)).astype(np.float32)
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    doc_ids = rng.permutation(np.arange(100_000, 100_000 + N)).astype(np.int64)
+    return x, q, doc_ids
+
+
+def _searcher(x: np.ndarray, doc_ids: np.ndarray, factory: str, params: dict, shards: int = 1) -> ShardedSearcher:
+    faiss.omp_set_num_threads(1)
+    indexes, ids = [], []
+    for part in np.array_split(np.arange(N), shards):
+        ix = faiss.index_factory(D, factory, faiss.METRIC_INNER_PRODUCT)
+        ix.train(x)
+        ix.add(x[part])
+        indexes.append(ix)
+        ids.append(doc_ids[part])
+    return ShardedSearcher(indexes, ids, search_params=params)
+
+
+def _exact(x: np.ndarray, doc_ids: np.ndarray, q: np.ndarray, allowed: np.ndarray, k: int) -> np.ndarray:
+    keep = np.isin(doc_ids, allowed)
+    scores = q @ x[keep].T
+    top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    return doc_ids[keep][top]
+
+
+def _recall(got: np.ndarray, want: np.ndarray) -> float:
+    return float(np.mean([len(set(g[g >= 0]) & set(w)) / len(w) for g, w in zip(got, want, strict=True)]))
+
+
+@pytest.mark.parametrize(("factory", "params"), [
+    ("Flat", {}),
+    ("IVF64,Flat", {"nprobe": 4}),
+    ("IVF64,PQ8x4,RFlat", {"nprobe": 4, "k_factor_rf": 4}),
+    ("OPQ4,IVF64,PQ4x4,Refine(SQ8)", {"nprobe": 4, "k_factor_rf": 8}),
+    ("HNSW16", {"efSearch": 32}),
+])
+def test_filtered_search_answers_allowed_docs_with_high_recall(data, factory, params):
+    x, q, doc_ids = data
+    searcher = _searcher(x, doc_ids, factory, params, shards=2)
+    for share in (0.01, 0.10, 0.50):
+        allowed = np.random.default_rng(int(share * 100)).choice(doc_ids, int(share * N), replace=False)
+        scores, ids = searcher.search(q, K, allowed=allowed)
+        assert np.isin(ids[ids >= 0], allowed).all(), "only allowed docs"
+        assert (ids >= 0).all(), "k allowed docs exist, so k come back"
+        assert (np.diff(scores, axis=1) <= 1e-6).all()
+        recall = _recall(ids, _exact(x, doc_ids, q, allowed, K))
+        floor = 0.999 if factory in ("Flat", "IVF64,Flat") and share <= 0.01 else 0.85
+        assert recall >= floor, f"{factory} at {share:.0%}: filtered recall@{K} {recall:.3f}"
+
+
+def test_probe_count_scales_with_selectivity_and_is_capped():
+    ix = faiss.index_factory(D, "IVF64,Flat", faiss.METRIC_INNER_PRODUCT)
+    ix.train(np.random.default_rng(0).standard_normal((2000, D)).astype(np.float32))
+    wide, narrow, tiny = np.zeros(1000, bool), np.zeros(1000, bool), np.zeros(1000, bool)
+    wide[:500], narrow[:100], tiny[:5] = True, True, True
+    assert filtered_params(ix, AllowedPositions(wide), {"nprobe": 4}).nprobe == 8
+    assert filtered_params(ix, AllowedPositions(narrow), {"nprobe": 4}).nprobe == 40
+    assert filtered_params(ix, AllowedPositions(tiny), {"nprobe": 4}).nprobe == 64, "capped at nlist: exact"
+
+
+def test_no_allowed_doc_gives_padding_and_unknown_ids_are_ignored(data):
+    x, q, doc_ids = data
+    searcher = _searcher(x, doc_ids, "IVF64,Flat", {"nprobe": 4})
+    scores, ids = searcher.search(q[:3], 5, allowed=np.array([-5, 7], dtype=np.int64))
+    assert (ids == -1).all() and np.isneginf(scores).all()
+    few = doc_ids[:3]
+    _, ids = searcher.search(q[:2], 5, allowed=np.concatenate([few, [1, 2]]))
+    assert set(ids[0][ids[0] >= 0]) == set(few) and (ids[:, 3:] == -1).all()
