@@ -20,7 +20,7 @@ from serving.admission import Overloaded, SearchAdmission
 from serving.batching import TowerBatcher
 from serving.bundle_manager import BundleManager, NoBundle
 from serving.errors import InputError, from_validation
-from serving.feature_source import OnlineFeatureSource
+from serving.feature_source import MAX_PENDING_LOOKUPS, OnlineFeatureSource
 from serving.loaded_bundle import BundleRefused
 from serving.metrics import ServerMetrics
 from serving.middleware import BodyLimit, RequestMetrics
@@ -44,7 +44,9 @@ class ServerRuntime:
         self.settings = settings
         self.metrics = ServerMetrics()
         if features is None and settings.feature_repo is not None:
-            features = OnlineFeatureSource(settings.feature_repo, settings.feature_retry_s)
+            features = OnlineFeatureSource(settings.feature_repo, settings.feature_retry_s,
+                                           timeout_s=settings.feature_timeout_s,
+                                           max_pending=max(MAX_PENDING_LOOKUPS, 2 * settings.search_workers))
         self.features = features
         self.manager = BundleManager(
             settings.bundles_dir,
@@ -101,8 +103,8 @@ def _payload(result: SearchResult, took_s: float) -> dict[str, Any]:
 
 
 # why an answer was served without online features (an unknown user is not degraded: `degraded` is null)
-DEGRADED = {"unavailable": "features_unavailable", "error": "features_unavailable", "bad_features": "bad_features",
-            "no_feature_store": "no_feature_store"}
+DEGRADED = {"unavailable": "features_unavailable", "error": "features_unavailable", "timeout": "features_timeout",
+            "bad_features": "bad_features", "no_feature_store": "no_feature_store"}
 
 
 def _server_timing(result: SearchResult, total_s: float) -> str:

@@ -4,7 +4,44 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import uvicorn
+
+    from serving.settings import ServerSettings
+
+GRACEFUL_SHUTDOWN_S = 20  # after SIGTERM, answers in progress get this long before their tasks are cancelled
+
+
+def uvicorn_config(app: Any, settings: ServerSettings) -> uvicorn.Config:
+    """The uvicorn configuration of `ebr serve` (uvloop; httptools with the header read timeout)."""
+    import uvicorn
+
+    from serving.http_protocol import with_header_timeout
+
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",  # with the header read timeout, below
+        log_level=settings.log_level.lower(),
+        access_log=False,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+        limit_concurrency=settings.max_connections,  # a connection cap: slow or idle clients cannot pile up
+        timeout_keep_alive=5,  # idle keep-alive connections are closed after 5 s
+    )
+    return with_header_timeout(config, settings.header_timeout_s)  # closes slow-header (slowloris) connections
+
+
+def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM outside uvicorn's own handler: before the server runs (nothing to drain) and when uvicorn re-raises
+    it after the drain; either way a requested stop, so the exit status is 0."""
+    raise SystemExit(0)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -19,19 +56,9 @@ def _serve(args: argparse.Namespace) -> int:
     })  # fmt: skip
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app(settings)
-    config = uvicorn.Config(
-        app,
-        host=settings.host,
-        port=settings.port,
-        loop="uvloop",
-        http="httptools",
-        log_level=settings.log_level.lower(),
-        access_log=False,
-        timeout_graceful_shutdown=20,
-        limit_concurrency=settings.max_connections,  # a connection cap: slow or idle clients cannot pile up
-        timeout_keep_alive=5,  # idle keep-alive connections are closed after 5 s
-    )
-    uvicorn.Server(config).run()
+    server = uvicorn.Server(uvicorn_config(app, settings))
+    signal.signal(signal.SIGTERM, _exit_cleanly)
+    server.run()
     return 0
 
 
@@ -43,7 +70,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Serve top-K docs from the bundle <bundles>/CURRENT names, hot-swapping when it changes. "
         "Unset options fall back to EBR_BUNDLES_DIR, EBR_FEATURE_REPO, EBR_HOST, EBR_PORT (8080) and "
         "EBR_LOG_LEVEL; EBR_ADMIN_TOKEN, EBR_WATCH_INTERVAL_S, EBR_MAX_QUERY_CHARS, EBR_MAX_BODY_BYTES, "
-        "EBR_COMPUTE_THREADS, EBR_FEATURE_RETRY_S and EBR_RETRY_AFTER_S are read from the environment.",
+        "EBR_COMPUTE_THREADS, EBR_FEATURE_RETRY_S, EBR_FEATURE_TIMEOUT_S, EBR_RETRY_AFTER_S, EBR_BODY_TIMEOUT_S and "
+        "EBR_HEADER_TIMEOUT_S are read from the environment.",
     )
     p.add_argument("--search-workers", dest="search_workers", type=int,
                    help="threads computing searches, off the event loop (EBR_SEARCH_WORKERS, default 1; more than "

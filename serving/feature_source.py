@@ -6,14 +6,19 @@ The store directory is either a features directory of `ebr.features` (it holds `
 answers with an error makes the request unpersonalized (and without query-understanding fields); the failure
 is counted and the store is not asked again for `retry_s` seconds (doubling per consecutive failure, at most
 4x). A failed lookup also drops the store: the next try opens a fresh one (a new connection), so a store that
-was truncated, replaced or restarted under the server comes back without a restart.
+was truncated, replaced or restarted under the server comes back without a restart. A store that hangs rather
+than fails costs a request at most the lookup timeout: the lookup runs on its own thread and the request goes
+on unpersonalized (`fallback="timeout"`), with the same backoff (see OnlineFeatureSource).
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import Future, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +33,10 @@ SERVICE = "query_tower_online"
 USER_FEATURES = frozenset(
     name for v in SERVICES[SERVICE] if VIEW_BY_NAME[v].entity == "user" for name in VIEW_BY_NAME[v].feature_names
 )
+LOOKUP_TIMEOUT_S = 0.1  # EBR_FEATURE_TIMEOUT_S: a lookup takes ~1 ms on SQLite, a Redis round trip far less
+CONNECT_TIMEOUT_S = 1.0  # the first lookup on a freshly opened store (connection and Feast set-up)
+OPEN_TIMEOUT_S = 30.0  # the warm-up lookup at start, before traffic (the first in a process pays Feast's imports)
+MAX_PENDING_LOOKUPS = 4  # outstanding lookups (hung ones included) beyond which the store is skipped at once
 QU_CATEGORY = "qu_category_leaf"
 QU_BRAND = "qu_brand"
 
@@ -66,22 +75,97 @@ def open_feature_store(directory: str | Path) -> Any:
                             "nor a Feast repository (feature_store.yaml)")
 
 
-class OnlineFeatureSource:
-    """Fetches online features per request; opens the store once (thread-safe), backs off after a failure."""
+class StoreTimeout(Exception):
+    """The store did not answer a lookup within the timeout (it may still answer later)."""
 
-    def __init__(self, directory: str | Path, retry_s: float = 5.0) -> None:
+
+class StoreBusy(StoreTimeout):
+    """`max_pending` lookups are still waiting for the store: it is not asked again until one returns."""
+
+
+class _OpenFailed(Exception):
+    """The store could not be opened (the cause says why)."""
+
+
+class _LookupThreads:
+    """Daemon threads running store calls; one per outstanding call, started as needed and kept. Daemons: a call
+    that never returns cannot keep the process from exiting (a ThreadPoolExecutor joins its threads at exit)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._calls: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]]] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+
+    def submit(self, fn: Callable[[], Any], outstanding: int) -> Future[Any]:
+        """Run `fn` on a thread; `outstanding` counts the calls not yet finished, this one included (there are
+        never fewer threads, so a call never waits behind a hung one)."""
+        with self._lock:
+            while len(self._threads) < outstanding:
+                t = threading.Thread(target=self._work, name=f"{self.name}-{len(self._threads)}", daemon=True)
+                t.start()
+                self._threads.append(t)
+        future: Future[Any] = Future()
+        self._calls.put((fn, future))
+        return future
+
+    def _work(self) -> None:
+        while True:
+            fn, future = self._calls.get()
+            try:
+                result = fn()
+            except BaseException as e:  # noqa: BLE001 - handed to the waiting request
+                future.set_exception(e)
+            else:
+                future.set_result(result)
+
+
+class OnlineFeatureSource:
+    """Fetches online features per request; opens the store once (thread-safe), backs off after a failure.
+
+    Each lookup runs on a lookup thread; the request waits at most `timeout_s` for it (`connect_timeout_s` for
+    the first lookup on a freshly opened store, which sets up its connection) and otherwise goes on without
+    features (`fallback="timeout"`), the store counted as failed with the usual backoff. At most `max_pending`
+    lookups may be outstanding (hung ones count); beyond that the store is skipped at once. A lookup that
+    answers after its request gave up still marks the store healthy again. No lock is held while waiting."""
+
+    def __init__(
+        self,
+        directory: str | Path,
+        retry_s: float = 5.0,
+        timeout_s: float = LOOKUP_TIMEOUT_S,
+        connect_timeout_s: float = CONNECT_TIMEOUT_S,
+        max_pending: int = MAX_PENDING_LOOKUPS,
+        opener: Callable[[Path], Any] | None = None,
+    ) -> None:
+        if not timeout_s > 0 or not connect_timeout_s > 0:
+            raise ValueError(f"feature timeouts must be > 0 seconds, got {timeout_s} and {connect_timeout_s}")
+        if max_pending < 1:
+            raise ValueError(f"max pending lookups must be >= 1, got {max_pending}")
         self.directory = Path(directory)
         self.retry_s = retry_s
+        self.timeout_s = timeout_s
+        self.connect_timeout_s = max(connect_timeout_s, timeout_s)
+        self.max_pending = max_pending
+        self._opener = opener or open_feature_store
         self._store: Any = None
+        self._answered: Any = None  # the store that answered the last lookup (its connection is set up)
         self._down_until = 0.0
         self._failures = 0  # consecutive failures: the backoff doubles with each, up to 4x retry_s
+        self._pending = 0  # lookups submitted and not finished, hung ones included
         self._lock = threading.Lock()
+        self._threads = _LookupThreads("ebr-features")
         self.last_error: str | None = None
 
     @property
     def healthy(self) -> bool:
         """The last lookup (or open) succeeded."""
         return self.last_error is None
+
+    @property
+    def pending(self) -> int:
+        """Lookups outstanding now (a hung store's stay counted until they return)."""
+        return self._pending
 
     def _fail(self, reason: str, error: BaseException | None) -> FeatureLookup:
         if error is not None:
@@ -97,36 +181,75 @@ class OnlineFeatureSource:
         return FeatureLookup(fallback=reason)
 
     def _ensure_store(self) -> Any:
+        store = self._store
+        if store is not None:
+            return store
+        opened = self._opener(self.directory)  # no lock held: opening may wait on the network
         with self._lock:
             if self._store is None:
-                self._store = open_feature_store(self.directory)
+                self._store = opened
                 log.info("online feature store opened from %s", self.directory)
             return self._store
 
-    def open(self) -> bool:
-        """Open the store and make one lookup (start-up, before traffic: the first lookup pays Feast's set-up);
-        False, logged, when the store cannot answer."""
+    def _lookup(self, user_id: int | None, query: str) -> dict[str, Any]:
+        """On a lookup thread: open the store if needed, read the features, record the success."""
         try:
-            online_features(self._ensure_store(), user_id=1, query="warm-up", service_name=SERVICE)
+            try:
+                store = self._ensure_store()
+            except Exception as e:
+                raise _OpenFailed(f"{type(e).__name__}: {e}") from e
+            values = online_features(store, user_id=user_id, query=query, service_name=SERVICE)
+            with self._lock:
+                self._answered = store
+            if self.last_error is not None:
+                log.info("online feature store %s answers again", self.directory)
+            self.last_error = None
+            self._failures = 0
+            self._down_until = 0.0
+            return values
+        finally:
+            with self._lock:
+                self._pending -= 1
+
+    def _call(self, user_id: int | None, query: str, wait_s: float | None = None) -> dict[str, Any]:
+        """The lookup on a lookup thread, waited for at most `wait_s` (default: by whether the store is set up);
+        raises StoreTimeout, _OpenFailed or the store's error."""
+        with self._lock:
+            if self._pending >= self.max_pending:
+                raise StoreBusy(f"{self._pending} lookups still waiting for the store: not asking it again")
+            self._pending += 1
+            outstanding = self._pending
+            set_up = self._store is not None and self._store is self._answered
+        if wait_s is None:
+            wait_s = self.timeout_s if set_up else self.connect_timeout_s
+        future = self._threads.submit(lambda: self._lookup(user_id, query), outstanding)
+        done, _ = wait([future], timeout=wait_s)
+        if not done:
+            raise StoreTimeout(f"no answer within {wait_s:g} s")
+        return future.result()
+
+    def open(self) -> bool:
+        """Open the store and make one lookup (start-up, before traffic: the first lookup pays Feast's set-up, so
+        it may take up to OPEN_TIMEOUT_S); False, logged, when the store cannot answer."""
+        try:
+            self._call(1, "warm-up", OPEN_TIMEOUT_S)
         except Exception as e:  # noqa: BLE001 - an unreachable store degrades, it never stops the server
-            self._fail("unavailable", e)
+            self._fail("unavailable", e.__cause__ if isinstance(e, _OpenFailed) and e.__cause__ else e)
             return False
         return True
 
     def fetch(self, user_id: int | None, query: str) -> FeatureLookup:
-        """Features of (user, query); on any store failure an empty lookup with `fallback` set."""
+        """Features of (user, query); on a store failure or timeout an empty lookup with `fallback` set."""
         if time.monotonic() < self._down_until:
             return self._fail("unavailable", None)
         try:
-            store = self._ensure_store()
-        except Exception as e:  # noqa: BLE001
-            return self._fail("unavailable", e)
-        try:
-            values = online_features(store, user_id=user_id, query=query, service_name=SERVICE)
+            values = self._call(user_id, query)
+        except StoreBusy:
+            return self._fail("timeout", None)  # skipped at once: no new thread, no new failure counted
+        except StoreTimeout as e:
+            return self._fail("timeout", e)
+        except _OpenFailed as e:
+            return self._fail("unavailable", e.__cause__ or e)
         except Exception as e:  # noqa: BLE001 - store errors degrade to unpersonalized answers
             return self._fail("error", e)
-        if self.last_error is not None:
-            log.info("online feature store %s answers again", self.directory)
-        self.last_error = None
-        self._failures = 0
         return FeatureLookup(values=values, user_known=user_id is not None and has_user_features(values))

@@ -1,7 +1,8 @@
 """Prometheus metrics of one server instance, on their own registry (several apps can live in one process).
 
-With `ebr serve --workers N` the worker processes share PROMETHEUS_MULTIPROC_DIR: every value is written to
-that directory and `/metrics`, whichever worker answers, aggregates all of them (prometheus_client's
+With `ebr serve --workers N` the worker processes share the directory EBR_METRICS_MULTIPROC_DIR names (the
+command also points prometheus_client's PROMETHEUS_MULTIPROC_DIR at it before anything imports the client):
+every value is written there and `/metrics`, whichever worker answers, aggregates all of them (prometheus_client's
 multiprocess mode): counters and histograms are summed, the in-flight and queue gauges summed over live
 workers, readiness and store health are the minimum over live workers, bundle gauges the maximum.
 """
@@ -21,11 +22,13 @@ from prometheus_client import (
 )
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# Our own variable: Feast sets PROMETHEUS_MULTIPROC_DIR to a temp dir of its own when it is imported, so that
+# variable alone does not mean this server runs several workers.
+MULTIPROC_ENV = "EBR_METRICS_MULTIPROC_DIR"
 
 
 def multiprocess() -> bool:
-    """Whether metrics are shared between worker processes (PROMETHEUS_MULTIPROC_DIR is set)."""
+    """Whether metrics are shared between `ebr serve --workers` processes (EBR_METRICS_MULTIPROC_DIR is set)."""
     return bool(os.environ.get(MULTIPROC_ENV))
 
 STAGES = ("features", "featurize", "batch_wait", "tower", "search", "filter", "lexical", "rescore")
@@ -75,6 +78,9 @@ class ServerMetrics:
                                          ["reason"], registry=r)
         self.relevance_dropped = Counter("ebr_serve_relevance_dropped",
                                          "candidates dropped by relevance control and filters", registry=r)
+        self.constrained = Counter("ebr_serve_constrained_searches",
+                                   "searches whose constraints (filters, query understanding) ran inside the ANN "
+                                   "and lexical search", registry=r)
         self.short_results = Counter("ebr_serve_short_results",
                                      "answers with fewer than k items (corpus, radius or fetch bound)", registry=r)
         self.rerank_unavailable = Counter("ebr_serve_rerank_unavailable",
@@ -110,7 +116,7 @@ class ServerMetrics:
         """The text exposition format: this registry, or every worker's values in multiprocess mode."""
         if multiprocess():
             merged = CollectorRegistry()
-            MultiProcessCollector(merged)
+            MultiProcessCollector(merged, path=os.environ[MULTIPROC_ENV])
             return generate_latest(merged)
         return generate_latest(self.registry)
 
@@ -118,4 +124,4 @@ class ServerMetrics:
     def worker_exit() -> None:
         """Drop this process's live gauges from the multiprocess aggregate (a stopped worker is not in flight)."""
         if multiprocess():
-            mark_process_dead(os.getpid())
+            mark_process_dead(os.getpid(), path=os.environ[MULTIPROC_ENV])

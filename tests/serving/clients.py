@@ -13,6 +13,8 @@ import httpx
 import uvicorn
 from fastapi import FastAPI
 
+from serving.http_protocol import with_header_timeout
+
 
 class InProcessClient:
     """Synchronous calls into the ASGI app through httpx.ASGITransport (no sockets, no lifespan)."""
@@ -40,15 +42,17 @@ class InProcessClient:
 
 
 class LiveServer:
-    """uvicorn (uvloop, httptools) serving `app` on a free loopback port, in a thread; runs the lifespan."""
+    """uvicorn (uvloop, httptools with the server's header read timeout) serving `app` on a free loopback port,
+    in a thread; runs the lifespan."""
 
-    def __init__(self, app: FastAPI) -> None:
+    def __init__(self, app: FastAPI, header_timeout_s: float = 10.0) -> None:
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind(("127.0.0.1", 0))
         self.port = self._sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(app, loop="uvloop", http="httptools", log_level="warning", access_log=False)
+        with_header_timeout(config, header_timeout_s)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True)
 
@@ -60,6 +64,11 @@ class LiveServer:
                 raise RuntimeError("uvicorn did not start")
             time.sleep(0.01)
         return self
+
+    @property
+    def connections(self) -> int:
+        """Connections the server holds open now."""
+        return len(self._server.server_state.connections)
 
     def __exit__(self, *exc: object) -> None:
         self._server.should_exit = True

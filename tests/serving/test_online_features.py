@@ -1,10 +1,13 @@
 """Online features from a real Feast SQLite online store: personalization, unknown users, query-understanding
-relevance control, and degradation when the store is unreachable or fails mid-operation."""
+relevance control, and degradation when the store is unreachable, fails mid-operation or hangs."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import sqlite3
+import threading
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -14,9 +17,12 @@ from ebr.features import open_store
 from ebr.features.definitions import PROJECT, VIEW_BY_NAME
 from ebr.features.encoding import encode_list
 from ebr.features.store import ONLINE_DB
-from serving.app import create_app
+from serving.app import ServerRuntime, create_app
+from serving.feature_source import OnlineFeatureSource, open_feature_store
 from serving.settings import ServerSettings
-from tests.serving.clients import InProcessClient, metric_value
+from tests.serving.clients import InProcessClient, metric_value, wait_for
+
+ANN = {"retrieval": "ann"}  # the embedding channel alone: personalization moves its scores
 
 USER = 7
 BAD_USER = 8  # its stored gender is not one the featurizer knows
@@ -72,9 +78,9 @@ def _fallbacks(c: InProcessClient, reason: str) -> float:
 def test_known_user_is_personalized_and_unknown_user_is_not(published_root, feature_dir):
     c = _client(published_root, feature_dir)
     try:
-        anon = c.post("/search", json={"query": "trail shoes", "k": 20}).json()
-        known = c.post("/search", json={"query": "trail shoes", "k": 20, "user_id": USER}).json()
-        unknown = c.post("/search", json={"query": "trail shoes", "k": 20, "user_id": 999_999}).json()
+        anon = c.post("/search", json={**ANN, "query": "trail shoes", "k": 20}).json()
+        known = c.post("/search", json={**ANN, "query": "trail shoes", "k": 20, "user_id": USER}).json()
+        unknown = c.post("/search", json={**ANN, "query": "trail shoes", "k": 20, "user_id": 999_999}).json()
         assert anon["personalized"] is False
         assert known["personalized"] is True
         assert [it["score"] for it in known["items"]] != [it["score"] for it in anon["items"]]
@@ -82,7 +88,7 @@ def test_known_user_is_personalized_and_unknown_user_is_not(published_root, feat
         assert unknown["degraded"] is None and known["degraded"] is None, "an unknown user is not a fault"
         assert unknown["items"] == anon["items"]
         assert _fallbacks(c, "error") == _fallbacks(c, "unavailable") == 0
-        bad = c.post("/search", json={"query": "trail shoes", "k": 20, "user_id": BAD_USER})
+        bad = c.post("/search", json={**ANN, "query": "trail shoes", "k": 20, "user_id": BAD_USER})
         assert bad.status_code == 200 and bad.json()["personalized"] is False
         assert bad.json()["degraded"] == "bad_features"
         assert bad.json()["items"] == anon["items"]
@@ -99,15 +105,15 @@ def test_query_understanding_fields_drive_relevance_control(published_root, feat
     assert len(matching) >= k
     c = _client(published_root, feature_dir)
     try:
-        on = c.post("/search", json={"query": QUERY, "k": k}).json()
+        on = c.post("/search", json={**ANN, "query": QUERY, "k": k}).json()
         assert len(on["items"]) == k
         assert set(_ids(on)) <= set(matching.index)
-        off = c.post("/search", json={"query": QUERY, "k": 40, "relevance_control": False}).json()
+        off = c.post("/search", json={**ANN, "query": QUERY, "k": 40, "relevance_control": False}).json()
         assert not set(_ids(off)) <= set(matching.index)
         # request filters and query understanding combine: a filter that contradicts the QU brand leaves nothing
-        both = c.post("/search", json={"query": QUERY, "k": k, "filters": {"brand": "globex"}}).json()
+        both = c.post("/search", json={**ANN, "query": QUERY, "k": k, "filters": {"brand": "globex"}}).json()
         assert both["items"] == []
-        assert metric_value(c.get("/metrics").text, "ebr_serve_relevance_dropped_total") > 0
+        assert metric_value(c.get("/metrics").text, "ebr_serve_constrained_searches_total") > 0
     finally:
         c.close()
 
@@ -118,16 +124,16 @@ def test_store_failing_mid_operation_degrades_to_unpersonalized(published_root, 
     shutil.copytree(feature_dir, broken)
     c = _client(published_root, broken, retry_s=60.0)
     try:
-        assert c.post("/search", json={"query": "trail shoes", "user_id": USER}).json()["personalized"] is True
+        assert c.post("/search", json={**ANN, "query": "trail shoes", "user_id": USER}).json()["personalized"] is True
         with sqlite3.connect(broken / ONLINE_DB) as db:  # the store loses its tables under the server
             for (name,) in db.execute("select name from sqlite_master where type='table'").fetchall():
                 if name.startswith(f"{PROJECT}_"):
                     db.execute(f'drop table "{name}"')
-        r = c.post("/search", json={"query": "trail shoes", "user_id": USER})
+        r = c.post("/search", json={**ANN, "query": "trail shoes", "user_id": USER})
         assert r.status_code == 200 and r.json()["personalized"] is False and len(r.json()["items"]) == 100
         assert r.json()["degraded"] == "features_unavailable", "a store failure is told apart from an unknown user"
         assert _fallbacks(c, "error") == 1
-        r = c.post("/search", json={"query": "trail shoes", "user_id": USER})  # backing off: store not asked
+        r = c.post("/search", json={**ANN, "query": "trail shoes", "user_id": USER})  # backing off: store not asked
         assert r.status_code == 200 and r.json()["personalized"] is False
         assert _fallbacks(c, "error") == 1 and _fallbacks(c, "unavailable") == 1
     finally:
@@ -138,7 +144,7 @@ def test_unreachable_store_serves_unpersonalized_and_counts_it(published_root, t
     c = _client(published_root, tmp_path / "no-store-here", retry_s=0.0)
     try:
         for _ in range(3):
-            r = c.post("/search", json={"query": "trail shoes", "k": 10, "user_id": USER})
+            r = c.post("/search", json={**ANN, "query": "trail shoes", "k": 10, "user_id": USER})
             assert r.status_code == 200
             assert r.json()["personalized"] is False and len(r.json()["items"]) == 10
             assert r.json()["degraded"] == "features_unavailable"
@@ -158,7 +164,7 @@ def test_store_truncated_then_restored_comes_back_without_a_restart(published_ro
     saved = (store / ONLINE_DB).read_bytes()
     c = _client(published_root, store, retry_s=0.05)
     try:
-        body = {"query": "trail shoes", "user_id": USER}
+        body = {**ANN, "query": "trail shoes", "user_id": USER}
         assert c.post("/search", json=body).json()["personalized"] is True
         (store / ONLINE_DB).write_bytes(b"")  # truncated under the server
         r = c.post("/search", json=body).json()
@@ -174,3 +180,71 @@ def test_store_truncated_then_restored_comes_back_without_a_restart(published_ro
         assert metric_value(c.get("/metrics").text, "ebr_serve_feature_store_up") == 1
     finally:
         c.close()
+
+
+class HangingStore:
+    """A real Feast store whose lookups first wait for `gate`: it simulates a hung network store (a Redis that
+    took the connection and never answers), which cannot run here. The wait is bounded (60 s) so no thread is
+    left behind for ever."""
+
+    def __init__(self, store, gate: threading.Event) -> None:
+        self.store, self.gate = store, gate
+
+    def get_online_features(self, **kw):
+        self.gate.wait(60)
+        return self.store.get_online_features(**kw)
+
+    def __getattr__(self, name: str):
+        return getattr(self.store, name)
+
+
+@pytest.mark.slow
+def test_a_hung_store_costs_a_request_the_timeout_and_personalization_returns(published_root, feature_dir):
+    """The store stops answering (lookups block): each request waits at most the lookup timeout and is answered
+    unpersonalized with `degraded: features_timeout` while the lookup still hangs; the store is marked down with
+    the backoff, at most `max_pending` lookups are ever outstanding, and once the store answers again the
+    answers are personalized again, without a restart."""
+    gate = threading.Event()
+    gate.set()
+    source = OnlineFeatureSource(feature_dir, retry_s=0.05, timeout_s=0.2, connect_timeout_s=0.2, max_pending=2,
+                                 opener=lambda d: HangingStore(open_feature_store(d), gate))
+    settings = ServerSettings(bundles_dir=published_root, feature_repo=feature_dir, feature_retry_s=0.05)
+    app = create_app(settings, runtime=ServerRuntime(settings, features=source), start=False)
+    assert source.open()
+    app.state.runtime.manager.reload()
+    c = InProcessClient(app)
+    body = {**ANN, "query": "trail shoes", "user_id": USER}
+    try:
+        assert c.post("/search", json=body).json()["personalized"] is True
+        gate.clear()  # the store hangs
+        r = c.post("/search", json=body)
+        assert r.status_code == 200 and len(r.json()["items"]) == 100
+        assert r.json()["personalized"] is False
+        assert r.json()["degraded"] == "features_timeout"
+        assert source.pending == 1, "answered while the lookup still hangs"
+        assert _fallbacks(c, "timeout") == 1, c.get("/metrics").text
+        assert not source.healthy and "no answer within 0.2 s" in (source.last_error or "")
+        assert "feature store unavailable" in c.get("/readyz").json()["detail"]
+        assert metric_value(c.get("/metrics").text, "ebr_serve_feature_store_up") == 0
+        for _ in range(20):  # past each backoff the store is tried again: never more than 2 lookups outstanding
+            r = c.post("/search", json=body)
+            assert r.status_code == 200 and r.json()["personalized"] is False
+            assert r.json()["degraded"] in ("features_timeout", "features_unavailable")
+            assert source.pending <= 2
+            time.sleep(0.03)
+        assert source.pending == 2 and _fallbacks(c, "timeout") >= 2
+        gate.set()  # the store answers again
+        wait_for(lambda: source.pending == 0, timeout=30)
+        back = wait_for(lambda: (lambda j: j if j["personalized"] else None)(c.post("/search", json=body).json()),
+                        timeout=30)
+        assert back["degraded"] is None and source.healthy
+        assert metric_value(c.get("/metrics").text, "ebr_serve_feature_store_up") == 1
+    finally:
+        gate.set()
+        c.close()
+
+
+def test_a_feature_timeout_that_is_not_positive_is_refused():
+    with pytest.raises(ValueError, match=re.escape("feature timeout (EBR_FEATURE_TIMEOUT_S) must be > 0 seconds")):
+        ServerSettings.resolve({"bundles_dir": "/b"}, {"EBR_FEATURE_TIMEOUT_S": "0"})
+    assert ServerSettings.resolve({"bundles_dir": "/b"}, {"EBR_FEATURE_TIMEOUT_S": "0.25"}).feature_timeout_s == 0.25
