@@ -31,6 +31,7 @@ class _Job:
     bundle: Any
     inputs: dict[str, torch.Tensor]
     fetch: int
+    allowed: np.ndarray | None = None
     done: bool = False
     taken: bool = False
     result: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
@@ -87,10 +88,11 @@ class TowerBatcher:
                     self._upstream -= 1
                     self._cond.notify_all()
 
-    def run(self, bundle: Any, inputs: dict[str, torch.Tensor], fetch: int, ticket: Ticket | None = None
-            ) -> BatchOutput:
-        """The tower output and top-`fetch` search of one request, computed in a batch with its neighbours."""
-        job = _Job(bundle, inputs, fetch)
+    def run(self, bundle: Any, inputs: dict[str, torch.Tensor], fetch: int, ticket: Ticket | None = None,
+            allowed: np.ndarray | None = None) -> BatchOutput:
+        """The tower output and top-`fetch` search of one request (among `allowed` doc ids when given: its own
+        constrained search), computed in a batch with its neighbours."""
+        job = _Job(bundle, inputs, fetch, allowed)
         with self._cond:
             if ticket is not None and not ticket.arrived:
                 ticket.arrived = True
@@ -164,11 +166,15 @@ class TowerBatcher:
         tower_s = time.perf_counter() - t0
         t0 = time.perf_counter()
         results = {}
-        for fetch in sorted({j.fetch for j in batch}):
-            rows = [i for i, j in enumerate(batch) if j.fetch == fetch]
+        for fetch in sorted({j.fetch for j in batch if j.allowed is None}):
+            rows = [i for i, j in enumerate(batch) if j.fetch == fetch and j.allowed is None]
             scores, ids = bundle.searcher.search(vectors[rows], fetch)
             for r, i in enumerate(rows):
                 results[i] = (vectors[i : i + 1], scores[r : r + 1], ids[r : r + 1])
+        for i, j in enumerate(batch):  # constrained requests: each its own selector
+            if j.allowed is not None:
+                scores, ids = bundle.searcher.search(vectors[i : i + 1], j.fetch, allowed=j.allowed)
+                results[i] = (vectors[i : i + 1], scores, ids)
         search_s = time.perf_counter() - t0
         for i, j in enumerate(batch):
             j.result, j.error = results[i], None

@@ -7,6 +7,8 @@ query-understanding features (`qu_category_leaf`, `qu_brand`) and from the reque
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,6 +16,9 @@ import pandas as pd
 
 from ebr.evaluate.corpus import Corpus
 from ebr.evaluate.relevance import relevance_removed
+
+ALLOWED_CACHE = 1024  # expectation sets whose allowed doc ids are kept
+EMPTY_POSITIONS = np.zeros(0, dtype=np.int64)
 
 
 @dataclass(frozen=True)
@@ -38,6 +43,31 @@ class DocFields:
             raise ValueError("docs.parquet holds a doc id more than once")
         self.category_leaf = _objects(df["category_leaf"])
         self.brand = _objects(df["brand"])
+        self._positions = {"category_leaf": _positions(self.category_leaf), "brand": _positions(self.brand)}
+        self._allowed: OrderedDict[tuple[Expectation, ...], np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def allowed(self, expectations: list[Expectation]) -> np.ndarray:
+        """Sorted doc ids that contradict none of the active expectations (the rule of `removed`: equal leaf
+        category and brand where expected), for the search to apply inside the ANN; cached per expectation set."""
+        key = tuple(sorted({e for e in expectations if e.active}, key=lambda e: (e.category_leaf or "",
+                                                                               e.brand or "")))
+        with self._lock:
+            hit = self._allowed.get(key)
+            if hit is not None:
+                self._allowed.move_to_end(key)
+                return hit
+        sets = [self._positions[name].get(value, EMPTY_POSITIONS) for e in key
+                for name, value in (("category_leaf", e.category_leaf), ("brand", e.brand)) if value is not None]
+        pos = sets[0] if sets else np.arange(len(self.doc_ids))
+        for other in sets[1:]:
+            pos = np.intersect1d(pos, other, assume_unique=True)
+        ids = self.doc_ids[pos]
+        with self._lock:
+            self._allowed[key] = ids
+            while len(self._allowed) > ALLOWED_CACHE:
+                self._allowed.popitem(last=False)
+        return ids
 
     def __len__(self) -> int:
         return len(self.doc_ids)
@@ -58,6 +88,14 @@ class DocFields:
             category_leaf=self.category_leaf[pos],
             brand=self.brand[pos],
         )
+
+
+def _positions(values: np.ndarray) -> dict[object, np.ndarray]:
+    """Value -> sorted positions holding it (nulls left out: a null field never satisfies an expectation)."""
+    codes, uniques = pd.factorize(pd.Series(values, dtype=object), use_na_sentinel=True)
+    order = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[order], np.arange(len(uniques) + 1))
+    return {u: order[bounds[i]:bounds[i + 1]] for i, u in enumerate(uniques)}
 
 
 def _objects(column: pd.Series) -> np.ndarray:

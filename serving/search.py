@@ -84,6 +84,7 @@ class SearchEngine:
         max_fetch: int = MAX_FETCH,
         batcher: TowerBatcher | None = None,
         retrieval: RetrievalDefaults | None = None,
+        filter_inside: bool = True,
     ) -> None:
         self._current = current
         self.features = features
@@ -91,6 +92,7 @@ class SearchEngine:
         self.max_fetch = max_fetch
         self.batcher = batcher
         self.retrieval = retrieval or RetrievalDefaults()
+        self.filter_inside = filter_inside  # constraints inside the ANN search (else post-filter + over-fetch)
 
     # ------------------------------------------------------------------------------------------- stages
 
@@ -133,6 +135,8 @@ class SearchEngine:
         n, k = bundle.ntotal, req.k
         limit = min(n, max(k, self.max_fetch))
         constrained = any(e.active for e in expect)
+        if constrained and self.filter_inside:
+            return self._retrieve_inside(bundle, q, req, expect, stages, first)
         fetch = first_fetch(n, req, expect)
         while True:
             if first is not None:
@@ -158,6 +162,33 @@ class SearchEngine:
                 return kept_ids, kept_scores, len(ids), int(drop.sum())
             fetch = min(limit, fetch * FETCH_GROWTH)
 
+    def _retrieve_inside(
+        self,
+        bundle: LoadedBundle,
+        q: np.ndarray,
+        req: SearchRequest,
+        expect: list[Expectation],
+        stages: dict[str, float],
+        first: tuple[np.ndarray, np.ndarray] | None,
+    ) -> tuple[np.ndarray, np.ndarray, int, int]:
+        """The top k among the docs the constraints allow, in one search (nothing to drop afterwards)."""
+        if first is None:
+            t0 = time.perf_counter()
+            allowed = bundle.docs.allowed(expect)
+            if not len(allowed):
+                return np.zeros(0, np.int64), np.zeros(0, np.float32), 0, 0
+            first = bundle.searcher.search(q, min(bundle.ntotal, req.k), allowed=allowed)
+            stages["search"] += time.perf_counter() - t0
+        scores, ids = first[0][0], first[1][0]
+        t0 = time.perf_counter()
+        valid = ids >= 0
+        scores, ids = scores[valid], ids[valid]
+        if req.radius is not None:
+            inside = scores >= req.radius
+            scores, ids = scores[inside], ids[inside]
+        stages["filter"] += time.perf_counter() - t0
+        return ids[: req.k], scores[: req.k], len(ids), 0
+
     def channels(self, bundle: LoadedBundle, req: SearchRequest) -> tuple[str, ...]:
         """The channels this request runs: its `retrieval` (or the server's), query selection for `auto`; the
         lexical channel only when the bundle has one (an older bundle answers from the embedding alone)."""
@@ -170,11 +201,16 @@ class SearchEngine:
 
     def _lexical(self, bundle: LoadedBundle, req: SearchRequest, expect: list[Expectation],
                  stages: dict[str, float]) -> tuple[np.ndarray, np.ndarray, int, int]:
-        """(kept ids, kept BM25 scores, looked at, dropped): BM25 top candidates through the same relevance
-        control as the embedding channel (over-fetching 4x when a constraint may drop some)."""
+        """(kept ids, kept BM25 scores, looked at, dropped): the BM25 top k under the same constraints as the
+        embedding channel, among the allowed docs (or post-filtered after a 4x over-fetch)."""
         assert bundle.lexical is not None
         t0 = time.perf_counter()
         constrained = any(e.active for e in expect)
+        if constrained and self.filter_inside:
+            ids, scores = bundle.lexical.search(req.query, req.k, allowed=bundle.docs.allowed(expect))
+            keep = ids >= 0
+            stages["lexical"] += time.perf_counter() - t0
+            return ids[keep], scores[keep], int(keep.sum()), 0
         fetch = min(bundle.lexical.n_docs, 4 * req.k if constrained else req.k)
         ids, scores = bundle.lexical.search(req.query, max(fetch, 1))
         keep = ids >= 0
@@ -217,7 +253,10 @@ class SearchEngine:
             if "ann" not in channels:
                 pass
             elif self.batcher is not None:
-                out = self.batcher.run(bundle, x, first_fetch(bundle.ntotal, req, expect), ticket)
+                inside = self.filter_inside and any(e.active for e in expect)
+                allowed = bundle.docs.allowed(expect) if inside else None
+                fetch = min(bundle.ntotal, req.k) if inside else first_fetch(bundle.ntotal, req, expect)
+                out = self.batcher.run(bundle, x, fetch, ticket, allowed=allowed)
                 q, first = out.vector, (out.scores, out.ids)
                 stages["tower"], stages["search"] = out.tower_s, out.search_s
                 stages["batch_wait"] = max(0.0, time.perf_counter() - t0 - out.tower_s - out.search_s)
@@ -271,6 +310,8 @@ class SearchEngine:
                     self.metrics.stage_seconds.labels(stage).observe(seconds)
             if dropped:
                 self.metrics.relevance_dropped.inc(dropped)
+            if self.filter_inside and any(e.active for e in expect):
+                self.metrics.constrained.inc()
             if len(items) < req.k:
                 self.metrics.short_results.inc()
         return result

@@ -133,11 +133,15 @@ class LexicalIndex:
         out_sc[: len(order)] = sc[order]
         return out_ids, out_sc
 
-    def search(self, query: str, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, query: str, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(doc ids int64 [k], scores float32 [k]) of the top-k docs by BM25, positive scores only, ties by doc
-        id; empty slots hold id -1 and score 0."""
+        id; empty slots hold id -1 and score 0. With `allowed` (doc ids), the top k among those docs only."""
         _check_k(k)
-        return self._top(*self.scores(query), k)
+        pos, sc = self.scores(query)
+        if allowed is not None:
+            keep = np.isin(self.doc_ids[pos], np.asarray(allowed, dtype=np.int64))
+            pos, sc = pos[keep], sc[keep]
+        return self._top(pos, sc, k)
 
     def search_many(self, queries: Sequence[str], k: int) -> tuple[np.ndarray, np.ndarray]:
         """(doc ids int64 [len(queries), k], scores float32 [len(queries), k]); each distinct query scored once."""
