@@ -17,7 +17,7 @@ LANG_ ?= zh
 PORT ?= 8080
 
 .PHONY: install run serve test test-fast lint bench bench-simulate bench-features bench-train bench-rankers bench-index \
-	bench-serve bench-dag bench-scale clean
+	bench-serve bench-tower bench-hybrid bench-filtered bench-dag bench-scale ablate test-reliability clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -77,6 +77,29 @@ bench-index: $(STAMP)
 bench-serve: $(STAMP)
 	$(PY) bench/bench_serve.py --out bench/results
 
+# Query-tower runtimes (eager, torch.export, TorchScript, torch.compile, ONNX Runtime) and per-block cost.
+bench-tower: $(STAMP)
+	$(PY) bench/bench_tower.py --out bench/results
+
+# Each retrieval channel alone, the merges and query selection on the holdout day of a finished run.
+bench-hybrid: $(STAMP)
+	$(PY) bench/bench_hybrid.py --data $(DATA) --workspace $(WORKSPACE) --out bench/results
+
+# Filtered recall and latency: constraints inside the ANN vs post-filtering, against exact filtered search.
+bench-filtered: $(STAMP)
+	$(PY) bench/bench_filtered.py --out bench/results
+
+# The ablation table (docs/ablations.md): one technique changed at a time over 3 seeds on the day of a
+# finished `make run` (its features, samples and champion are reused). ABLATE_ARGS="--rows ..." picks rows.
+ABLATE_ARGS ?=
+ablate: $(STAMP)
+	@test -f $(WORKSPACE)/bundles/CURRENT || { echo "ablate needs a finished run: make run first"; exit 1; }
+	$(VENV)/bin/ebr ablate --data $(DATA) --day $(DAY) --workspace $(WORKSPACE) --out docs $(ABLATE_ARGS)
+
+# The reliability lane: schemathesis with 1,000 generated cases against a live server (docs/reliability.md).
+test-reliability: $(STAMP)
+	EBR_SCHEMATHESIS_CASES=1000 $(VENV)/bin/pytest -q -s -p no:xdist tests/serving/test_schemathesis.py
+
 # Per-step cost of the last `make run` (its step records) against the compiled requests and limits.
 bench-dag: $(STAMP)
 	$(PY) bench/bench_dag.py --run $(SCALE)=$(WORKSPACE):$$(ls $(WORKSPACE)/reports | tail -n 1) --out bench/results
@@ -85,7 +108,7 @@ bench-dag: $(STAMP)
 bench-scale: $(STAMP)
 	$(PY) bench/bench_scale.py --out bench/results $(if $(LARGE),--large,)
 
-bench: bench-simulate bench-features bench-train bench-rankers bench-index bench-serve
+bench: bench-simulate bench-features bench-train bench-rankers bench-index bench-serve bench-tower bench-filtered
 
 clean:
 	rm -rf data/sim data/workspace .pytest_cache

@@ -9,6 +9,7 @@ reason; parts are then loaded without re-hashing. A bundle assembled before the 
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,8 @@ from serving.relevance_filter import DocFields
 
 if TYPE_CHECKING:
     from ebr.models.config import FeaturizerConfig
+
+log = logging.getLogger(__name__)
 
 REFUSAL_REASONS = ("checksum", "missing_file", "dimension", "invalid")
 
@@ -50,6 +53,23 @@ def refusal_reason(message: str) -> str:
     if "dim" in text:
         return "dimension"
     return "invalid"
+
+
+def _tower(path: Path, manifest: dict[str, Any], program: ExportedModule) -> ExportedModule:
+    """The query tower the manifest chose: the ONNX Runtime session when the bundle ships one (checked at
+    conversion against `program` within 1e-5), else the torch.export program. A host without onnxruntime
+    serves the program and says so in the log."""
+    if manifest.get("query_tower_runtime") != "onnxruntime":
+        return program
+    try:
+        import onnxruntime  # noqa: F401 - only to know whether the runtime is installed
+    except ImportError:
+        log.warning("bundle %s ships an ONNX query tower but onnxruntime is not installed: serving the "
+                    "torch.export program", manifest.get("version"))
+        return program
+    from ebr.train.runtime import load_query_tower_onnx
+
+    return load_query_tower_onnx(path / QUERY_TOWER_EXPORT, verify=False)  # the bundle's checksums cover it
 
 
 @dataclass
@@ -86,7 +106,7 @@ class LoadedBundle:
             exported = load_exported(path / QUERY_TOWER_EXPORT, verify=False)
             if "query_tower" not in exported.modules or exported.featurizer is None:
                 raise BundleRefused(version, "invalid", f"{QUERY_TOWER_EXPORT} lacks the query tower or its featurizer")
-            tower = exported["query_tower"]
+            tower = _tower(path, manifest, exported["query_tower"])
             searcher = load_index(path / "index", verify=False, expected_dim=tower.output_dim)
             docs = DocFields(pd.read_parquet(path / "docs.parquet", columns=["doc_id", "category_leaf", "brand"]))
             index_ids = np.concatenate([

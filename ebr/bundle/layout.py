@@ -15,6 +15,7 @@ from ebr.artifacts.atomic import write_text_atomic
 from ebr.artifacts.checksums import sha256_file
 from ebr.lexical import DEFAULT_B, DEFAULT_K1, LexicalIndex, save_lexical_index
 from ebr.lexical import MANIFEST as LEXICAL_MANIFEST
+from ebr.train.runtime import ONNX_FILE
 
 BUNDLE_FORMAT = 1
 MANIFEST = "manifest.json"
@@ -93,6 +94,8 @@ def assemble_bundle(
             "index": {k: index_manifest.get(k) for k in ("n", "d", "factory", "search_params", "ann_recall")
                       if k in index_manifest},
             "has_coarse_ranker": coarse_ranker_dir is not None,
+            "query_tower_runtime": "onnxruntime" if (tmp / QUERY_TOWER_EXPORT / ONNX_FILE).is_file()
+            else "torch_export",
             "lexical": {k: lexical[k] for k in ("method", "idf_method", "k1", "b", "tokenizer", "n_docs", "n_vocab")},
             "info": info or {},
             "files": {name: sha256_file(tmp / name) for name in _files(tmp)},

@@ -453,6 +453,8 @@ def train_two_tower(
             save_two_tower(model, tmp, {"epoch": summary["best_epoch"], "model_version": model_version})
             q_ex, d_ex = _example_inputs(data.train, cfg.train.example_rows)
             export_two_tower(model, tmp / EXPORT_DIR, query_inputs=q_ex, doc_inputs=d_ex, model_version=model_version)
+            if cfg.train.onnx_query_tower:
+                notes += _onnx_query_tower(tmp / EXPORT_DIR)
             timings["export"] = time.perf_counter() - t0
             plot_curves({"two_tower": history}, tmp / CURVES_PNG, f"two-tower {model_version} (day {data.day})")
             write_json(tmp / METRICS_JSON, {"format": FORMAT, "day": data.day, "model_version": model_version,
@@ -493,6 +495,20 @@ def train_two_tower(
     if rows_by_rank is not None:
         result["trained_rows"] = rows_by_rank
     return result
+
+
+def _onnx_query_tower(export_dir: Path) -> list[str]:
+    """Convert the exported query tower to ONNX for serving; a tower that does not convert within the parity
+    tolerance (or a host without onnx) keeps the torch.export program, with a note saying why."""
+    try:
+        from ebr.train.runtime import RuntimeConversionError, convert_query_tower
+    except ImportError as e:
+        return [f"query tower not converted to ONNX ({e}): the server runs the torch.export program"]
+    try:
+        convert_query_tower(export_dir)
+    except (RuntimeConversionError, ImportError) as e:
+        return [f"query tower not converted to ONNX ({e}): the server runs the torch.export program"]
+    return []
 
 
 def _epoch_logger(run: RunLogger | None) -> Callable[[dict[str, float]], None] | None:

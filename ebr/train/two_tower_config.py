@@ -149,6 +149,11 @@ class TrainLoopConfig(Section):
     )
     progress: bool = Field(True, description="tqdm progress bar per epoch")
     example_rows: int = Field(4, ge=1, description="featurized rows given to torch.export as example inputs")
+    onnx_query_tower: bool = Field(
+        True, description="also write the query tower as ONNX (checked against the torch.export program within "
+        "1e-5; skipped with a note when it does not convert): the server then runs it on ONNX Runtime, ~4x faster "
+        "at batch 1 (bench/results/tower.md)",
+    )
 
 
 class TwoTowerTrainConfig(Section):

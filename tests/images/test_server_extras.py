@@ -19,9 +19,9 @@ from tests.images.extras import REPO, canonical, installed_closure, modules_outs
 
 # What only the daily pipeline needs: none of it may be pulled by the server install.
 PIPELINE_MODULES = ["kfp", "great_expectations", "mlflow", "sklearn", "kubernetes", "matplotlib", "duckdb",
-                    "rank_bm25", "scipy"]
+                    "onnx", "scipy"]
 PIPELINE_DISTS = {"kfp", "kfp-kubernetes", "great-expectations", "mlflow", "mlflow-skinny", "scikit-learn",
-                  "kubernetes", "matplotlib", "duckdb", "rank-bm25"}
+                  "kubernetes", "matplotlib", "duckdb", "onnx"}
 # Top-level packages of this repository the server image does not copy.
 NOT_IN_SERVER_IMAGE = ["pipelines", "components"]
 

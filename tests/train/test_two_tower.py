@@ -45,6 +45,12 @@ def test_model_directory_is_complete_and_loads_back(pipe):  # noqa: F811
     assert len(metrics["history"]) == 4
     bundle = load_exported(out / "export")
     assert bundle.model_version == result["model_version"]
+    from ebr.models.inputs import featurize_queries
+    from ebr.train.runtime import load_query_tower_onnx, parity_rows
+
+    onnx_tower = load_query_tower_onnx(out / "export")  # converted for serving, checked against the program
+    x = featurize_queries(parity_rows(32, seed=3), bundle.featurizer)
+    assert (onnx_tower(x) - bundle["query_tower"](x)).abs().max().item() <= 1e-5
     model = load_two_tower(out)
     assert model.config.query_tower.hidden_dim == 16
 
