@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import shutil
 import signal
+import tempfile
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -44,6 +47,38 @@ def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(0)
 
 
+def _metrics_dir() -> tuple[Path, bool]:
+    """The directory the worker processes share their metrics through (EBR_METRICS_MULTIPROC_DIR or a new temp
+    dir), emptied of an earlier run's files, and whether this process created it."""
+    from serving.metrics import MULTIPROC_ENV
+
+    given = os.environ.get(MULTIPROC_ENV)
+    path = Path(given) if given else Path(tempfile.mkdtemp(prefix="ebr-metrics-"))
+    path.mkdir(parents=True, exist_ok=True)
+    for stale in path.glob("*.db"):
+        stale.unlink()
+    for var in (MULTIPROC_ENV, "PROMETHEUS_MULTIPROC_DIR", "PROMETHEUS_MULTIPROCESS_DIR"):
+        os.environ[var] = str(path)  # before any worker imports prometheus_client (or Feast, which sets its own)
+    return path, not given
+
+
+def _serve_workers(settings: ServerSettings) -> None:
+    """`settings.workers` uvicorn worker processes on one socket, each building the app from the environment."""
+    from uvicorn.supervisors import Multiprocess
+
+    from serving.settings import to_environment
+
+    os.environ.update(to_environment(settings))
+    path, created = _metrics_dir()
+    config = uvicorn_config("serving.app:app_from_env", settings)
+    config.factory, config.workers = True, settings.workers
+    try:
+        Multiprocess(config, sockets=[config.bind_socket()]).run()
+    finally:
+        if created:
+            shutil.rmtree(path, ignore_errors=True)
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -53,11 +88,15 @@ def _serve(args: argparse.Namespace) -> int:
     settings = ServerSettings.resolve({
         "bundles_dir": args.bundles, "feature_repo": args.feature_repo, "host": args.host, "port": args.port,
         "log_level": args.log_level, "search_workers": args.search_workers, "max_queue": args.max_queue,
+        "workers": args.workers,
     })  # fmt: skip
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    signal.signal(signal.SIGTERM, _exit_cleanly)
+    if settings.workers > 1:
+        _serve_workers(settings)
+        return 0
     app = create_app(settings)
     server = uvicorn.Server(uvicorn_config(app, settings))
-    signal.signal(signal.SIGTERM, _exit_cleanly)
     server.run()
     return 0
 
@@ -76,6 +115,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--search-workers", dest="search_workers", type=int,
                    help="threads computing searches, off the event loop (EBR_SEARCH_WORKERS, default 1; more than "
                         "one needs a thread-safe online store such as Redis)")
+    p.add_argument("--workers", type=int,
+                   help="server processes on one socket (EBR_WORKERS, default 1); /metrics aggregates all of them "
+                        "(the chart runs one per pod and scales replicas instead)")
     p.add_argument("--max-queue", dest="max_queue", type=int,
                    help="searches that may wait for a worker; beyond it 503 + Retry-After (EBR_MAX_QUEUE, default 32)")
     p.add_argument("--bundles", type=Path, help="bundles root holding CURRENT and <version>/ (EBR_BUNDLES_DIR)")

@@ -94,6 +94,9 @@ class ServerMetrics:
                             registry=r)
         self.batch_size = Histogram("ebr_serve_batch_size", "requests per query-tower batch (micro-batching)",
                                     buckets=(1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64), registry=r)
+        self.worker = Gauge("ebr_serve_worker", "1 per live server process (one series per pid with --workers)",
+                            registry=r, multiprocess_mode="liveall")
+        self.worker.set(1)
         if not multiprocess():  # RSS, CPU and open fds of this process (per worker only in multiprocess mode)
             ProcessCollector(registry=r)
         for stage in STAGES:

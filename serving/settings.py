@@ -30,6 +30,7 @@ ENV: dict[str, tuple[str, Any]] = {
     "feature_retry_s": ("EBR_FEATURE_RETRY_S", 5.0),
     "search_workers": ("EBR_SEARCH_WORKERS", 1),
     "max_queue": ("EBR_MAX_QUEUE", 32),
+    "workers": ("EBR_WORKERS", 1),
     "max_batch": ("EBR_MAX_BATCH", 16),
     "batch_wait_ms": ("EBR_BATCH_WAIT_MS", 2.0),
     "retrieval": ("EBR_RETRIEVAL", DEFAULT_RETRIEVAL),
@@ -62,6 +63,7 @@ class ServerSettings:
     feature_retry_s: float = 5.0
     search_workers: int = 1  # compute threads serving searches; >1 needs a thread-safe feature store (Redis)
     max_queue: int = 32  # searches that may wait for a worker; beyond it 503 + Retry-After
+    workers: int = 1  # server processes (`ebr serve --workers`); metrics aggregate over them
     max_batch: int = 16  # requests per query-tower forward pass + Faiss search (1: no micro-batching)
     batch_wait_ms: float = 2.0  # how long a batch waits for requests already on their way (never for new ones)
     retrieval: str = DEFAULT_RETRIEVAL  # channels when a request does not say: auto, hybrid, ann, lexical
@@ -92,6 +94,7 @@ class ServerSettings:
             (self.feature_retry_s >= 0, f"feature retry must be >= 0 seconds, got {self.feature_retry_s}"),
             (self.search_workers >= 1, f"search workers must be >= 1, got {self.search_workers}"),
             (self.max_queue >= 0, f"max queue must be >= 0, got {self.max_queue}"),
+            (1 <= self.workers <= 64, f"workers (EBR_WORKERS) must be in 1..64, got {self.workers}"),
             (self.max_batch >= 1, f"max batch (EBR_MAX_BATCH) must be >= 1, got {self.max_batch}"),
             (0 <= self.batch_wait_ms <= 100,
              f"batch wait (EBR_BATCH_WAIT_MS) must be in 0..100 ms, got {self.batch_wait_ms}"),
@@ -131,6 +134,15 @@ class ServerSettings:
             values["feature_repo"] = Path(values["feature_repo"])
         values["log_level"] = str(values["log_level"]).upper()
         return cls(**values)
+
+
+def to_environment(settings: ServerSettings) -> dict[str, str]:
+    """The EBR_* variables that `resolve` turns back into `settings` (how worker processes get them)."""
+    out = {}
+    for name, (var, _) in ENV.items():
+        value = getattr(settings, name)
+        out[var] = "" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+    return out
 
 
 def _parse(name: str, var: str, raw: str) -> Any:
