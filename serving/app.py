@@ -58,7 +58,7 @@ class ServerRuntime:
         self.batcher = TowerBatcher(settings.max_batch, settings.batch_wait_ms / 1000, self.metrics)
         retrieval = RetrievalDefaults(settings.retrieval, settings.fusion, settings.lexical_weight)
         self.engine = SearchEngine(lambda: self.manager.current, features, self.metrics, batcher=self.batcher,
-                                   retrieval=retrieval)
+                                   retrieval=retrieval, funnel_candidates=settings.funnel_candidates)
         self.admission = SearchAdmission(settings.search_workers, settings.max_queue, self.metrics)
 
     def set_threads(self) -> None:

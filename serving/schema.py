@@ -52,6 +52,9 @@ class SearchRequest(_Strict):
         True, description="drop docs whose category/brand contradict the query-understanding fields"
     )
     rerank: bool = Field(False, description="re-score the candidates with the bundle's coarse ranker")
+    candidates: int | None = Field(
+        None, ge=1, le=MAX_K, description="the pre-rank funnel of a re-rank request: docs retrieved and scored by "
+        "the coarse ranker before the best k are returned (at least k); null = the server's EBR_FUNNEL_CANDIDATES")
     retrieval: Literal["auto", "hybrid", "ann", "lexical"] | None = Field(
         None, description="channels: `ann` (embedding), `lexical` (BM25 over titles), `hybrid` (both, merged) or "
         "`auto` (query selection picks); null = the server's EBR_RETRIEVAL")

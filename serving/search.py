@@ -24,10 +24,11 @@ from serving.feature_source import QU_BRAND, QU_CATEGORY, FeatureLookup, OnlineF
 from serving.loaded_bundle import LoadedBundle
 from serving.metrics import STAGES, ServerMetrics
 from serving.relevance_filter import Expectation, removed
-from serving.schema import SearchRequest
+from serving.schema import MAX_K, SearchRequest
 from serving.synthetic import example_query_rows
 
 MAX_FETCH = 8192
+FUNNEL_CANDIDATES = 500  # the pre-rank funnel: retrieve N, coarse-rank, return the top k
 FETCH_GROWTH = 4
 
 
@@ -85,6 +86,7 @@ class SearchEngine:
         batcher: TowerBatcher | None = None,
         retrieval: RetrievalDefaults | None = None,
         filter_inside: bool = True,
+        funnel_candidates: int = FUNNEL_CANDIDATES,
     ) -> None:
         self._current = current
         self.features = features
@@ -93,6 +95,7 @@ class SearchEngine:
         self.batcher = batcher
         self.retrieval = retrieval or RetrievalDefaults()
         self.filter_inside = filter_inside  # constraints inside the ANN search (else post-filter + over-fetch)
+        self.funnel_candidates = funnel_candidates  # docs retrieved and coarse-ranked for a re-rank request
 
     # ------------------------------------------------------------------------------------------- stages
 
@@ -229,6 +232,10 @@ class SearchEngine:
         bundle = bundle if bundle is not None else self._current()
         if bundle is None:
             raise NotReady("no bundle is loaded yet")
+        out_k = req.k
+        if req.rerank and bundle.rescorer is not None and bundle.rescorer.usable:  # the funnel: N -> coarse -> k
+            wanted = req.candidates if req.candidates is not None else self.funnel_candidates
+            req = req.model_copy(update={"k": min(MAX_K, max(req.k, wanted))})
         stages = dict.fromkeys(STAGES, 0.0)
         first: tuple[np.ndarray, np.ndarray] | None = None
         channels = self.channels(bundle, req)
@@ -298,6 +305,7 @@ class SearchEngine:
         elif req.rerank and self.metrics is not None:
             self.metrics.rerank_unavailable.inc()
 
+        ids, scores, sources = ids[:out_k], scores[:out_k], sources[:out_k]
         items = [
             (int(d), float(s), None if coarse is None or np.isnan(coarse[i]) else float(coarse[i]))
             for i, (d, s) in enumerate(zip(ids.tolist(), scores.tolist(), strict=True))
@@ -312,7 +320,7 @@ class SearchEngine:
                 self.metrics.relevance_dropped.inc(dropped)
             if self.filter_inside and any(e.active for e in expect):
                 self.metrics.constrained.inc()
-            if len(items) < req.k:
+            if len(items) < out_k:
                 self.metrics.short_results.inc()
         return result
 

@@ -33,6 +33,7 @@ ENV: dict[str, tuple[str, Any]] = {
     "workers": ("EBR_WORKERS", 1),
     "max_batch": ("EBR_MAX_BATCH", 16),
     "batch_wait_ms": ("EBR_BATCH_WAIT_MS", 2.0),
+    "funnel_candidates": ("EBR_FUNNEL_CANDIDATES", 500),
     "retrieval": ("EBR_RETRIEVAL", DEFAULT_RETRIEVAL),
     "fusion": ("EBR_FUSION", DEFAULT_FUSION),
     "lexical_weight": ("EBR_LEXICAL_WEIGHT", DEFAULT_LEXICAL_WEIGHT),
@@ -66,6 +67,7 @@ class ServerSettings:
     workers: int = 1  # server processes (`ebr serve --workers`); metrics aggregate over them
     max_batch: int = 16  # requests per query-tower forward pass + Faiss search (1: no micro-batching)
     batch_wait_ms: float = 2.0  # how long a batch waits for requests already on their way (never for new ones)
+    funnel_candidates: int = 500  # a re-rank request retrieves this many, coarse-ranks them, returns the top k
     retrieval: str = DEFAULT_RETRIEVAL  # channels when a request does not say: auto, hybrid, ann, lexical
     fusion: str = DEFAULT_FUSION  # merge of the two channels: rrf or weighted
     lexical_weight: float = DEFAULT_LEXICAL_WEIGHT  # lexical weight in the merge (embedding: 1)
@@ -98,6 +100,8 @@ class ServerSettings:
             (self.max_batch >= 1, f"max batch (EBR_MAX_BATCH) must be >= 1, got {self.max_batch}"),
             (0 <= self.batch_wait_ms <= 100,
              f"batch wait (EBR_BATCH_WAIT_MS) must be in 0..100 ms, got {self.batch_wait_ms}"),
+            (1 <= self.funnel_candidates <= 1000,
+             f"funnel candidates (EBR_FUNNEL_CANDIDATES) must be in 1..1000, got {self.funnel_candidates}"),
             (self.retrieval in RETRIEVAL_MODES,
              f"retrieval (EBR_RETRIEVAL) must be one of {', '.join(RETRIEVAL_MODES)}, got {self.retrieval!r}"),
             (self.fusion in FUSION_METHODS,

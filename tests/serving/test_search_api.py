@@ -114,7 +114,8 @@ def test_radius_keeps_docs_at_or_above_it(client, parts):
 
 def test_rerank_orders_by_the_coarse_rankers_score(client, parts):
     plain = client.post("/search", json={"retrieval": "ann", "query": "wireless headphones", "k": 30}).json()
-    r = client.post("/search", json={"retrieval": "ann", "query": "wireless headphones", "k": 30, "rerank": True})
+    r = client.post("/search", json={"retrieval": "ann", "query": "wireless headphones", "k": 30, "rerank": True,
+                                     "candidates": 30})  # a funnel of k: the same docs, re-ordered
     body = r.json()
     assert body["reranked"] is True
     coarse = [it["coarse_score"] for it in body["items"]]
@@ -129,6 +130,20 @@ def test_rerank_orders_by_the_coarse_rankers_score(client, parts):
         d = model.encode_docs(_doc_inputs(parts, ids, fz))
         want = model.score_pairs(q.expand(len(ids), -1), d).numpy()
     np.testing.assert_allclose(coarse, want, atol=1e-4)
+
+
+def test_the_funnel_returns_the_coarse_rankers_best_k_of_n_retrieved(client):
+    body = {"retrieval": "ann", "query": "wireless headphones", "relevance_control": False}
+    retrieved = client.post("/search", json={**body, "k": 120}).json()["items"]
+    everything = client.post("/search", json={**body, "k": 120, "rerank": True, "candidates": 120}).json()["items"]
+    top = client.post("/search", json={**body, "k": 10, "rerank": True, "candidates": 120}).json()
+    assert top["reranked"] is True and len(top["items"]) == 10
+    assert {it["doc_id"] for it in everything} == {it["doc_id"] for it in retrieved}
+    assert [it["doc_id"] for it in top["items"]] == [it["doc_id"] for it in everything[:10]]
+    best_by_ann = {it["doc_id"] for it in retrieved[:10]}
+    assert {it["doc_id"] for it in top["items"]} != best_by_ann, "the coarse ranker picks from beyond the ANN top 10"
+    default = client.post("/search", json={**body, "k": 10, "rerank": True}).json()
+    assert len(default["items"]) == 10 and default["reranked"] is True
 
 
 def _doc_inputs(parts: Parts, ids: list[int], fz):
