@@ -12,27 +12,12 @@ import re
 import threading
 import time
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
+
+from ebr.report.steps import result_line
 
 # a tqdm bar as it lands in a log: "desc:  40%|####      | 2/5 [00:03<00:04, 1.2it/s]"
 _BAR = re.compile(r"([\w .-]{0,40}:\s*)?\d{1,3}%\|[^|\r\n]{0,60}\|\s*[\d.]+[kMG]?/[\d.]+[kMG]?\s*\[[^\]\r\n]{0,60}\]")
-
-
-def result_line(rec: dict[str, Any]) -> str:
-    """The one-line result of a finished step record: rows, a verdict, the index factory, the gate, the bundle."""
-    if rec.get("status") == "failed":
-        return f"FAILED{'; report: ' + rec['report'] if rec.get('report') else ''}"
-    if rec.get("verdict"):
-        return str(rec["verdict"])
-    if isinstance(rec.get("rows"), dict):
-        return "rows: " + ", ".join(f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}" for k, v in rec["rows"].items())
-    if rec.get("fingerprint"):
-        return f"sha256 {str(rec['fingerprint'])[:12]}"
-    for key, label in (("count", "docs"), ("shards", "shards"), ("factory", "index"), ("publish", "publish"),
-                       ("bundle", "bundle"), ("skipped", "skipped"), ("shard_counts", "docs per shard")):
-        if key in rec:
-            return f"{label}: {rec[key]}"
-    return ""
 
 
 def last_bar(log_file: Path, tail_bytes: int = 16384) -> str:
