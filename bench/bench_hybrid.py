@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     from ebr.hybrid import QuerySelection, select_channels
     from ebr.index import load_index
     from ebr.lexical import LexicalIndex, load_lexical_index
-    from ebr.train.export import load_exported
+    from ebr.models.export import load_exported
 
     torch.set_num_threads(1)
     load_before = os.getloadavg()

@@ -9,11 +9,11 @@ via `serving.synthetic.export_model`), and every runtime is built from that expo
 - torchscript: `torch.jit.script` is tried first (its error is recorded); then `torch.jit.trace` of the eager
   tower with positional inputs, frozen,
 - compile: `torch.compile` (inductor, dynamic batch) of the loaded export program, warmed at every batch size,
-- onnx: `ebr.train.runtime.convert_query_tower` (legacy TorchScript-based `torch.onnx.export`, opset 17), loaded
+- onnx: `ebr.models.runtime.convert_query_tower` (legacy TorchScript-based `torch.onnx.export`, opset 17), loaded
   by `load_query_tower_onnx`: ONNX Runtime, one intra-op thread, all graph optimizations.
 
 Inputs are real featurized rows (`featurize_queries` of `serving.synthetic.example_query_rows` and `--rows`
-rows of `ebr.train.runtime.parity_rows`: Latin/Han queries, logged-out rows, sequences empty to over-long).
+rows of `ebr.models.runtime.parity_rows`: Latin/Han queries, logged-out rows, sequences empty to over-long).
 Parity is the max abs diff against the export program (whole batch, 32-row chunks, 16 single rows). Timing runs
 `--rounds` interleaved rounds (runtime order rotated each round); every point reports the round with the lowest
 p50 and the spread of p50 over rounds, so the noise of a shared machine shows. Blocks: the default with one
@@ -95,7 +95,7 @@ def _torchscript(exported: Any, keys: list[str]) -> tuple[Callable, str]:
     """Scripted tower if `torch.jit.script` takes it, else the frozen trace; returns (call, how)."""
     import torch
 
-    from ebr.train.runtime import eager_query_tower
+    from ebr.models.runtime import eager_query_tower
 
     tower = eager_query_tower(exported)
     how = "script"
@@ -106,7 +106,7 @@ def _torchscript(exported: Any, keys: list[str]) -> tuple[Callable, str]:
         return (lambda x: module({k: x[k] for k in keys})), how
     except Exception as e:
         how = f"trace (script failed: {_first_line(e)})"
-    from ebr.train.runtime import positional_module
+    from ebr.models.runtime import positional_module
 
     example = _inputs_cache["trace_example"]
     with warnings.catch_warnings(), torch.no_grad():
@@ -123,8 +123,8 @@ def _build(name: str, export_dir: Path, keys: list[str], batches: list[int]) -> 
     """Build one runtime from the export directory; returns {call, load_s, how, error}."""
     import torch
 
-    from ebr.train.export import ExportedModule, load_exported
-    from ebr.train.runtime import convert_query_tower, eager_query_tower, load_query_tower_onnx
+    from ebr.models.export import ExportedModule, load_exported
+    from ebr.models.runtime import convert_query_tower, eager_query_tower, load_query_tower_onnx
 
     t0 = time.perf_counter()
     info: dict[str, Any] = {"call": None, "how": "", "error": None, "convert_s": None}
@@ -224,8 +224,8 @@ def _export_default(work: Path) -> tuple[Path, Any, float]:
 def _export_variant(work: Path, flag: str, inputs: dict) -> Path:
     """The default with `query_tower.<flag>` off: only its query tower exported, with its two-tower config."""
     from ebr.models.config import TwoTowerConfig
+    from ebr.models.export import export_modules
     from ebr.models.two_tower import TwoTowerModel
-    from ebr.train.export import export_modules
     from ebr.train.two_tower_config import default_model
 
     base = default_model().model_dump(mode="json")
@@ -239,8 +239,8 @@ def _export_variant(work: Path, flag: str, inputs: dict) -> Path:
 
 def _blocks(args: argparse.Namespace, work: Path, default_dir: Path, rows_inputs: dict) -> dict[str, Any]:
     """Batch-1 p50 of the export program and ONNX Runtime per block variant, default in the same rounds."""
-    from ebr.train.export import load_exported
-    from ebr.train.runtime import convert_query_tower, load_query_tower_onnx
+    from ebr.models.export import load_exported
+    from ebr.models.runtime import convert_query_tower, load_query_tower_onnx
 
     example = {k: v[:2] for k, v in rows_inputs.items()}
     dirs: dict[str, Path] = {"default": default_dir}
@@ -370,9 +370,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.compile_cache == "cold":
         os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(work / "inductor-cache")
     try:
+        from ebr.models.export import load_exported
         from ebr.models.inputs import featurize_queries
-        from ebr.train.export import load_exported
-        from ebr.train.runtime import max_abs_diff, parity_rows
+        from ebr.models.runtime import max_abs_diff, parity_rows
         from serving.synthetic import example_query_rows
 
         export_dir, model, export_s = _export_default(work)

@@ -50,8 +50,13 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key, value
 
 
-def load_config(cls: type[T], path: str | Path | None = None, overrides: list[str] | None = None) -> T:
-    """Build `cls` from defaults, then a YAML file (if given), then dotted overrides, validating all of it."""
+def load_config(
+    cls: type[T], path: str | Path | None = None, overrides: list[str] | None = None, section: str | None = None
+) -> T:
+    """Build `cls` from defaults, then a YAML file (if given), then dotted overrides, validating all of it.
+
+    With `section`, the file holds a whole run config and `cls` is built from its `section:` mapping alone (none
+    there = defaults); overrides are relative to that section."""
     tree: dict[str, Any] = {}
     if path is not None:
         p = Path(path)
@@ -64,6 +69,10 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
         if not isinstance(loaded, dict):
             raise ConfigError(f"config file {p} must hold a mapping at the top level")
         tree = loaded
+        if section is not None:
+            tree = loaded.get(section) or {}
+            if not isinstance(tree, dict):
+                raise ConfigError(f"config file {p}: {section!r} must be a mapping")
     for o in overrides or []:
         key, value = parse_override(o)
         _set_dotted(tree, key, value)

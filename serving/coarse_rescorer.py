@@ -1,7 +1,7 @@
 """Re-scoring retrieved candidates with the bundle's coarse ranker (`coarse_ranker/` in the bundle).
 
 The directory is what `ebr.train.rankers.distill_coarse_ranker` writes: `export/` holding the `query_tower`
-and `scorer` programs (`ebr.train.export`), `doc_ids.npy` and `doc_vectors.npy` (the doc matrix computed
+and `scorer` programs (`ebr.models.export`), `doc_ids.npy` and `doc_vectors.npy` (the doc matrix computed
 offline). An export directory at the top level with the doc matrix beside it is accepted too. Online: the
 request row is featurized with the ranker's featurizer, encoded once, and `scorer({"query", "doc"})` scores
 every candidate found in the doc matrix. A three-tower ranker needs cross features of full doc rows, which a
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ebr.index.export import export_dir_of
-from ebr.train.export import ExportedModule, load_exported
+from ebr.models.export import ExportedModule, load_exported
 from ebr.train.rankers import DOC_IDS, DOC_VECTORS
 
 if TYPE_CHECKING:

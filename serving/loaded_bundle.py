@@ -22,7 +22,7 @@ from ebr.bundle import BundleError, verify_bundle
 from ebr.bundle.layout import LEXICAL_DIR, QUERY_TOWER_EXPORT
 from ebr.index import ShardedSearcher, load_index
 from ebr.lexical import LexicalIndex, lexical_summary, load_lexical_index
-from ebr.train.export import ExportedModule, load_exported
+from ebr.models.export import ExportedModule, load_exported
 from serving.coarse_rescorer import CoarseRescorer
 from serving.relevance_filter import DocFields
 
@@ -67,7 +67,7 @@ def _tower(path: Path, manifest: dict[str, Any], program: ExportedModule) -> Exp
         log.warning("bundle %s ships an ONNX query tower but onnxruntime is not installed: serving the "
                     "torch.export program", manifest.get("version"))
         return program
-    from ebr.train.runtime import load_query_tower_onnx
+    from ebr.models.runtime import load_query_tower_onnx
 
     return load_query_tower_onnx(path / QUERY_TOWER_EXPORT, verify=False)  # the bundle's checksums cover it
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ebr.evaluate.corpus import Corpus
 from ebr.evaluate.relevance import relevance_removed
+from ebr.judgements.corpus import Corpus
 
 ALLOWED_CACHE = 1024  # expectation sets whose allowed doc ids are kept
 EMPTY_POSITIONS = np.zeros(0, dtype=np.int64)

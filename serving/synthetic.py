@@ -100,8 +100,8 @@ def encode_docs(model: TwoTowerModel, docs: pd.DataFrame, batch_size: int = 2048
 
 def export_model(model: TwoTowerModel, out_dir: str | Path, docs: pd.DataFrame, model_version: str) -> Path:
     """`export_two_tower` into `out_dir` with the example query rows and two of `docs` as example inputs."""
+    from ebr.models.export import export_two_tower
     from ebr.models.inputs import featurize_docs, featurize_queries
-    from ebr.train.export import export_two_tower
 
     fz = model.config.featurizer
     return export_two_tower(
@@ -173,9 +173,9 @@ def build_coarse_ranker(
     manifest); the doc matrix is its doc tower over `docs`, or `doc_vectors` when given."""
     import torch
 
+    from ebr.models.export import export_modules
     from ebr.models.inputs import featurize_queries
     from ebr.models.rankers.coarse_ranker import CoarseRanker, PairScorer, encode_corpus
-    from ebr.train.export import export_modules
     from ebr.train.rankers import DOC_IDS, DOC_VECTORS, EXPORT_DIR
 
     out = Path(out_dir)

@@ -37,8 +37,8 @@ from ebr.train.two_tower_config import TEMPERATURE_FIELDS, deep_merge
 from ebr.workspace import Workspace
 
 if TYPE_CHECKING:
-    from ebr.evaluate.corpus import Corpus
-    from ebr.evaluate.evalset import EvalSet
+    from ebr.judgements.corpus import Corpus
+    from ebr.judgements.evalset import EvalSet
     from ebr.models.config import FeaturizerConfig
     from ebr.models.two_tower import TwoTowerModel
     from ebr.train.retrieval_data import TrainingData
@@ -287,11 +287,11 @@ class EvalContext:
     @classmethod
     def load(cls, data_root: Path, day: str, features_dir: str, cfg: EbrConfig) -> EvalContext:
         """What `evaluate_two_tower` and the embedding export read for `day`, once."""
-        from ebr.evaluate.corpus import load_corpus
-        from ebr.evaluate.evalset import build_evalset
         from ebr.evaluate.two_tower import query_feature_rows
         from ebr.features import open_store
-        from ebr.train.doc_features import corpus_docs, doc_feature_table
+        from ebr.features.doc_features import corpus_docs, doc_feature_table
+        from ebr.judgements.corpus import load_corpus
+        from ebr.judgements.evalset import build_evalset
 
         ec = cfg.evaluation.evaluate
         corpus = load_corpus(data_root, day)

@@ -84,8 +84,8 @@ def champion_miner(bundles_root: str | Path) -> tuple[Path | None, Callable[[pd.
         return None, None
 
     def encode(frame: pd.DataFrame) -> np.ndarray:
+        from ebr.models.export import load_exported
         from ebr.models.inputs import featurize_queries
-        from ebr.train.export import load_exported
 
         exported = load_exported(d / QUERY_TOWER_EXPORT)
         tower = exported["query_tower"]

@@ -15,7 +15,7 @@ from ebr.artifacts.atomic import write_text_atomic
 from ebr.artifacts.checksums import sha256_file
 from ebr.lexical import DEFAULT_B, DEFAULT_K1, LexicalIndex, save_lexical_index
 from ebr.lexical import MANIFEST as LEXICAL_MANIFEST
-from ebr.train.runtime import ONNX_FILE
+from ebr.models.runtime import ONNX_FILE
 
 BUNDLE_FORMAT = 1
 MANIFEST = "manifest.json"

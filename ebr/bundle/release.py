@@ -49,12 +49,12 @@ def example_queries(evalset_path: Path, model_dir: str | Path, index_dir: str | 
                     data_root: str | Path, day: str, n: int = EXAMPLES, k: int = EXAMPLE_K) -> list[dict[str, Any]]:
     """`n` evaluation requests with complete labels, their model top-`k` from the built index, with titles and
     ground-truth labels (the first ones by request id, so the same day shows the same examples)."""
-    from ebr.evaluate.corpus import load_corpus
-    from ebr.evaluate.evalset import EvalSet
     from ebr.evaluate.two_tower import encode_queries, query_feature_rows
     from ebr.index import load_index
     from ebr.index.export import export_dir_of
-    from ebr.train.export import load_exported
+    from ebr.judgements.corpus import load_corpus
+    from ebr.judgements.evalset import EvalSet
+    from ebr.models.export import load_exported
 
     evalset = EvalSet.load(evalset_path)
     f = evalset.frame
@@ -108,7 +108,7 @@ def publish_day(data_root: str | Path, day: str, ws: Workspace, cfg: EbrConfig, 
                 index_dir: str | Path, coarse_dir: str | Path, report_dir: str | Path, reason: str) -> Path:
     """Assemble the bundle (model, coarse ranker, index, docs, metrics), publish it atomically, alias the MLflow
     model version `champion`, and record the decision."""
-    from ebr.evaluate.corpus import load_corpus
+    from ebr.judgements.corpus import load_corpus
 
     version = bundle_version(day, model_dir)
     model_manifest = _read_json(Path(model_dir) / "manifest.json") or {}

@@ -1,11 +1,14 @@
-"""Evaluation on the holdout day: evaluation set, metrics, baselines, the report and the publish gate's rule."""
+"""Evaluation on the holdout day: baselines, the report and the publish gate's rule; the evaluation set, corpus
+and metrics they use live in `ebr.judgements` and are re-exported here."""
 
 from ebr.evaluate.baselines import BM25Retriever, PopularityRetriever, Retriever, baseline_systems
 from ebr.evaluate.config import EvaluateConfig, GateConfig
-from ebr.evaluate.corpus import Corpus, load_corpus
-from ebr.evaluate.evalset import EvalSet, build_evalset
 from ebr.evaluate.gate import GateDecision, compare
-from ebr.evaluate.metrics import (
+from ebr.evaluate.relevance import relevance_removed
+from ebr.evaluate.report import Report, evaluate_systems, log_report_to_mlflow, retrieval_metrics, write_report
+from ebr.judgements.corpus import Corpus, load_corpus
+from ebr.judgements.evalset import EvalSet, build_evalset
+from ebr.judgements.metrics import (
     Judgements,
     MetricValue,
     TopK,
@@ -21,8 +24,6 @@ from ebr.evaluate.metrics import (
     teacher_gains,
     true_recall,
 )
-from ebr.evaluate.relevance import relevance_removed
-from ebr.evaluate.report import Report, evaluate_systems, log_report_to_mlflow, retrieval_metrics, write_report
 from ebr.lexical import bm25_tokens
 
 __all__ = [

@@ -14,9 +14,9 @@ import pandas as pd
 
 from ebr.contract import list_days, load
 from ebr.evaluate.config import EvaluateConfig
-from ebr.evaluate.corpus import Corpus, load_corpus
-from ebr.evaluate.evalset import EvalSet
-from ebr.evaluate.metrics import EMPTY
+from ebr.judgements.corpus import Corpus, load_corpus
+from ebr.judgements.evalset import EvalSet
+from ebr.judgements.metrics import EMPTY
 from ebr.lexical import LexicalIndex, bm25_tokens
 
 

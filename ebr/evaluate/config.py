@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator, model_validator
 
-from ebr.evaluate.evalset import LabelDays
-from ebr.evaluate.metrics import parse_metric_key
+from ebr.judgements.evalset import LabelDays
+from ebr.judgements.metrics import parse_metric_key
 from ebr.settings import Section
 
 

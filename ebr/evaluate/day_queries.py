@@ -50,7 +50,7 @@ def encode_day_queries(
     """
     from ebr.evaluate.two_tower import encode_queries, query_feature_rows
     from ebr.index.export import export_dir_of
-    from ebr.train.export import load_exported
+    from ebr.models.export import load_exported
 
     frame = sample_day_requests(data_root, day, n, seed)
     bundle = load_exported(export_dir_of(model_dir))

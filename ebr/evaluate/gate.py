@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ebr.evaluate.metrics import LOWER_IS_BETTER, MetricValue, parse_metric_key
+from ebr.judgements.metrics import LOWER_IS_BETTER, MetricValue, parse_metric_key
 
 DEFAULT_KEYS = ("click_recall@100", "true_recall@100", "p_good@100", "filtered_share@100")
 _EPS = 1e-12  # float slack, so a drop of exactly the tolerance counts as within it

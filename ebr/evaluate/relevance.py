@@ -7,8 +7,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from ebr.evaluate.corpus import Corpus
-from ebr.evaluate.metrics import EMPTY
+from ebr.judgements.corpus import Corpus
+from ebr.judgements.metrics import EMPTY
 
 
 def _codes(values: np.ndarray, vocab: dict[object, int]) -> np.ndarray:

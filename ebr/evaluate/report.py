@@ -13,9 +13,10 @@ from pathlib import Path
 import numpy as np
 
 from ebr.artifacts.atomic import atomic_output_dir
-from ebr.evaluate.corpus import Corpus
-from ebr.evaluate.evalset import EvalSet
-from ebr.evaluate.metrics import (
+from ebr.evaluate.relevance import relevance_removed
+from ebr.judgements.corpus import Corpus
+from ebr.judgements.evalset import EvalSet
+from ebr.judgements.metrics import (
     MetricValue,
     TopK,
     click_recall,
@@ -27,7 +28,6 @@ from ebr.evaluate.metrics import (
     parse_metric_key,
     true_recall,
 )
-from ebr.evaluate.relevance import relevance_removed
 
 FORMAT = "ebr.evaluation/1"
 METRICS_JSON = "metrics.json"

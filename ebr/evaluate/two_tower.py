@@ -21,12 +21,12 @@ from pydantic import Field
 
 from ebr.artifacts.atomic import atomic_output_dir
 from ebr.evaluate.config import EvaluateConfig, GateConfig
-from ebr.evaluate.metrics import EMPTY
+from ebr.judgements.metrics import EMPTY
 from ebr.settings import Section
 from ebr.train.tracking import MlflowConfig, write_json
 
 if TYPE_CHECKING:
-    from ebr.train.export import ExportedBundle
+    from ebr.models.export import ExportedBundle
 
 SUMMARY_JSON = "evaluation.json"
 REPORT_DIR = "report"
@@ -91,7 +91,7 @@ def flat_search(doc_ids: np.ndarray, doc_vectors: np.ndarray, queries: np.ndarra
 
 def _export_version(model_dir: str | Path) -> tuple[ExportedBundle, str]:
     from ebr.index.export import export_dir_of
-    from ebr.train.export import load_exported
+    from ebr.models.export import load_exported
 
     bundle = load_exported(export_dir_of(model_dir))
     return bundle, bundle.model_version
@@ -107,8 +107,8 @@ def _champion_ids(
     cfg: TwoTowerEvalConfig,
 ) -> tuple[np.ndarray, str]:
     """The champion's exact top-k: its doc tower over the corpus as of `day`, its query tower over the requests."""
+    from ebr.features.doc_features import corpus_docs, doc_feature_table
     from ebr.index.export import encode_docs
-    from ebr.train.doc_features import corpus_docs, doc_feature_table
 
     bundle, version = _export_version(champion_dir)
     table = doc_feature_table(features_dir, corpus_docs(data_root, day), day, cfg.features_as_of)
@@ -135,13 +135,13 @@ def evaluate_two_tower(
     import torch
 
     from ebr.evaluate.baselines import BM25Retriever, baseline_systems
-    from ebr.evaluate.corpus import load_corpus
-    from ebr.evaluate.evalset import build_evalset
     from ebr.evaluate.gate import compare
     from ebr.evaluate.hybrid import hybrid_systems, scores_of
-    from ebr.evaluate.metrics import ann_recall, metric_key
     from ebr.evaluate.report import evaluate_systems, write_report
     from ebr.index.embeddings import read_embeddings
+    from ebr.judgements.corpus import load_corpus
+    from ebr.judgements.evalset import build_evalset
+    from ebr.judgements.metrics import ann_recall, metric_key
 
     cfg = cfg or TwoTowerEvalConfig()
     ec = cfg.evaluate

@@ -1,7 +1,7 @@
 """The doc-embedding export step of day D: the exported doc tower over the whole corpus, in shards.
 
-Every doc known by the end of D gets its features (`ebr.train.doc_features`, as of D's start by default) and is
-encoded by the same `torch.export` doc-tower program the bundle ships (`ebr.train.export.load_exported`), so
+Every doc known by the end of D gets its features (`ebr.features.doc_features`, as of D's start by default) and is
+encoded by the same `torch.export` doc-tower program the bundle ships (`ebr.models.export.load_exported`), so
 indexing and serving run one program. The corpus is split into `num_shards` contiguous ranges of sorted doc
 ids; each shard reads its docs' features, encodes them in batches and is written with `write_embedding_shard`
 (memory is bounded by one shard). On a cluster `export_doc_embedding_shard` runs once per shard (KFP
@@ -28,7 +28,7 @@ SHARD_JSON = "shard.json"  # commit marker of one fan-out shard directory
 if TYPE_CHECKING:
     import pandas as pd
 
-    from ebr.train.export import ExportedBundle
+    from ebr.models.export import ExportedBundle
 
 
 class ExportEmbeddingsConfig(Section):
@@ -47,7 +47,7 @@ class ExportEmbeddingsConfig(Section):
 
 def export_dir_of(model_dir: str | Path) -> Path:
     """The export directory of a model: `model_dir/export`, or `model_dir` itself when it is one."""
-    from ebr.train.export import MANIFEST
+    from ebr.models.export import MANIFEST
 
     d = Path(model_dir)
     if (d / MANIFEST).is_file():
@@ -98,7 +98,7 @@ def export_doc_embedding_shard(
     """Features, vectors and files of one shard of `corpus` (doc_id, first_seen); returns its doc count.
 
     `store` is an open feature store (opened from `features_dir` when None)."""
-    from ebr.train.doc_features import doc_feature_table
+    from ebr.features.doc_features import doc_feature_table
 
     ranges = shard_ranges(corpus["doc_id"].to_numpy(), cfg.num_shards)
     if not 0 <= shard_no < len(ranges):
@@ -129,8 +129,8 @@ def export_doc_embeddings(
     import torch
 
     from ebr.features import open_store
-    from ebr.train.doc_features import corpus_docs
-    from ebr.train.export import load_exported
+    from ebr.features.doc_features import corpus_docs
+    from ebr.models.export import load_exported
 
     cfg = cfg or ExportEmbeddingsConfig()
     t0 = time.perf_counter()
@@ -163,7 +163,7 @@ def export_doc_embeddings(
 def plan_export_shards(data_root: str | Path, day: str, cfg: ExportEmbeddingsConfig | None = None) -> list[int]:
     """The shard numbers of `day`'s export (the items of the DAG's `dsl.ParallelFor`); fails early when the
     corpus has fewer docs than `num_shards`."""
-    from ebr.train.doc_features import corpus_docs
+    from ebr.features.doc_features import corpus_docs
 
     cfg = cfg or ExportEmbeddingsConfig()
     corpus = corpus_docs(data_root, day, cfg.include_day)
@@ -185,8 +185,8 @@ def export_one_shard(
     import torch
 
     from ebr.features import open_store
-    from ebr.train.doc_features import corpus_docs
-    from ebr.train.export import load_exported
+    from ebr.features.doc_features import corpus_docs
+    from ebr.models.export import load_exported
 
     cfg = cfg or ExportEmbeddingsConfig()
     t0 = time.perf_counter()
@@ -212,7 +212,7 @@ def finalize_shard_dirs(shard_dirs: list[str | Path], model_dir: str | Path, out
     import shutil
 
     from ebr.index.embeddings import EmbeddingsError, ids_name, vectors_name
-    from ebr.train.export import load_exported
+    from ebr.models.export import load_exported
 
     bundle = load_exported(export_dir_of(model_dir))
     seen: dict[int, Path] = {}

@@ -242,7 +242,7 @@ def section_validation(run: RunInputs, base: Path) -> str:
 def _main_k(ks: Sequence[int], gate_inputs: Mapping[str, Any] | None) -> int:
     """The K of the summary table: the gate keys' K when the report has it, else EvaluateConfig's main_k."""
     from ebr.evaluate.config import EvaluateConfig
-    from ebr.evaluate.metrics import parse_metric_key
+    from ebr.judgements.metrics import parse_metric_key
 
     for key in (gate_inputs or {}).get("keys") or []:
         try:
@@ -267,7 +267,7 @@ def _cell(mv: Any, best: float | None) -> str:
 def _metric_table(systems: Mapping[str, Mapping[str, Any]], keys: Sequence[str], headers: Sequence[str],
                   table_id: str) -> str:
     """Rows = systems, columns = metric keys; values are MetricValue (None where a system lacks the key)."""
-    from ebr.evaluate.metrics import LOWER_IS_BETTER, parse_metric_key
+    from ebr.judgements.metrics import LOWER_IS_BETTER, parse_metric_key
 
     best: dict[str, float | None] = {}
     for key in keys:
@@ -281,7 +281,7 @@ def _metric_table(systems: Mapping[str, Mapping[str, Any]], keys: Sequence[str],
 
 def _rankers(rankers: Mapping[str, Any]) -> str:
     """The rankers' table (teacher, distilled and plain students) over every metric they report."""
-    from ebr.evaluate.metrics import MetricValue
+    from ebr.judgements.metrics import MetricValue
 
     systems: dict[str, dict[str, Any]] = {}
     keys: list[str] = []
@@ -310,8 +310,8 @@ def _rankers(rankers: Mapping[str, Any]) -> str:
 
 def section_evaluation(run: RunInputs, base: Path) -> str:
     """Every system's metrics on the holdout day: the summary at main K and one table per metric over every K."""
-    from ebr.evaluate.metrics import metric_key, parse_metric_key
     from ebr.evaluate.report import SUMMARY_METRICS, Report
+    from ebr.judgements.metrics import metric_key, parse_metric_key
 
     if run.evaluation is None or not run.evaluation.data.get("retrieval"):
         return _missing(f"no evaluation record (reports/{run.day}/evaluation.json)")

@@ -9,7 +9,6 @@ from ebr.samples.config import (
     RewritesConfig,
     SamplesConfig,
 )
-from ebr.samples.evaluation import eval_requests
 from ebr.samples.feature_join import join_features
 from ebr.samples.hard_negatives import hard_negative_quota, mine_hard_negatives
 from ebr.samples.negatives import draw_random_negatives, request_negatives, sampling_table
@@ -25,7 +24,6 @@ __all__ = [
     "SamplesConfig",
     "build_samples",
     "draw_random_negatives",
-    "eval_requests",
     "hard_negative_quota",
     "join_features",
     "load_dictionary",

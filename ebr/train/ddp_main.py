@@ -38,9 +38,7 @@ def load_train_config(path: str | Path | None, overrides: list[str] | None = Non
             raise ConfigError(f"config file {path} is not valid YAML: {e}") from e
         whole = isinstance(tree, dict) and "two_tower" in tree
     if whole:
-        from ebr.config import EbrConfig
-
-        return load_config(EbrConfig, path, [f"two_tower.{o}" for o in overrides or []]).two_tower
+        return load_config(TwoTowerTrainConfig, path, overrides, section="two_tower")
     return load_config(TwoTowerTrainConfig, path, overrides)
 
 

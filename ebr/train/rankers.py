@@ -6,7 +6,7 @@
   L = alpha * L_hard + beta * KL(teacher_T || student_T) and, for comparison, the same student with beta = 0;
   both and the teacher are evaluated on the samples' day D (the temporal holdout: NDCG against relevance
   labels, teacher agreement, scoring cost); exports the student (`torch.export` programs through
-  `ebr.train.export`) with the doc matrix the serving bundle ships.
+  `ebr.models.export`) with the doc matrix the serving bundle ships.
 Outputs appear whole or not at all; MLflow runs get params, per-epoch metrics, plots and the model files.
 torch, mlflow and matplotlib are imported inside functions.
 """
@@ -32,7 +32,7 @@ from ebr.train.two_tower_config import OptimizerConfig
 if TYPE_CHECKING:
     import torch
 
-    from ebr.evaluate.metrics import MetricValue
+    from ebr.judgements.metrics import MetricValue
     from ebr.models.rankers.coarse_ranker import CoarseRanker
     from ebr.models.rankers.fine_ranker import FineRanker
     from ebr.models.rankers.rows import RankingRows
@@ -628,13 +628,13 @@ def distill_coarse_ranker(
 
 
 def export_student(student: CoarseRanker, t: RankingTensors, path: Path, model_version: str, n: int = 4) -> Path:
-    """The student's query_tower, doc_tower and scorer as `torch.export` programs (`ebr.train.export`), with
+    """The student's query_tower, doc_tower and scorer as `torch.export` programs (`ebr.models.export`), with
     example inputs from the first pairs of `t`."""
     import torch
 
+    from ebr.models.export import export_modules
     from ebr.models.rankers.coarse_ranker import PairScorer
     from ebr.models.rankers.tensors import make_batch
-    from ebr.train.export import export_modules
 
     b = make_batch(t, torch.arange(min(t.n_requests, 2)))
     idx = torch.arange(min(n, len(b.pair_index)))

@@ -72,7 +72,7 @@ class TwoTowerPyfunc(PythonModel):
     """Query rows -> query embeddings through the exported two-tower query tower (artifact `export`)."""
 
     def load_context(self, context: Any) -> None:
-        from ebr.train.export import load_exported
+        from ebr.models.export import load_exported
 
         self.bundle = load_exported(context.artifacts["export"])
         if self.bundle.featurizer is None:
@@ -87,7 +87,7 @@ class CoarseRankerPyfunc(PythonModel):
     """(query row, doc_id) pairs -> coarse scores through the exported student and its offline doc matrix."""
 
     def load_context(self, context: Any) -> None:
-        from ebr.train.export import load_exported
+        from ebr.models.export import load_exported
 
         self.bundle = load_exported(context.artifacts["export"])
         scorer = self.bundle["scorer"]
@@ -218,7 +218,7 @@ def log_and_register(run: RunLogger, name: str, python_model: Any, artifacts: Ma
 def register_two_tower(run: RunLogger, name: str, export_dir: str | Path, model_version: str,
                        description: str | None = None) -> str:
     """The two-tower export as a pyfunc version of `name` (alias `challenger`); returns the version number."""
-    from ebr.train.export import load_exported
+    from ebr.models.export import load_exported
 
     exported = load_exported(export_dir)
     if exported.featurizer is None:
@@ -232,7 +232,7 @@ def register_two_tower(run: RunLogger, name: str, export_dir: str | Path, model_
 def register_coarse_ranker(run: RunLogger, name: str, model_dir: str | Path, model_version: str,
                            description: str | None = None) -> str:
     """A two-tower coarse ranker's export + doc matrix as a pyfunc version of `name` (alias `challenger`)."""
-    from ebr.train.export import load_exported
+    from ebr.models.export import load_exported
     from ebr.train.rankers import DOC_IDS, DOC_VECTORS, EXPORT_DIR
 
     model_dir = Path(model_dir)

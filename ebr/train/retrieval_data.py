@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from ebr.features.doc_features import fill_missing_doc_features
 from ebr.models.config import FeaturizerConfig
 from ebr.models.inputs import SEQUENCE_COLUMNS, USER_COLUMNS, doc_arrays, query_arrays
-from ebr.train.doc_features import fill_missing_doc_features
 from ebr.train.two_tower_config import TwoTowerTrainConfig
 
 if TYPE_CHECKING:
@@ -275,7 +275,7 @@ def _validation(frame: pd.DataFrame, docs: DocTable, featurizer: FeaturizerConfi
 def load_training_data(samples_dir: str | Path, features_dir: str | Path, cfg: TwoTowerTrainConfig) -> TrainingData:
     """Read the samples of day D, the doc table as of D (the negatives table's docs: known before D) and featurize
     everything."""
-    from ebr.train.doc_features import doc_feature_table
+    from ebr.features.doc_features import doc_feature_table
 
     manifest = read_samples_manifest(samples_dir)
     day, train_days = manifest["day"], list(manifest.get("train_days", []))

@@ -216,7 +216,7 @@ def validate(
     """Validation click_recall@K (exact search over the whole doc table) and the loss on fixed negatives."""
     import torch
 
-    from ebr.evaluate.metrics import Judgements, click_recall
+    from ebr.judgements.metrics import Judgements, click_recall
 
     tc = cfg.train
     was = model.training
@@ -416,10 +416,10 @@ def train_two_tower(
     Under torchrun (`ebr.train.ddp_main`) every rank trains and rank 0 alone writes the directory and tracks the
     run; the other ranks return `model_dir` None. `record_rows` adds `trained_rows` (every rank's, per epoch;
     see `fit_two_tower`) to rank 0's result."""
+    from ebr.models.export import export_two_tower
     from ebr.models.two_tower import TwoTowerModel
     from ebr.train.checkpoint import warm_start as load_warm
     from ebr.train.distributed import current
-    from ebr.train.export import export_two_tower
 
     cfg = cfg or TwoTowerTrainConfig()
     if not isinstance(cfg, TwoTowerTrainConfig):
@@ -501,7 +501,7 @@ def _onnx_query_tower(export_dir: Path) -> list[str]:
     """Convert the exported query tower to ONNX for serving; a tower that does not convert within the parity
     tolerance (or a host without onnx) keeps the torch.export program, with a note saying why."""
     try:
-        from ebr.train.runtime import RuntimeConversionError, convert_query_tower
+        from ebr.models.runtime import RuntimeConversionError, convert_query_tower
     except ImportError as e:
         return [f"query tower not converted to ONNX ({e}): the server runs the torch.export program"]
     try:

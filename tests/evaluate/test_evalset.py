@@ -8,7 +8,7 @@ import pytest
 
 from ebr.contract import load
 from ebr.evaluate import EvalSet, build_evalset, load_corpus
-from ebr.evaluate.evalset import label_sets
+from ebr.judgements.evalset import label_sets
 
 
 @pytest.fixture(scope="module")

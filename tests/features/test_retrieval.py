@@ -227,7 +227,7 @@ def test_asof_engine_gives_exactly_the_rows_of_feasts_file_store(store, logged_r
 
 def test_doc_feature_table_is_the_same_through_both_engines(built, tiny_data, tiny_days, store, monkeypatch):
     import ebr.features.retrieval as retrieval
-    from ebr.train.doc_features import corpus_docs, doc_feature_table
+    from ebr.features.doc_features import corpus_docs, doc_feature_table
 
     corpus = corpus_docs(tiny_data, tiny_days[-1])
     got = doc_feature_table(built[0], corpus, tiny_days[-1], "day_end", store=store)

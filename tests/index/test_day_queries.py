@@ -15,11 +15,11 @@ N = 60
 
 def test_day_queries_are_the_evaluation_query_vectors_of_a_seeded_sample(pipe, tmp_path):  # noqa: F811
     from ebr.evaluate.day_queries import encode_day_queries, sample_day_requests
-    from ebr.evaluate.evalset import build_evalset
     from ebr.evaluate.two_tower import encode_queries, query_feature_rows
     from ebr.index import IndexConfig, build_index
     from ebr.index.export import ExportEmbeddingsConfig, export_dir_of, export_doc_embeddings
-    from ebr.train.export import load_exported
+    from ebr.judgements.evalset import build_evalset
+    from ebr.models.export import load_exported
 
     model_dir = trained(pipe, "base")["model_dir"]
     vectors = encode_day_queries(model_dir, pipe.features, pipe.data, pipe.day, N, seed=3)

@@ -10,11 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from ebr.models.export import ExportedModule, export_two_tower, load_exported
 from ebr.models.inputs import featurize_queries
 from ebr.models.query_tower import QueryTower
-from ebr.models.two_tower import TwoTowerModel
-from ebr.train.export import ExportedModule, export_two_tower, load_exported
-from ebr.train.runtime import (
+from ebr.models.runtime import (
     ONNX_FILE,
     ONNX_META,
     RuntimeConversionError,
@@ -22,6 +21,7 @@ from ebr.train.runtime import (
     load_query_tower_onnx,
     parity_rows,
 )
+from ebr.models.two_tower import TwoTowerModel
 from tests.models.rows import doc_rows, logged_in_row, logged_out_row, small_config
 
 ATOL = 1e-5
@@ -121,7 +121,7 @@ def test_conversion_refuses_a_tower_that_differs_from_the_program(tmp_path):
 
 
 def test_conversion_needs_a_two_tower_query_tower(tmp_path):
-    from ebr.train.export import export_modules
+    from ebr.models.export import export_modules
 
     cfg = small_config(seed=7)
     tower = QueryTower(cfg.query_tower, cfg.featurizer, seed=7).eval()

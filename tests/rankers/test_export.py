@@ -1,4 +1,4 @@
-"""Export of the coarse ranker through ebr.train.export: exported programs match the eager model within 1e-5."""
+"""Export of the coarse ranker through ebr.models.export: exported programs match the eager model within 1e-5."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import json
 import pytest
 import torch
 
+from ebr.models.export import load_exported
 from ebr.models.rankers.coarse_ranker import CoarseRanker
 from ebr.models.rankers.tensors import make_batch
-from ebr.train.export import load_exported
 from ebr.train.rankers import export_student
 from tests.rankers.conftest import coarse_config
 

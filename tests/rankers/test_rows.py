@@ -9,6 +9,8 @@ import pandas as pd
 import pytest
 
 from ebr.contract import load
+from ebr.judgements.evalset import build_evalset
+from ebr.models.rankers.evaluation import judgements
 from ebr.models.rankers.rows import (
     LABEL_COLUMNS,
     load_corpus_docs,
@@ -65,9 +67,14 @@ def test_doc_statistics_count_only_days_before_the_request_day(rows, tiny_data):
     assert (rows.docs.loc[rows.docs["day"] == first_day, "doc_clicks_30d"] == 0).all()
 
 
-def test_eval_rows_are_every_logged_candidate_of_the_day(tiny_data, tiny_days):
+@pytest.fixture(scope="module")
+def eval_rows(tiny_data, tiny_days):
+    return load_eval_rows(tiny_data, tiny_days[-1], TINY_FEATURIZER.max_len)
+
+
+def test_eval_rows_are_every_logged_candidate_of_the_day(eval_rows, tiny_data, tiny_days):
     day = tiny_days[-1]
-    ev = load_eval_rows(tiny_data, day, TINY_FEATURIZER.max_len)
+    ev = eval_rows
     imps = load(tiny_data, "impressions", [day])
     reqs = load(tiny_data, "search_requests", [day])
     day_imps = imps[imps["request_id"].isin(reqs["request_id"])]
@@ -75,6 +82,21 @@ def test_eval_rows_are_every_logged_candidate_of_the_day(tiny_data, tiny_days):
     assert set(ev.pairs["source"]) == {"preranked", "ranked", "exposed"}
     assert ev.requests["labels_complete"].any()
     assert (ev.pairs.groupby("request_row")["label_click"].sum() > 0).sum() < ev.n_requests  # clickless kept
+
+
+def test_eval_rows_judge_requests_by_the_evaluation_set(eval_rows, tiny_data, tiny_days):
+    evalset = build_evalset(tiny_data, tiny_days[-1]).frame.set_index("request_id")
+    req = eval_rows.requests.set_index("request_id")
+    assert req.index.isin(evalset.index).all()
+    want = evalset.loc[req.index]
+    assert (req["labels_complete"] == want["labels_complete"]).all()
+    for col in ("label_doc_ids", "label_values", "clicked_doc_ids"):
+        assert req[col].map(list).tolist() == want[col].map(list).tolist()
+    judged = judgements(eval_rows)
+    labeled = req["labels_complete"].to_numpy()
+    assert (judged["true"].judged == labeled).all() and labeled.any()
+    clicked = eval_rows.pairs[eval_rows.pairs["label_click"] > 0].groupby("request_row")["doc_id"].agg(set)
+    assert all(clicked.get(i, set()) == set(c) for i, c in enumerate(req["clicked_doc_ids"]))
 
 
 def test_corpus_docs_are_the_docs_known_before_the_day(tiny_data, tiny_days):

@@ -9,10 +9,10 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
+from ebr.models.export import load_exported
 from ebr.models.rankers.evaluation import ranking_metrics
 from ebr.models.rankers.rows import load_eval_rows
 from ebr.train.distill import DistillConfig
-from ebr.train.export import load_exported
 from ebr.train.rankers import (
     CoarseRankerStepConfig,
     FineRankerStepConfig,

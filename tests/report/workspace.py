@@ -15,10 +15,10 @@ from ebr.artifacts.atomic import write_json_atomic
 from ebr.bundle.release import keep_day
 from ebr.config import EbrConfig
 from ebr.evaluate.gate import ann_gate, combine, compare
-from ebr.evaluate.metrics import MetricValue, metric_key
 from ebr.evaluate.report import Report
 from ebr.index import IndexConfig, build_index, finalize_embeddings, write_embedding_shard
 from ebr.index.synthetic import clustered_vectors
+from ebr.judgements.metrics import MetricValue, metric_key
 from ebr.validation.outcome import CheckResult, ValidationResult
 from ebr.validation.report import render_report
 from ebr.workspace import Workspace

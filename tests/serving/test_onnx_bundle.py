@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ebr.bundle import read_bundle_manifest
-from ebr.train.runtime import OnnxProgram, convert_query_tower
+from ebr.models.runtime import OnnxProgram, convert_query_tower
 from serving.loaded_bundle import LoadedBundle
 from serving.schema import SearchRequest
 from serving.search import SearchEngine

@@ -16,7 +16,7 @@ from ebr.bundle import (
     sync_current_from_registry,
 )
 from ebr.bundle.release import _set_champion_alias
-from ebr.train.export import load_exported
+from ebr.models.export import load_exported
 from ebr.train.registry import COARSE_RANKER_MODEL, TWO_TOWER_MODEL, register_coarse_ranker, register_two_tower
 from ebr.train.tracking import MlflowConfig, mlflow_run
 from serving.coarse_rescorer import CoarseRescorer

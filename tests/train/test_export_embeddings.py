@@ -23,8 +23,8 @@ def exported(pipe, tmp_path_factory):  # noqa: F811
 
 
 def test_shards_partition_the_whole_corpus_of_the_day(pipe, exported):  # noqa: F811
+    from ebr.features.doc_features import corpus_docs
     from ebr.index import iter_embedding_shards, load_embeddings_info
-    from ebr.train.doc_features import corpus_docs
 
     model, out, result = exported
     corpus = corpus_docs(pipe.data, pipe.day)["doc_id"].to_numpy()
@@ -39,10 +39,10 @@ def test_shards_partition_the_whole_corpus_of_the_day(pipe, exported):  # noqa: 
 
 
 def test_vectors_are_unit_norm_and_equal_the_eager_doc_tower(pipe, exported):  # noqa: F811
+    from ebr.features.doc_features import corpus_docs, doc_feature_table
     from ebr.index import read_embeddings
     from ebr.models.inputs import featurize_docs
     from ebr.train.checkpoint import load_two_tower
-    from ebr.train.doc_features import corpus_docs, doc_feature_table
 
     model_result, out, _ = exported
     emb = read_embeddings(out)

@@ -10,7 +10,7 @@ from mlflow import MlflowClient
 
 from ebr.bundle import champion_version_from_registry
 from ebr.bundle.release import _set_champion_alias
-from ebr.train.export import load_exported
+from ebr.models.export import load_exported
 from ebr.train.registry import TWO_TOWER_MODEL
 from tests.train.test_two_tower_pipeline import pipe, tiny_config, trained  # noqa: F401
 

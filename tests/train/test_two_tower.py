@@ -28,8 +28,8 @@ def test_training_lowers_the_loss_and_beats_the_untrained_model(pipe):  # noqa: 
 
 
 def test_model_directory_is_complete_and_loads_back(pipe):  # noqa: F811
+    from ebr.models.export import load_exported
     from ebr.train.checkpoint import load_two_tower
-    from ebr.train.export import load_exported
 
     result = trained(pipe, "base")
     out = Path(result["model_dir"])
@@ -46,7 +46,7 @@ def test_model_directory_is_complete_and_loads_back(pipe):  # noqa: F811
     bundle = load_exported(out / "export")
     assert bundle.model_version == result["model_version"]
     from ebr.models.inputs import featurize_queries
-    from ebr.train.runtime import load_query_tower_onnx, parity_rows
+    from ebr.models.runtime import load_query_tower_onnx, parity_rows
 
     onnx_tower = load_query_tower_onnx(out / "export")  # converted for serving, checked against the program
     x = featurize_queries(parity_rows(32, seed=3), bundle.featurizer)

@@ -78,11 +78,11 @@ def test_ann_recall_of_the_built_index_is_reported_for_the_model(evaluated):
 
 
 def test_click_recall_matches_an_independent_recomputation(pipe, evaluated):  # noqa: F811
-    from ebr.evaluate.evalset import EvalSet
     from ebr.evaluate.two_tower import encode_queries, query_feature_rows
     from ebr.index import read_embeddings
     from ebr.index.export import export_dir_of
-    from ebr.train.export import load_exported
+    from ebr.judgements.evalset import EvalSet
+    from ebr.models.export import load_exported
 
     model, emb_dir, _, work, result = evaluated
     evalset = EvalSet.load(work / "out" / "evalset.parquet")

@@ -116,7 +116,7 @@ def pipe(tiny_data, tmp_path_factory) -> Pipeline:
 
 def test_doc_table_covers_the_corpus_with_point_in_time_features(pipe):
     from ebr.features import open_store
-    from ebr.train.doc_features import DOC_FEATURE_COLUMNS, corpus_docs, doc_feature_table
+    from ebr.features.doc_features import DOC_FEATURE_COLUMNS, corpus_docs, doc_feature_table
 
     store = open_store(pipe.features)
     before = corpus_docs(pipe.data, pipe.day, include_day=False)
@@ -134,7 +134,7 @@ def test_doc_table_covers_the_corpus_with_point_in_time_features(pipe):
 
 
 def test_doc_table_names_docs_the_store_does_not_know(pipe):
-    from ebr.train.doc_features import doc_feature_table
+    from ebr.features.doc_features import doc_feature_table
 
     corpus = pd.DataFrame({"doc_id": [987_654_321]})
     with pytest.raises(ValueError, match="987654321"):
@@ -163,7 +163,7 @@ def test_training_data_splits_requests_and_groups_negatives(pipe):
 
 
 def test_positives_are_joined_from_the_store_when_the_samples_lack_features(pipe, tmp_path):
-    from ebr.train.doc_features import doc_feature_table
+    from ebr.features.doc_features import doc_feature_table
     from ebr.train.retrieval_data import positives_with_features, read_samples_manifest, sample_table
 
     copy = tmp_path / "samples"

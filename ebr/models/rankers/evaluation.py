@@ -1,4 +1,4 @@
-"""Metrics of rankers on candidate lists (shared/spec/metrics.md), through `ebr.evaluate.metrics`.
+"""Metrics of rankers on candidate lists (shared/spec/metrics.md), through `ebr.judgements.metrics`.
 
 - `ndcg@K`: each request judged by its relevance labels when its query has complete labels, else by its
   clicks (gain 1 per clicked candidate); `true_ndcg@K` and `click_ndcg@K` use one kind only. Labels are
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ebr.evaluate.metrics import Judgements, MetricValue, metric_key, ndcg, teacher_agreement
+from ebr.judgements.metrics import Judgements, MetricValue, metric_key, ndcg, teacher_agreement
 from ebr.models.rankers.rows import RankingRows
 
 

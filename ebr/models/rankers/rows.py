@@ -18,6 +18,7 @@ import pandas as pd
 from ebr import rawfs
 from ebr.contract import list_days, load
 from ebr.features.definitions import SERVICES, VIEW_BY_NAME
+from ebr.judgements.evalset import build_evalset
 from ebr.models.config import MaxLengths
 from ebr.models.rankers.config import TASK_LABELS
 from ebr.models.rankers.contract_features import REQUEST_KEYS, doc_features, request_features
@@ -130,13 +131,12 @@ def load_training_rows(samples_dir: str | Path, data_root: str | Path | None, ma
 def load_eval_rows(data_root: str | Path, day: str, max_len: MaxLengths) -> RankingRows:
     """Logged candidates of `day` (every impression row of its requests) with features and judgements.
 
-    Requests carry `labels_complete`, `label_doc_ids`, `label_values` (relevance labels, when complete) and
-    `clicked_doc_ids` from `ebr.samples.eval_requests`.
+    Requests are those of the evaluation set (`ebr.judgements.evalset.build_evalset`, the one rule for the
+    clicks and relevance labels of a day) and carry its `labels_complete`, `label_doc_ids`, `label_values` and
+    `clicked_doc_ids`.
     """
-    from ebr.samples.evaluation import eval_requests
-
     root = rawfs.raw_root(data_root)
-    ev = eval_requests(root, day)
+    ev = build_evalset(root, day).frame
     nxt = (pd.Timestamp(day) + pd.Timedelta(days=1)).date().isoformat()
     imp_days = [d for d in list_days(root, "impressions") if d in (day, nxt)]
     if not imp_days:

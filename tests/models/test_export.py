@@ -11,9 +11,9 @@ from torch import nn
 
 from ebr.artifacts.checksums import sha256_file
 from ebr.models.config import FeaturizerConfig
+from ebr.models.export import ExportError, export_modules, export_two_tower, load_exported
 from ebr.models.inputs import featurize_docs, featurize_queries
 from ebr.models.two_tower import TwoTowerModel
-from ebr.train.export import ExportError, export_modules, export_two_tower, load_exported
 from tests.models.rows import doc_rows, logged_in_row, logged_out_row, small_config
 
 

@@ -15,8 +15,8 @@ import pyarrow.parquet as pq
 
 from ebr.artifacts.atomic import atomic_file
 from ebr.contract import list_days, load
-from ebr.evaluate.corpus import Corpus
-from ebr.evaluate.metrics import Judgements
+from ebr.judgements.corpus import Corpus
+from ebr.judgements.metrics import Judgements
 
 FORMAT = "ebr.evalset/1"
 LabelDays = Literal["same_day", "up_to_day", "any_day"]

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ebr.artifacts.checksums import sha256_file
-from ebr.train.export import MANIFEST, ExportedBundle, ExportedModule, ExportError, load_exported
+from ebr.models.export import MANIFEST, ExportedBundle, ExportedModule, ExportError, load_exported
 
 if TYPE_CHECKING:
     import torch
