@@ -3,7 +3,7 @@
 from typing import NamedTuple
 
 from kfp import dsl
-from kfp.dsl import Artifact, Input, Model, Output
+from kfp.dsl import HTML, Artifact, Input, Metrics, Model, Output
 
 from components.runtime import COMPONENT_IMAGE
 
@@ -11,9 +11,11 @@ from components.runtime import COMPONENT_IMAGE
 @dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
 def evaluate(data_root: str, day: str, workspace: str, config: str, model: Input[Model],
              embeddings: Input[Artifact], index: Input[Artifact], coarse: Input[Model], features: Input[Artifact],
-             report: Output[Artifact]) -> NamedTuple("Gate", [("publish", bool), ("reason", str)]):
+             report: Output[Artifact], metrics: Output[Metrics], html: Output[HTML],
+             ) -> NamedTuple("Gate", [("publish", bool), ("reason", str)]):
     """Evaluate the model, baselines, champion and rankers on `day`; decide whether the gate opens: the model is
-    not worse than the champion, and the index's ann_recall@K on the day's requests reaches index.min_ann_recall."""
+    not worse than the champion, and the index's ann_recall@K on the day's requests reaches index.min_ann_recall.
+    The Kubeflow UI shows the key metrics (`metrics`) and the run report page as of this step (`html`)."""
     from collections import namedtuple
     from pathlib import Path
 
@@ -21,6 +23,7 @@ def evaluate(data_root: str, day: str, workspace: str, config: str, model: Input
     from ebr.bundle.release import evaluate_day
     from ebr.evaluate.gate import ann_gate_from_dirs, combine
     from ebr.evaluate.two_tower import REPORT_DIR
+    from ebr.report import kfp_metrics, write_html_report
 
     with step("evaluate", workspace, day, config) as ctx:
         decision = evaluate_day(data_root, day, ctx.ws, ctx.cfg, model_dir=model.path, embeddings_dir=embeddings.path,
@@ -31,6 +34,9 @@ def evaluate(data_root: str, day: str, workspace: str, config: str, model: Input
         decision = combine(decision, ann)
         ctx.info["publish"] = decision.publish
         ctx.info["ann_gate"] = ann.reasons[0]
+        for name, value in kfp_metrics(ctx.ws, day, decision.publish).items():
+            metrics.log_metric(name, value)
+        write_html_report(ctx.ws, day, out=html.path)
     return namedtuple("Gate", ["publish", "reason"])(decision.publish, "; ".join(decision.reasons))
 
 

@@ -5,5 +5,6 @@ runner calls it at the end of every run, failed runs included.
 """
 
 from ebr.report.html import REPORT_HTML, write_html_report
+from ebr.report.metrics import KEY_METRICS, KEY_SYSTEMS, kfp_metrics
 
-__all__ = ["REPORT_HTML", "write_html_report"]
+__all__ = ["KEY_METRICS", "KEY_SYSTEMS", "REPORT_HTML", "kfp_metrics", "write_html_report"]

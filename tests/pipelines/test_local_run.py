@@ -110,7 +110,14 @@ def test_first_day_publishes_a_verified_bundle(two_days):
     assert r1["steps"]["rollout"]["skipped"] == "rollout.enabled is false"
     assert not (ws / "mlflow.db").exists(), "tracked on the server, not in the workspace"
     systems = r1["evaluation"]["retrieval"]["systems"]
-    assert {"model", "bm25", "popularity"} <= set(systems)
+    assert {"model", "bm25", "popularity", "hybrid"} <= set(systems)
+    # what the Kubeflow UI shows of the evaluate step: the run report page and the key metrics
+    evaluate_dir = min((ws / "kfp").glob("*/evaluate"), key=lambda p: p.stat().st_mtime)
+    assert "<html" in (evaluate_dir / "html").read_text(encoding="utf-8")
+    outputs = json.loads((evaluate_dir / "executor_output.json").read_text(encoding="utf-8"))["artifacts"]
+    shown = outputs["metrics"]["artifacts"][0]["metadata"]
+    want = systems["model"]["click_recall"]["100"]["value"]
+    assert shown["model.click_recall@100"] == pytest.approx(want, abs=1e-6) and shown["gate.publish"] == 1.0
     assert r1["evaluation"]["examples"], "the run shows example queries"
     # the registry's champion alias was set at publish, on the model version the bundle ships
     assert two_days["alias_after_day1"] == _bundle_model_version(ws, two_days["v1"])

@@ -279,3 +279,18 @@ def test_headless_chromium_renders_the_report(tmp_path, finished):
     blank_share, blank_colours = _ink(tmp_path / "blank.png")
     assert blank_share < 0.01 and blank_colours < 5, "the measure sees an empty page as empty"
     assert share > 0.05 and colours > 200, f"the report renders as a nearly blank page ({share:.3f}, {colours})"
+
+
+def test_kfp_metrics_are_the_evaluation_records_key_numbers(finished, tmp_path):
+    from ebr.report import KEY_METRICS, kfp_metrics
+    from ebr.workspace import Workspace
+
+    got = kfp_metrics(finished["ws"], wsf.DAY, publish=False)
+    report = finished["report"]
+    for system, metrics in report.systems.items():
+        for key in KEY_METRICS:
+            if key in metrics:
+                assert got[f"{system}.{key}"] == pytest.approx(metrics[key].value, abs=1e-6)
+    assert got["gate.publish"] == 0.0
+    assert not any(k.startswith("nosuch") for k in got)
+    assert kfp_metrics(Workspace.at(tmp_path / "empty"), wsf.DAY) == {}, "no evaluation yet: nothing to show"
