@@ -7,9 +7,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from ebr.hybrid import ChannelHits, QuerySelection, fuse, select_channels
 from ebr.hybrid.defaults import DEFAULT_FUSION, DEFAULT_LEXICAL_WEIGHT
+from ebr.judgements.corpus import Corpus
+from ebr.judgements.evalset import EvalSet
+from ebr.lexical import LexicalIndex
 
 EMPTY = -1
 
@@ -75,3 +79,61 @@ def hybrid_systems(
     if len(set(names)) != len(names):
         raise ValueError(f"hybrid variant names must be distinct, got {names}")
     return {v.name: hybrid_ids(queries, ann, lexical, k, v, tokenize) for v in variants}
+
+
+def allowed_positions(corpus: Corpus, category_leaf: object, brand: object) -> np.ndarray | None:
+    """Corpus positions a request's query-understanding fields allow (the rule of `relevance_removed`: equal
+    leaf category and brand where predicted); None when neither is predicted (no constraint)."""
+    cat = None if category_leaf is None or pd.isna(category_leaf) else category_leaf
+    brand_ = None if brand is None or pd.isna(brand) else brand
+    if cat is None and brand_ is None:
+        return None
+    keep = np.ones(len(corpus), dtype=bool)
+    if cat is not None:
+        keep &= corpus.category_leaf == cat
+    if brand_ is not None:
+        keep &= corpus.brand == brand_
+    return np.flatnonzero(keep)
+
+
+def served_channels(
+    evalset: EvalSet,
+    corpus: Corpus,
+    doc_ids: np.ndarray,
+    doc_vectors: np.ndarray,
+    queries: np.ndarray,
+    lexical: LexicalIndex,
+    k: int,
+) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """Each channel as the server answers with relevance control on: the embedding channel's exact top k among
+    the docs the request's query-understanding fields allow, and BM25's among the same docs (constraints inside
+    retrieval); ((ann ids, scores), (lexical ids, scores)), [n, k] each, -1 padded."""
+    n = len(evalset)
+    ann_ids = np.full((n, k), EMPTY, np.int64)
+    ann_sc = np.full((n, k), -np.inf, np.float32)
+    lex_ids = np.full((n, k), EMPTY, np.int64)
+    lex_sc = np.zeros((n, k), np.float32)
+    pos_of = pd.Series(np.arange(len(doc_ids)), index=np.asarray(doc_ids, dtype=np.int64))
+    frame = evalset.frame
+    keys = list(zip(frame["query_category_leaf"].astype(object), frame["query_brand"].astype(object), strict=True))
+    groups: dict[tuple[object, object], list[int]] = {}
+    for i, key in enumerate(keys):
+        groups.setdefault(tuple(None if pd.isna(v) else v for v in key), []).append(i)
+    for (cat, brand), rows in groups.items():
+        allowed = allowed_positions(corpus, cat, brand)
+        allowed_ids = corpus.doc_ids if allowed is None else corpus.doc_ids[allowed]
+        vec_pos = pos_of.reindex(allowed_ids).dropna().to_numpy(dtype=np.int64)
+        if len(vec_pos):
+            scores = queries[rows] @ doc_vectors[vec_pos].T
+            kk = min(k, len(vec_pos))
+            top = np.argsort(-scores, axis=1, kind="stable")[:, :kk]
+            ann_ids[rows, :kk] = np.asarray(doc_ids, dtype=np.int64)[vec_pos[top]]
+            ann_sc[rows, :kk] = np.take_along_axis(scores, top, axis=1)
+        restrict = None if allowed is None else allowed_ids
+        done: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for i in rows:
+            query = evalset.queries[i]
+            if query not in done:  # a query repeats across requests: score it once per constraint set
+                done[query] = lexical.search(query, k, allowed=restrict)
+            lex_ids[i], lex_sc[i] = done[query]
+    return (ann_ids, ann_sc), (lex_ids, lex_sc)

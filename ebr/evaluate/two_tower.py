@@ -136,7 +136,7 @@ def evaluate_two_tower(
 
     from ebr.evaluate.baselines import BM25Retriever, baseline_systems
     from ebr.evaluate.gate import compare
-    from ebr.evaluate.hybrid import hybrid_systems, scores_of
+    from ebr.evaluate.hybrid import hybrid_systems, scores_of, served_channels
     from ebr.evaluate.report import evaluate_systems, write_report
     from ebr.index.embeddings import read_embeddings
     from ebr.judgements.corpus import load_corpus
@@ -187,6 +187,11 @@ def evaluate_two_tower(
         ann = (systems["model"], scores_of(emb.ids, emb.vectors, queries, systems["model"]))
         lexical = bm25.index.search_many(evalset.queries, kmax)
         systems.update(hybrid_systems(evalset.queries, ann, lexical, kmax, bm25.index.tokenize))
+        # as served: relevance control inside retrieval (the request's query-understanding fields), each channel
+        served_ann, served_lex = served_channels(evalset, corpus, emb.ids, emb.vectors, queries, bm25.index, kmax)
+        systems["model_served"] = served_ann[0]
+        systems["hybrid_served"] = hybrid_systems(evalset.queries, served_ann, served_lex, kmax,
+                                                  bm25.index.tokenize)["hybrid"]
         timings["hybrid"] = time.perf_counter() - t1
         index_info = index_manifest = None
         if index_dir is not None:

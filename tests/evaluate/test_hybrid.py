@@ -47,3 +47,44 @@ def test_variant_names_must_be_distinct():
     one = (np.zeros((1, 1), np.int64), np.zeros((1, 1)))
     with pytest.raises(ValueError, match="variant names must be distinct"):
         hybrid_systems(["q"], one, one, 1, str.split, [HybridVariant("a"), HybridVariant("a")])
+
+
+def test_served_channels_answer_inside_the_query_understanding_constraints():
+    import pandas as pd
+
+    from ebr.evaluate.hybrid import served_channels
+    from ebr.judgements.corpus import Corpus
+    from ebr.judgements.evalset import EvalSet
+    from ebr.lexical import LexicalIndex
+
+    rng = np.random.default_rng(3)
+    n = 60
+    cats = np.array(["shoes", "dress", "lamp"])[np.arange(n) % 3]
+    brands = np.array(["acme", None, "zeta", "acme"], dtype=object)[np.arange(n) % 4]
+    docs = pd.DataFrame({"doc_id": np.arange(100, 100 + n), "title": [f"{c} {b or ''} item {i}" for i, (c, b) in
+                                                                       enumerate(zip(cats, brands, strict=True))],
+                         "category_leaf": cats, "brand": brands})
+    corpus = Corpus.from_frame(docs)
+    vectors = rng.standard_normal((n, 8)).astype(np.float32)
+    queries = rng.standard_normal((3, 8)).astype(np.float32)
+    frame = pd.DataFrame({
+        "request_id": ["a", "b", "c"], "user_id": pd.array([None] * 3, dtype="Int64"),
+        "query": ["shoes item", "acme dress", "lamp"], "query_category_leaf": ["shoes", "dress", None],
+        "query_brand": [None, "acme", None], "event_timestamp": pd.Timestamp("2026-01-01", tz="UTC"),
+        "clicked_doc_ids": [[], [], []], "labels_complete": False, "label_doc_ids": [[], [], []],
+        "label_values": [[], [], []], "label_ds": None})
+    lexical = LexicalIndex.build(corpus.doc_ids, corpus.titles)
+    (ann_ids, ann_sc), (lex_ids, _) = served_channels(EvalSet("2026-01-01", frame), corpus, corpus.doc_ids, vectors,
+                                                      queries, lexical, 5)
+    by_id = docs.set_index("doc_id")
+    assert set(by_id.loc[ann_ids[0], "category_leaf"]) == {"shoes"}
+    both = ann_ids[1][ann_ids[1] >= 0]
+    assert len(both) == 5 and set(by_id.loc[both, "category_leaf"]) == {"dress"}
+    assert set(by_id.loc[both, "brand"]) == {"acme"}
+    allowed = by_id[(by_id.category_leaf == "shoes")].index.to_numpy()
+    exact = allowed[np.argsort(-(queries[0] @ vectors[allowed - 100].T), kind="stable")[:5]]
+    assert ann_ids[0].tolist() == exact.tolist()
+    unconstrained = np.argsort(-(queries[2] @ vectors.T), kind="stable")[:5] + 100
+    assert ann_ids[2].tolist() == unconstrained.tolist(), "no prediction: no constraint"
+    lex = lex_ids[1][lex_ids[1] >= 0]
+    assert len(lex) and set(by_id.loc[lex, "category_leaf"]) == {"dress"} and set(by_id.loc[lex, "brand"]) == {"acme"}

@@ -45,7 +45,8 @@ def evaluated(pipe, tmp_path_factory):  # noqa: F811
 
 def test_report_has_model_champion_and_baselines(evaluated):
     _, _, _, work, result = evaluated
-    assert set(result["systems"]) == {"model", "champion", "popularity", "bm25", "hybrid"}
+    assert set(result["systems"]) == {"model", "champion", "popularity", "bm25", "hybrid", "model_served",
+                                      "hybrid_served"}
     out = work / "out"
     assert {"report", "evalset.parquet", "evaluation.json"} <= {p.name for p in out.iterdir()}
     assert {"metrics.json", "report.md", "recall_at_k.png"} <= {p.name for p in (out / "report").iterdir()}
