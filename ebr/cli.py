@@ -37,7 +37,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     from ebr.simulate.config import SimulateConfig
 
     overrides = list(args.overrides)
-    for name in ("days", "scale", "seed", "lang", "start_date"):
+    for name in ("days", "scale", "seed", "lang", "start_date", "profile"):
         value = getattr(args, name)
         if value is not None:
             overrides.append(f"{name}={value}")
@@ -86,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale", choices=["tiny", "small", "medium", "large"])
     p.add_argument("--seed", type=int)
     p.add_argument("--lang", choices=["zh", "en"])
+    p.add_argument("--profile", choices=["default", "marketplace"],
+                   help="kind of logs: default, or marketplace (stronger position bias, 3x impressions per request, "
+                        "synonym-heavy queries)")
     p.add_argument("--start-date", dest="start_date", help="first day, YYYY-MM-DD (UTC)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing non-empty --out")
     _add_config_args(p)

@@ -72,6 +72,17 @@ SCALES: dict[str, ScaleSizes] = {
 _SIZE_FIELDS = tuple(ScaleSizes.__dataclass_fields__)
 
 
+# Presets of knobs: one kind of logs each, so no default is tuned to one simulator setting (docs/simulator.md).
+PROFILES: dict[str, dict[str, object]] = {
+    "default": {},
+    "marketplace": {
+        "position_bias_eta": 1.8, "n_exposed": 30, "n_rank": 40, "n_prerank": 80, "query_synonym_rate": 0.6,
+        "title_synonym_rate": 0.45, "synonyms_per_leaf": 3, "brand_null_rate": 0.4, "doc_zipf": 1.4,
+        "click_rel_coef": 0.9,
+    },
+}
+
+
 class SimulateConfig(Section):
     """Knobs of the search-log simulator; `sizes()` resolves the scale table with the overrides below."""
 
@@ -81,6 +92,11 @@ class SimulateConfig(Section):
     seed: int = Field(0, ge=0, description="master seed; every random stream derives from it")
     lang: Literal["zh", "en"] = Field("zh", description="language of titles and queries")
     start_date: str = Field("2026-11-01", description="first simulated day (UTC), YYYY-MM-DD")
+    profile: Literal["default", "marketplace"] = Field(
+        "default", description="a kind of logs: `marketplace` is a different click model and catalogue (PROFILES): "
+        "stronger position bias, 3x the impressions per request, synonym-heavy queries and titles, more docs "
+        "without a brand, a steeper popularity head; a knob set explicitly wins over its profile value",
+    )
 
     # --- size overrides (None = take the scale table's value) ----------------------------------------------
     n_docs: int | None = Field(None, ge=1, description="docs published before the first day")
@@ -172,6 +188,17 @@ class SimulateConfig(Section):
     engage_rel_coef: float = Field(0.5, description="engagement logit per relevance grade")
     dwell_median_ms: float = Field(15_000.0, gt=0.0, description="median dwell of a relevance-0 click")
     dwell_sigma: float = Field(0.8, gt=0.0, description="log-normal sigma of dwell time")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_profile(cls, data: object) -> object:
+        """Fill the knobs the chosen profile sets and the caller did not."""
+        if not isinstance(data, dict):
+            return data
+        name = data.get("profile", "default")
+        if name not in PROFILES:
+            return data  # the Literal check names the bad value
+        return {**PROFILES[name], **data}
 
     @field_validator("start_date")
     @classmethod
