@@ -31,7 +31,7 @@ class _Job:
     bundle: Any
     inputs: dict[str, torch.Tensor]
     fetch: int
-    allowed: np.ndarray | None = None
+    allowed: Any = None  # an AllowedSet of the bundle's searcher: the request's own constrained search
     done: bool = False
     taken: bool = False
     result: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
@@ -89,7 +89,7 @@ class TowerBatcher:
                     self._cond.notify_all()
 
     def run(self, bundle: Any, inputs: dict[str, torch.Tensor], fetch: int, ticket: Ticket | None = None,
-            allowed: np.ndarray | None = None) -> BatchOutput:
+            allowed: Any = None) -> BatchOutput:
         """The tower output and top-`fetch` search of one request (among `allowed` doc ids when given: its own
         constrained search), computed in a batch with its neighbours."""
         job = _Job(bundle, inputs, fetch, allowed)

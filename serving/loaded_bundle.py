@@ -10,7 +10,9 @@ reason; parts are then loaded without re-hashing. A bundle assembled before the 
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,10 +23,11 @@ import pandas as pd
 from ebr.bundle import BundleError, verify_bundle
 from ebr.bundle.layout import LEXICAL_DIR, QUERY_TOWER_EXPORT
 from ebr.index import ShardedSearcher, load_index
+from ebr.index.search import AllowedSet
 from ebr.lexical import LexicalIndex, lexical_summary, load_lexical_index
 from ebr.models.export import ExportedModule, load_exported
 from serving.coarse_rescorer import CoarseRescorer
-from serving.relevance_filter import DocFields
+from serving.relevance_filter import DocFields, Expectation, constraint_key
 
 if TYPE_CHECKING:
     from ebr.models.config import FeaturizerConfig
@@ -72,6 +75,21 @@ def _tower(path: Path, manifest: dict[str, Any], program: ExportedModule) -> Exp
     return load_query_tower_onnx(path / QUERY_TOWER_EXPORT, verify=False)  # the bundle's checksums cover it
 
 
+CONSTRAINT_CACHE_BYTES = 256 << 20  # allowed ids + bitmaps kept per bundle for repeated constraint sets
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """One constraint set's allowed docs: sorted ids and the index's per-shard selectors."""
+
+    ids: np.ndarray
+    selection: AllowedSet
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.ids.nbytes) + self.selection.nbytes
+
+
 @dataclass
 class LoadedBundle:
     """Everything a request needs from one bundle version; immutable once switched in."""
@@ -86,10 +104,31 @@ class LoadedBundle:
     rescorer: CoarseRescorer | None
     lexical: LexicalIndex | None = None  # `lexical.search(query, k)` -> (doc ids int64 [k], scores float32 [k])
     loaded_at: float = field(default_factory=time.time)
+    _constraints: OrderedDict[tuple[Expectation, ...], Constraint] = field(
+        default_factory=OrderedDict, repr=False, compare=False)
+    _constraints_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @property
     def ntotal(self) -> int:
         return self.searcher.ntotal
+
+    def constraint(self, expectations: list[Expectation]) -> Constraint:
+        """The docs the expectations allow, as ids (for BM25) and as the index's prepared selectors; built once
+        per constraint set and kept in a cache bounded by CONSTRAINT_CACHE_BYTES (least recently used first)."""
+        key = constraint_key(expectations)
+        with self._constraints_lock:
+            hit = self._constraints.get(key)
+            if hit is not None:
+                self._constraints.move_to_end(key)
+                return hit
+        ids = self.docs.allowed(expectations)
+        made = Constraint(ids, self.searcher.prepare(ids))
+        with self._constraints_lock:
+            self._constraints[key] = made
+            total = sum(c.nbytes for c in self._constraints.values())
+            while total > CONSTRAINT_CACHE_BYTES and len(self._constraints) > 1:
+                total -= self._constraints.popitem(last=False)[1].nbytes
+        return made
 
     @classmethod
     def open(cls, path: str | Path, version: str | None = None) -> LoadedBundle:

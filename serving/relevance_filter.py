@@ -7,8 +7,6 @@ query-understanding features (`qu_category_leaf`, `qu_brand`) and from the reque
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,7 +15,6 @@ import pandas as pd
 from ebr.evaluate.relevance import relevance_removed
 from ebr.judgements.corpus import Corpus
 
-ALLOWED_CACHE = 1024  # expectation sets whose allowed doc ids are kept
 EMPTY_POSITIONS = np.zeros(0, dtype=np.int64)
 
 
@@ -44,30 +41,17 @@ class DocFields:
         self.category_leaf = _objects(df["category_leaf"])
         self.brand = _objects(df["brand"])
         self._positions = {"category_leaf": _positions(self.category_leaf), "brand": _positions(self.brand)}
-        self._allowed: OrderedDict[tuple[Expectation, ...], np.ndarray] = OrderedDict()
-        self._lock = threading.Lock()
 
     def allowed(self, expectations: list[Expectation]) -> np.ndarray:
         """Sorted doc ids that contradict none of the active expectations (the rule of `removed`: equal leaf
-        category and brand where expected), for the search to apply inside the ANN; cached per expectation set."""
-        key = tuple(sorted({e for e in expectations if e.active}, key=lambda e: (e.category_leaf or "",
-                                                                               e.brand or "")))
-        with self._lock:
-            hit = self._allowed.get(key)
-            if hit is not None:
-                self._allowed.move_to_end(key)
-                return hit
+        category and brand where expected), for the search to apply inside retrieval."""
+        key = constraint_key(expectations)
         sets = [self._positions[name].get(value, EMPTY_POSITIONS) for e in key
                 for name, value in (("category_leaf", e.category_leaf), ("brand", e.brand)) if value is not None]
         pos = sets[0] if sets else np.arange(len(self.doc_ids))
         for other in sets[1:]:
             pos = np.intersect1d(pos, other, assume_unique=True)
-        ids = self.doc_ids[pos]
-        with self._lock:
-            self._allowed[key] = ids
-            while len(self._allowed) > ALLOWED_CACHE:
-                self._allowed.popitem(last=False)
-        return ids
+        return self.doc_ids[pos]
 
     def __len__(self) -> int:
         return len(self.doc_ids)
@@ -88,6 +72,11 @@ class DocFields:
             category_leaf=self.category_leaf[pos],
             brand=self.brand[pos],
         )
+
+
+def constraint_key(expectations: list[Expectation]) -> tuple[Expectation, ...]:
+    """The active expectations as a canonical tuple (same constraints, same key, whatever their order)."""
+    return tuple(sorted({e for e in expectations if e.active}, key=lambda e: (e.category_leaf or "", e.brand or "")))
 
 
 def _positions(values: np.ndarray) -> dict[object, np.ndarray]:

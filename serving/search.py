@@ -177,10 +177,10 @@ class SearchEngine:
         """The top k among the docs the constraints allow, in one search (nothing to drop afterwards)."""
         if first is None:
             t0 = time.perf_counter()
-            allowed = bundle.docs.allowed(expect)
-            if not len(allowed):
+            allowed = bundle.constraint(expect)
+            if not len(allowed.ids):
                 return np.zeros(0, np.int64), np.zeros(0, np.float32), 0, 0
-            first = bundle.searcher.search(q, min(bundle.ntotal, req.k), allowed=allowed)
+            first = bundle.searcher.search(q, min(bundle.ntotal, req.k), allowed=allowed.selection)
             stages["search"] += time.perf_counter() - t0
         scores, ids = first[0][0], first[1][0]
         t0 = time.perf_counter()
@@ -210,7 +210,7 @@ class SearchEngine:
         t0 = time.perf_counter()
         constrained = any(e.active for e in expect)
         if constrained and self.filter_inside:
-            ids, scores = bundle.lexical.search(req.query, req.k, allowed=bundle.docs.allowed(expect))
+            ids, scores = bundle.lexical.search(req.query, req.k, allowed=bundle.constraint(expect).ids)
             keep = ids >= 0
             stages["lexical"] += time.perf_counter() - t0
             return ids[keep], scores[keep], int(keep.sum()), 0
@@ -261,7 +261,7 @@ class SearchEngine:
                 pass
             elif self.batcher is not None:
                 inside = self.filter_inside and any(e.active for e in expect)
-                allowed = bundle.docs.allowed(expect) if inside else None
+                allowed = bundle.constraint(expect).selection if inside else None
                 fetch = min(bundle.ntotal, req.k) if inside else first_fetch(bundle.ntotal, req, expect)
                 out = self.batcher.run(bundle, x, fetch, ticket, allowed=allowed)
                 q, first = out.vector, (out.scores, out.ids)

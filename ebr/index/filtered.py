@@ -31,6 +31,10 @@ class AllowedPositions:
         self.selector = faiss.IDSelectorBitmap(self.total, faiss.swig_ptr(self._bitmap))
 
     @property
+    def nbytes(self) -> int:
+        return int(self._bitmap.nbytes)
+
+    @property
     def selectivity(self) -> float:
         return self.count / self.total if self.total else 0.0
 

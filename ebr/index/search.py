@@ -10,6 +10,7 @@ merged top-k equals the top-k of one index over all docs whenever each shard's s
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -37,6 +38,21 @@ def _applies(space: faiss.ParameterSpace, index: faiss.Index, name: str, value: 
     except RuntimeError:
         return False
     return True
+
+
+@dataclass(frozen=True)
+class AllowedSet:
+    """Allowed doc ids prepared for one searcher: a bitmap selector per shard (None: no allowed doc there).
+    The selectors keep their bitmaps alive; Faiss does not own them."""
+
+    shards: list[AllowedPositions | None]
+    count: int
+    searcher: Any = field(repr=False, compare=False)
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held by the bitmaps."""
+        return sum(s.nbytes for s in self.shards if s is not None)
 
 
 class ShardedSearcher:
@@ -133,34 +149,48 @@ class ShardedSearcher:
         mapped = np.where(valid, ids[np.where(valid, pos, 0)], -1) if ids.size else np.full_like(pos, -1)
         return np.where(valid, scores, -np.inf).astype(np.float32), mapped.astype(np.int64)
 
-    def search(self, query_vectors: np.ndarray, k: int, allowed: np.ndarray | None = None
+    def search(self, query_vectors: np.ndarray, k: int, allowed: np.ndarray | AllowedSet | None = None
                ) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k (scores [nq, k] descending, doc ids [nq, k]) over all shards; with `allowed` (doc ids), the
-        top k among those docs only, the constraint applied inside the search (ebr.index.filtered)."""
+        """Top-k (scores [nq, k] descending, doc ids [nq, k]) over all shards; with `allowed` (doc ids, or the
+        `prepare`d set of them, which a caller reusing one constraint should keep), the top k among those docs
+        only, the constraint applied inside the search (ebr.index.filtered)."""
         if not isinstance(k, int | np.integer) or k < 1:
             raise ValueError(f"k must be a positive integer, got {k!r}")
         q = self._queries(query_vectors)
         if allowed is None:
             parts = [self._map_ids(i, *ix.search(q, int(k))) for i, ix in enumerate(self._indexes)]
         else:
-            parts = self._filtered(q, int(k), np.unique(np.asarray(allowed, dtype=np.int64)))
+            prepared = allowed if isinstance(allowed, AllowedSet) else self.prepare(allowed)
+            parts = self._filtered(q, int(k), prepared)
         if len(parts) == 1:
             return parts[0]
         return merge_topk(
             np.concatenate([p[0] for p in parts], 1), np.concatenate([p[1] for p in parts], 1), int(k)
         )
 
-    def _filtered(self, q: np.ndarray, k: int, allowed: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    def prepare(self, allowed: np.ndarray) -> AllowedSet:
+        """The per-shard selectors of `allowed` doc ids (unknown ids ignored): build once per constraint."""
+        ids = np.asarray(allowed, dtype=np.int64)
+        if len(ids) > 1 and not bool((ids[1:] > ids[:-1]).all()):  # sorted and unique already: skip the sort
+            ids = np.unique(ids)
         if self._sorted is None:
-            self._sorted = [(ids[order], order) for ids in self._doc_ids
-                            for order in [np.argsort(ids, kind="stable")]]
+            self._sorted = [(ids_[order], order) for ids_ in self._doc_ids
+                            for order in [np.argsort(ids_, kind="stable")]]
+        shards = []
+        for i in range(len(self._indexes)):
+            mask = positions_mask(self._doc_ids[i], *self._sorted[i], ids)
+            shards.append(AllowedPositions(mask) if mask.any() else None)
+        return AllowedSet(shards, int(sum(s.count for s in shards if s is not None)), self)
+
+    def _filtered(self, q: np.ndarray, k: int, allowed: AllowedSet) -> list[tuple[np.ndarray, np.ndarray]]:
+        if allowed.searcher is not self:
+            raise ValueError("allowed set was prepared by another searcher (another bundle's index)")
         parts = []
         for i, ix in enumerate(self._indexes):
-            mask = positions_mask(self._doc_ids[i], *self._sorted[i], allowed)
-            if not mask.any():
+            sel = allowed.shards[i]
+            if sel is None:
                 parts.append((np.full((len(q), k), -np.inf, np.float32), np.full((len(q), k), -1, np.int64)))
                 continue
-            sel = AllowedPositions(mask)
             scores, pos = ix.search(q, k, params=filtered_params(ix, sel, self.search_params))
             parts.append(self._map_ids(i, scores, pos))
         return parts

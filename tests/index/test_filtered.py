@@ -88,3 +88,17 @@ def test_no_allowed_doc_gives_padding_and_unknown_ids_are_ignored(data):
     few = doc_ids[:3]
     _, ids = searcher.search(q[:2], 5, allowed=np.concatenate([few, [1, 2]]))
     assert set(ids[0][ids[0] >= 0]) == set(few) and (ids[:, 3:] == -1).all()
+
+
+def test_a_prepared_set_answers_as_the_ids_do_and_belongs_to_its_searcher(data):
+    x, q, doc_ids = data
+    searcher = _searcher(x, doc_ids, "IVF64,Flat", {"nprobe": 4}, shards=2)
+    allowed = np.sort(doc_ids[::7])
+    prepared = searcher.prepare(allowed)
+    assert prepared.count == len(allowed) and prepared.nbytes > 0
+    a = searcher.search(q, K, allowed=allowed)
+    b = searcher.search(q, K, allowed=prepared)
+    assert a[1].tolist() == b[1].tolist()
+    other = _searcher(x, doc_ids, "Flat", {})
+    with pytest.raises(ValueError, match="prepared by another searcher"):
+        other.search(q, K, allowed=prepared)

@@ -52,3 +52,24 @@ def test_docs_with_duplicate_ids_are_rejected_and_missing_ids_reported():
     with pytest.raises(ValueError, match="more than once"):
         DocFields(pd.concat([DOCS, DOCS.iloc[:1]]))
     assert DocFields(DOCS).missing(np.array([10, 11, 50, 99])).tolist() == [11, 99]
+
+
+def test_a_constraint_is_built_once_per_set_and_bounded(published_root):
+    from serving import loaded_bundle
+    from serving.loaded_bundle import LoadedBundle
+    from serving.relevance_filter import Expectation
+
+    bundle = LoadedBundle.open(published_root / "v1")
+    cat = str(bundle.docs.category_leaf[0])
+    a = bundle.constraint([Expectation(category_leaf=cat), Expectation()])
+    b = bundle.constraint([Expectation(category_leaf=cat)])
+    assert a is b, "the same active constraints, the same cached selection"
+    assert set(bundle.docs.category_leaf[np.isin(bundle.docs.doc_ids, a.ids)]) == {cat}
+    old = loaded_bundle.CONSTRAINT_CACHE_BYTES
+    loaded_bundle.CONSTRAINT_CACHE_BYTES = 1  # one entry always stays; the rest are evicted
+    try:
+        for c in sorted(set(bundle.docs.category_leaf) - {None})[:3]:
+            bundle.constraint([Expectation(category_leaf=str(c))])
+        assert len(bundle._constraints) == 1
+    finally:
+        loaded_bundle.CONSTRAINT_CACHE_BYTES = old
