@@ -20,7 +20,7 @@ from serving.admission import Overloaded, SearchAdmission
 from serving.batching import TowerBatcher
 from serving.bundle_manager import BundleManager, NoBundle
 from serving.errors import InputError, from_validation
-from serving.feature_source import MAX_PENDING_LOOKUPS, OnlineFeatureSource
+from serving.feature_source import MAX_PENDING_LOOKUPS, FeatureCache, OnlineFeatureSource
 from serving.loaded_bundle import BundleRefused
 from serving.metrics import ServerMetrics
 from serving.middleware import BodyLimit, RequestMetrics
@@ -46,7 +46,9 @@ class ServerRuntime:
         if features is None and settings.feature_repo is not None:
             features = OnlineFeatureSource(settings.feature_repo, settings.feature_retry_s,
                                            timeout_s=settings.feature_timeout_s,
-                                           max_pending=max(MAX_PENDING_LOOKUPS, 2 * settings.search_workers))
+                                           max_pending=max(MAX_PENDING_LOOKUPS, 2 * settings.search_workers),
+                                           cache=FeatureCache(settings.feature_cache_ttl_s,
+                                                              settings.feature_cache_size))
         self.features = features
         self.manager = BundleManager(
             settings.bundles_dir,
@@ -217,6 +219,9 @@ def create_app(settings: ServerSettings, runtime: ServerRuntime | None = None, s
     async def metrics() -> Response:
         if rt.features is not None:  # derived when scraped: the feature source itself knows whether it is healthy
             rt.metrics.feature_store_up.set(1 if rt.features.healthy else 0)
+            cache = rt.features.cache
+            rt.metrics.feature_cache.labels("hit").set(cache.hits)
+            rt.metrics.feature_cache.labels("miss").set(cache.misses)
         return Response(rt.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
     @app.post(

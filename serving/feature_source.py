@@ -17,6 +17,7 @@ import logging
 import queue
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future, wait
 from dataclasses import dataclass, field
@@ -30,9 +31,10 @@ from ebr.features.store import REGISTRY, STORE_JSON
 log = logging.getLogger(__name__)
 
 SERVICE = "query_tower_online"
-USER_FEATURES = frozenset(
-    name for v in SERVICES[SERVICE] if VIEW_BY_NAME[v].entity == "user" for name in VIEW_BY_NAME[v].feature_names
-)
+ENTITY_FEATURES: dict[str, list[str]] = {}
+for _view in SERVICES[SERVICE]:
+    ENTITY_FEATURES.setdefault(VIEW_BY_NAME[_view].entity, []).extend(VIEW_BY_NAME[_view].feature_names)
+USER_FEATURES = frozenset(ENTITY_FEATURES["user"])
 LOOKUP_TIMEOUT_S = 0.1  # EBR_FEATURE_TIMEOUT_S: a lookup takes ~1 ms on SQLite, a Redis round trip far less
 CONNECT_TIMEOUT_S = 1.0  # the first lookup on a freshly opened store (connection and Feast set-up)
 OPEN_TIMEOUT_S = 30.0  # the warm-up lookup at start, before traffic (the first in a process pays Feast's imports)
@@ -120,6 +122,51 @@ class _LookupThreads:
                 future.set_result(result)
 
 
+class FeatureCache:
+    """A bounded in-process cache of one entity's features (key -> values) with a time to live: repeated users
+    and queries skip the store for `ttl_s` seconds (daily features change once a day). Thread-safe; least
+    recently used out first beyond `max_entries`; counts hits and misses for /metrics."""
+
+    def __init__(self, ttl_s: float, max_entries: int) -> None:
+        if ttl_s < 0 or max_entries < 0:
+            raise ValueError(f"feature cache ttl and size must be >= 0, got {ttl_s} and {max_entries}")
+        self.ttl_s, self.max_entries = ttl_s, max_entries
+        self._items: OrderedDict[tuple[str, Any], tuple[float, dict[str, Any]]] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.ttl_s > 0 and self.max_entries > 0
+
+    def get(self, entity: str, key: Any) -> dict[str, Any] | None:
+        """The cached values of (entity, key), or None (a miss) when absent or expired."""
+        if not self.enabled:
+            return None
+        now = time.monotonic()
+        with self._lock:
+            hit = self._items.get((entity, key))
+            if hit is not None and hit[0] > now:
+                self._items.move_to_end((entity, key))
+                self.hits += 1
+                return hit[1]
+            self.misses += 1
+            return None
+
+    def put(self, entity: str, key: Any, values: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        with self._lock:
+            self._items[(entity, key)] = (time.monotonic() + self.ttl_s, values)
+            self._items.move_to_end((entity, key))
+            while len(self._items) > self.max_entries:
+                self._items.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
 class OnlineFeatureSource:
     """Fetches online features per request; opens the store once (thread-safe), backs off after a failure.
 
@@ -137,6 +184,7 @@ class OnlineFeatureSource:
         connect_timeout_s: float = CONNECT_TIMEOUT_S,
         max_pending: int = MAX_PENDING_LOOKUPS,
         opener: Callable[[Path], Any] | None = None,
+        cache: FeatureCache | None = None,
     ) -> None:
         if not timeout_s > 0 or not connect_timeout_s > 0:
             raise ValueError(f"feature timeouts must be > 0 seconds, got {timeout_s} and {connect_timeout_s}")
@@ -155,6 +203,7 @@ class OnlineFeatureSource:
         self._pending = 0  # lookups submitted and not finished, hung ones included
         self._lock = threading.Lock()
         self._threads = _LookupThreads("ebr-features")
+        self.cache = cache if cache is not None else FeatureCache(0, 0)  # (an empty cache is falsy: it has a len)
         self.last_error: str | None = None
 
     @property
@@ -198,7 +247,7 @@ class OnlineFeatureSource:
                 store = self._ensure_store()
             except Exception as e:
                 raise _OpenFailed(f"{type(e).__name__}: {e}") from e
-            values = online_features(store, user_id=user_id, query=query, service_name=SERVICE)
+            values = self._read(store, user_id, query)
             with self._lock:
                 self._answered = store
             if self.last_error is not None:
@@ -210,6 +259,25 @@ class OnlineFeatureSource:
         finally:
             with self._lock:
                 self._pending -= 1
+
+    def _read(self, store: Any, user_id: int | None, query: str) -> dict[str, Any]:
+        """The service's features: cached entities from the cache, the rest in one store call."""
+        keys = {"user": user_id, "query": query}
+        values: dict[str, Any] = {}
+        missing = set()
+        for entity, key in keys.items():
+            cached = self.cache.get(entity, key) if key is not None else None
+            if cached is None:
+                missing.add(entity)
+            else:
+                values.update(cached)
+        if missing:
+            fresh = online_features(store, user_id=user_id, query=query, service_name=SERVICE, entities=missing)
+            values.update(fresh)
+            for entity in missing:
+                if keys[entity] is not None:
+                    self.cache.put(entity, keys[entity], {n: fresh[n] for n in ENTITY_FEATURES[entity]})
+        return values
 
     def _call(self, user_id: int | None, query: str, wait_s: float | None = None) -> dict[str, Any]:
         """The lookup on a lookup thread, waited for at most `wait_s` (default: by whether the store is set up);

@@ -73,6 +73,9 @@ class ServerMetrics:
         self.feature_store_up = Gauge("ebr_serve_feature_store_up",
                                       "1 while the last online-store lookup succeeded (0: serving unpersonalized)",
                                       registry=r, multiprocess_mode="livemin")
+        self.feature_cache = Gauge("ebr_serve_feature_cache_lookups",
+                                   "online-feature cache lookups since start by result (hit, miss)", ["result"],
+                                   registry=r, multiprocess_mode="livesum")
         self.feature_fallbacks = Counter("ebr_serve_feature_fallbacks",
                                          "requests answered without online features, by reason",
                                          ["reason"], registry=r)

@@ -41,6 +41,8 @@ ENV: dict[str, tuple[str, Any]] = {
     "body_timeout_s": ("EBR_BODY_TIMEOUT_S", 10.0),
     "header_timeout_s": ("EBR_HEADER_TIMEOUT_S", 10.0),
     "feature_timeout_s": ("EBR_FEATURE_TIMEOUT_S", 0.1),
+    "feature_cache_ttl_s": ("EBR_FEATURE_CACHE_TTL_S", 60.0),
+    "feature_cache_size": ("EBR_FEATURE_CACHE_SIZE", 100_000),
     "max_connections": ("EBR_MAX_CONNECTIONS", 1024),
     "admin_max_failures": ("EBR_ADMIN_MAX_FAILURES", 5),
     "enable_docs": ("EBR_ENABLE_DOCS", True),
@@ -74,6 +76,8 @@ class ServerSettings:
     retry_after_s: int = 1
     body_timeout_s: float = 10.0  # a request body must be complete within this long, else 408 and close
     header_timeout_s: float = 10.0  # request line + headers must be complete within this long, else closed
+    feature_cache_ttl_s: float = 60.0  # a user's or query's features are reused this long (0: no cache)
+    feature_cache_size: int = 100_000  # users + queries kept in the feature cache
     feature_timeout_s: float = 0.1  # an online-store lookup taking longer is abandoned: unpersonalized answer
     max_connections: int = 1024  # uvicorn's limit_concurrency: beyond it new connections get 503
     admin_max_failures: int = 5  # failed /admin calls per client per minute before 429
@@ -97,6 +101,10 @@ class ServerSettings:
             (self.search_workers >= 1, f"search workers must be >= 1, got {self.search_workers}"),
             (self.max_queue >= 0, f"max queue must be >= 0, got {self.max_queue}"),
             (1 <= self.workers <= 64, f"workers (EBR_WORKERS) must be in 1..64, got {self.workers}"),
+            (0 <= self.feature_cache_ttl_s <= 86_400,
+             f"feature cache ttl (EBR_FEATURE_CACHE_TTL_S) must be in 0..86400 s, got {self.feature_cache_ttl_s}"),
+            (self.feature_cache_size >= 0,
+             f"feature cache size (EBR_FEATURE_CACHE_SIZE) must be >= 0, got {self.feature_cache_size}"),
             (self.max_batch >= 1, f"max batch (EBR_MAX_BATCH) must be >= 1, got {self.max_batch}"),
             (0 <= self.batch_wait_ms <= 100,
              f"batch wait (EBR_BATCH_WAIT_MS) must be in 0..100 ms, got {self.batch_wait_ms}"),

@@ -37,11 +37,14 @@ def online_features(
     service_name: str = "query_tower_online",
     doc_id: int | None = None,
     author_id: int | None = None,
+    entities: set[str] | None = None,
 ) -> dict[str, Any]:
-    """Feature name -> value for one request from the online store.
+    """Feature name -> value for one request from the online store, in one `get_online_features` call over
+    every entity with a key (one round trip to the store).
 
     A None key (logged-out user, no query) or an unknown one gives None for its scalar features and [] for
-    its list features; the store is not asked about None keys."""
+    its list features; the store is not asked about None keys. `entities` (e.g. {"user"}) limits the call to
+    those entities' features (a caller caching the others); the rest are left out of the answer."""
     if service_name not in SERVICES:
         raise ValueError(f"unknown feature service {service_name!r}; services: {sorted(SERVICES)}")
     given = {"user": user_id, "query": query, "doc": doc_id, "author": author_id}
@@ -50,14 +53,15 @@ def online_features(
     for v in SERVICES[service_name]:
         spec = VIEW_BY_NAME[v]
         refs.setdefault(spec.entity, []).extend(f"{v}:{n}" for n in spec.feature_names)
+    wanted = [e for e in refs if entities is None or e in entities]
+    asked = [e for e in wanted if keys[e] is not None]
+    got: dict[str, list[Any]] = {}
+    if asked:
+        row = {ENTITIES[e].join_key: keys[e] for e in asked}
+        got = store.get_online_features(features=[r for e in asked for r in refs[e]], entity_rows=[row]).to_dict()
     out: dict[str, Any] = {}
-    for entity, rs in refs.items():
-        key = keys[entity]
-        names = [r.split(":", 1)[1] for r in rs]
-        if key is None:
-            values = dict.fromkeys(names)
-        else:
-            got = store.get_online_features(features=rs, entity_rows=[{ENTITIES[entity].join_key: key}]).to_dict()
-            values = {n: got[n][0] for n in names}
-        out.update({n: _default(n, values[n]) for n in names})
+    for entity in wanted:
+        names = [r.split(":", 1)[1] for r in refs[entity]]
+        out.update({n: _default(n, got[n][0] if entity in asked else None) for n in names})
     return out
+

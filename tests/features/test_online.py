@@ -58,3 +58,24 @@ def test_bad_online_input_names_the_parameter(store, kwargs, message):
 
     with pytest.raises(ValueError, match=message):
         online_features(store, **kwargs)
+
+
+def test_a_request_is_one_round_trip_and_entities_can_be_left_out(built, store, monkeypatch):
+    from ebr.features import online_features
+
+    seq = read_view(built[0], "user_sequences")
+    user = int(seq["user_id"].iloc[0])
+    calls = []
+    real = store.get_online_features
+
+    def counted(*args, **kwargs):  # the real store answers; the wrapper only counts the round trips
+        calls.append(kwargs.get("entity_rows"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(store, "get_online_features", counted)
+    both = online_features(store, user_id=user, query="x")
+    assert len(calls) == 1 and set(calls[0][0]) == {"user_id", "query"}, "user and query features in one call"
+    only_user = online_features(store, user_id=user, query="x", entities={"user"})
+    assert len(calls) == 2 and set(calls[1][0]) == {"user_id"}
+    assert only_user == {k: v for k, v in both.items() if k in only_user}
+    assert set(only_user) < set(both), "the query's features are left out when not asked for"

@@ -58,8 +58,10 @@ def feature_dir(tmp_path_factory) -> Path:
     return out
 
 
-def _client(root: Path, features: Path, retry_s: float = 5.0) -> InProcessClient:
-    app = create_app(ServerSettings(bundles_dir=root, feature_repo=features, feature_retry_s=retry_s), start=False)
+def _client(root: Path, features: Path, retry_s: float = 5.0, cache_ttl_s: float = 0.0) -> InProcessClient:
+    """The app on a real store; the feature cache is off unless asked for, so every request meets the store."""
+    app = create_app(ServerSettings(bundles_dir=root, feature_repo=features, feature_retry_s=retry_s,
+                                    feature_cache_ttl_s=cache_ttl_s), start=False)
     rt = app.state.runtime
     rt.features.open()
     rt.manager.reload()
@@ -208,7 +210,8 @@ def test_a_hung_store_costs_a_request_the_timeout_and_personalization_returns(pu
     gate.set()
     source = OnlineFeatureSource(feature_dir, retry_s=0.05, timeout_s=0.2, connect_timeout_s=0.2, max_pending=2,
                                  opener=lambda d: HangingStore(open_feature_store(d), gate))
-    settings = ServerSettings(bundles_dir=published_root, feature_repo=feature_dir, feature_retry_s=0.05)
+    settings = ServerSettings(bundles_dir=published_root, feature_repo=feature_dir, feature_retry_s=0.05,
+                              feature_cache_ttl_s=0.0)
     app = create_app(settings, runtime=ServerRuntime(settings, features=source), start=False)
     assert source.open()
     app.state.runtime.manager.reload()
@@ -248,3 +251,27 @@ def test_a_feature_timeout_that_is_not_positive_is_refused():
     with pytest.raises(ValueError, match=re.escape("feature timeout (EBR_FEATURE_TIMEOUT_S) must be > 0 seconds")):
         ServerSettings.resolve({"bundles_dir": "/b"}, {"EBR_FEATURE_TIMEOUT_S": "0"})
     assert ServerSettings.resolve({"bundles_dir": "/b"}, {"EBR_FEATURE_TIMEOUT_S": "0.25"}).feature_timeout_s == 0.25
+
+
+def test_the_feature_cache_answers_repeated_users_and_queries_without_the_store(published_root, feature_dir):
+    def counts() -> tuple[float, float]:
+        text = c.get("/metrics").text
+        return (metric_value(text, 'ebr_serve_feature_cache_lookups{result="hit"}'),
+                metric_value(text, 'ebr_serve_feature_cache_lookups{result="miss"}'))
+
+    c = _client(published_root, feature_dir, cache_ttl_s=60.0)
+    try:
+        body = {**ANN, "query": "trail shoes", "k": 10, "user_id": USER}
+        hits0, misses0 = counts()
+        first = c.post("/search", json=body).json()
+        hits1, misses1 = counts()
+        assert (hits1 - hits0) + (misses1 - misses0) == 2, "one lookup per entity: the user and the query"
+        again = c.post("/search", json=body).json()
+        hits2, misses2 = counts()
+        assert (hits2 - hits1, misses2 - misses1) == (2, 0), "the same user and query again: both from the cache"
+        assert again["items"] == first["items"] and again["personalized"] is True
+        other = c.post("/search", json={**body, "query": "a query never asked"}).json()
+        hits3, misses3 = counts()
+        assert (hits3 - hits2, misses3 - misses2) == (1, 1) and other["personalized"] is True
+    finally:
+        c.close()
