@@ -77,8 +77,10 @@ def champion_metrics(bundles_root: str | Path) -> dict[str, Any] | None:
 def champion_miner(bundles_root: str | Path) -> tuple[Path | None, Callable[[pd.DataFrame], np.ndarray] | None]:
     """(index dir, query encoder) of the champion for offline hard-negative mining, or (None, None).
 
-    The encoder runs the champion's exported query tower on the query text alone (no user features): mining
-    looks for docs the previous model confuses with the query's meaning, which is what hard negatives are for."""
+    The encoder runs the champion's exported query tower on every query-side column of the rows it is given
+    (query text, user id, user profile, sequences, user statistics: `ebr.models.inputs.featurize_queries` reads
+    what the champion's featurizer uses), the inputs training encodes the same requests with; `build_samples`
+    passes each request with its point-in-time features (`ebr.samples.build.mining_requests`)."""
     d = champion_dir(bundles_root)
     if d is None:
         return None, None
@@ -89,7 +91,7 @@ def champion_miner(bundles_root: str | Path) -> tuple[Path | None, Callable[[pd.
 
         exported = load_exported(d / QUERY_TOWER_EXPORT)
         tower = exported["query_tower"]
-        rows = pd.DataFrame({"query": frame["query"].astype(str).to_numpy()})
+        rows = frame.reset_index(drop=True)
         out = []
         for start in range(0, len(rows), 1024):
             batch = featurize_queries(rows.iloc[start:start + 1024], exported.featurizer)

@@ -24,7 +24,7 @@ from ebr.samples.hard_negatives import (
     hard_negative_quota,
     mine_hard_negatives,
 )
-from ebr.samples.negatives import epoch_random_negatives, sampling_table
+from ebr.samples.negatives import sampling_table
 from ebr.samples.positives import POSITIVE_COLUMNS, click_positives
 from ebr.samples.ranking import SOURCES, ranking_samples
 from ebr.samples.rewrites import empty_rewrites, hard_positive_rows, load_dictionary, rewrite_samples
@@ -44,6 +44,33 @@ def _rng(cfg: SamplesConfig, day: str, stream: str) -> np.random.Generator:
 def _write(frame: pd.DataFrame, path: Path, name: str) -> None:
     table = to_arrow(frame, name) if name in SCHEMAS else pa.Table.from_pandas(frame, preserve_index=False)
     pq.write_table(table, path, compression="zstd")
+
+
+def mining_requests(
+    requests: pd.DataFrame,
+    retrieval: pd.DataFrame,
+    retrieval_features: pd.DataFrame | None,
+    features_dir: str | Path | None,
+) -> tuple[pd.DataFrame, str | None]:
+    """The window's requests with the query-side features the trainer encodes them with, and a note when none.
+
+    A request's features are those of its first click row in the point-in-time joined retrieval table (the row the
+    trainer featurizes for the request's query): `retrieval_features` when the step joined it, else a join of
+    those rows through the same Feast service (`retrieval_training`); without a feature store only the request's
+    own columns (query text, user id) are there, and the note says so."""
+    rows = retrieval.reset_index(drop=True)
+    clicks = rows[rows["kind"] == "click"].drop_duplicates("request_id", keep="first")
+    if retrieval_features is not None:
+        feats = retrieval_features.iloc[clicks.index.to_numpy()]
+    elif features_dir is not None:
+        feats = join_features(clicks.reset_index(drop=True), features_dir, "retrieval_training", "null")
+        feats.attrs.pop("feature_report", None)
+    else:
+        return requests, ("no features_dir: hard negatives mined with the request's query text and user id only "
+                          "(no user profile or sequence features, unlike training)")
+    extra = [c for c in feats.columns if c not in retrieval.columns and c not in requests.columns]
+    side = feats[["request_id", *extra]].reset_index(drop=True)
+    return requests.merge(side, on="request_id", how="left", validate="one_to_one"), None
 
 
 def build_samples(
@@ -84,25 +111,9 @@ def build_samples(
     hard_pos = hard_positive_rows(rewrites, POSITIVE_COLUMNS)
     retrieval = pd.concat([positives, hard_pos], ignore_index=True) if len(hard_pos) else positives
 
-    quota = hard_negative_quota(len(retrieval), cfg.negatives, cfg.hard_negatives)
-    hard = empty_hard_negatives()
-    if prev_index is None or not cfg.hard_negatives.enabled:
-        notes.append("no previous index: hard negatives skipped" if prev_index is None
-                     else "hard negatives disabled by config")
-    else:
-        searcher = prev_index
-        if isinstance(prev_index, str | Path):
-            from ebr.index import load_index
-
-            searcher = load_index(prev_index)
-        clicks = imps.loc[imps["clicked"].astype(bool), ["request_id", "query", "doc_id"]]
-        hard = mine_hard_negatives(win.requests, retrieval, clicks, negatives, searcher, encode_queries, quota,
-                                   cfg.hard_negatives, _rng(cfg, day, "hard_negatives"))
-
     ranking = ranking_samples(imps, negatives, cfg.ranking, _rng(cfg, day, "ranking"))
     tables: dict[str, pd.DataFrame] = {
-        "retrieval": retrieval, "negatives": negatives, "hard_negatives": hard, "rewrites": rewrites,
-        "ranking": ranking,
+        "retrieval": retrieval, "negatives": negatives, "rewrites": rewrites, "ranking": ranking,
     }
     if cfg.use_exposed_unclicked_negatives:
         tables["exposed_unclicked"] = exposed_unclicked(imps, positives["request_id"])
@@ -117,6 +128,25 @@ def build_samples(
                              f"offline store dropped: no feature row before the row's time)")
             tables[f"{name}_features"] = joined
 
+    quota = hard_negative_quota(retrieval["request_id"].nunique(), cfg.hard_negatives)
+    hard = empty_hard_negatives()
+    if prev_index is None or not cfg.hard_negatives.enabled:
+        notes.append("no previous index: hard negatives skipped" if prev_index is None
+                     else "hard negatives disabled by config")
+    else:
+        searcher = prev_index
+        if isinstance(prev_index, str | Path):
+            from ebr.index import load_index
+
+            searcher = load_index(prev_index)
+        clicks = imps.loc[imps["clicked"].astype(bool), ["request_id", "query", "doc_id"]]
+        requests, how = mining_requests(win.requests, retrieval, tables.get("retrieval_features"), features_dir)
+        if how:
+            notes.append(how)
+        hard = mine_hard_negatives(requests, retrieval, clicks, negatives, searcher, encode_queries, quota,
+                                   cfg.hard_negatives, _rng(cfg, day, "hard_negatives"))
+    tables["hard_negatives"] = hard
+
     manifest: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "day": day,
@@ -126,7 +156,6 @@ def build_samples(
         "tables": {name: {"file": f"{name}.parquet", "rows": int(len(t)), "columns": list(t.columns)}
                    for name, t in tables.items()},
         "positives": {k: int(v) for k, v in retrieval["kind"].value_counts().sort_index().items()},
-        "random_negatives_per_epoch": epoch_random_negatives(len(retrieval), cfg.negatives),
         "hard_negative_quota": quota,
         "ranking_sources": {s: int((ranking["source"] == s).sum()) for s in SOURCES},
         "rewrites": {k: int(v) for k, v in rewrites["rewrite"].value_counts().sort_index().items()},

@@ -51,8 +51,8 @@ class NegativesConfig(Section):
     )
     per_positive: int = Field(
         100, ge=1,
-        description="random negatives the trainer draws from this table per positive per epoch; the unit of "
-        "the easy:hard ratio",
+        description="random negatives per positive for `request_negatives` (a per-row draw from this table); the "
+        "two-tower trainer draws its own per batch (two_tower.negatives.random_negatives)",
     )
 
 
@@ -62,10 +62,12 @@ class HardNegativesConfig(Section):
     enabled: bool = Field(True, description="mine when a previous index and query encoder are given")
     rank_min: int = Field(101, ge=1, description="first 1-based ANN rank kept (seed 004: ranks 101-500 work best)")
     rank_max: int = Field(500, ge=1, description="last 1-based ANN rank kept (seed 004)")
-    easy_hard_ratio: float = Field(
-        100.0, gt=0.0,
-        description="random:hard negatives per epoch (seeds 000 and 004: 100:1); hard rows = "
-        "floor(positives * negatives.per_positive / ratio)",
+    per_request: int = Field(
+        16, ge=1,
+        description="mined negatives kept per training request (random order within the band). The trainer fills "
+        "each row's hard slots (easy:hard 100:1, seeds 000 and 004: 8 slots at its defaults, 11 in the hard-heavy "
+        "ablation row) from its request's, so 16 fills them with some left over for the request's other rows and "
+        "later epochs to draw differently; fewer when the band runs out",
     )
     exclude_query_clicks: bool = Field(
         True, description="also drop docs clicked for the same query text anywhere in the window (false negatives)"

@@ -1,11 +1,12 @@
 """Offline hard negatives: docs at ANN ranks [rank_min, rank_max] of the previous model's index (seed 004).
 
-For every training request (a request with at least one positive) the previous query tower encodes the request,
-the previous index returns its top `rank_max` docs, and the docs at ranks rank_min..rank_max that are neither a
-click of the request nor (optionally) a click of the same query text are candidates. Candidates are subsampled
-so that hard negatives = floor(positives * negatives.per_positive / easy_hard_ratio): with the defaults one hard
-negative per hundred random negatives of a training epoch (seeds 000 and 004: easy:hard = 100:1), spread
-round-robin over the requests.
+For every training request (a request with at least one positive) the previous query tower encodes the request
+with the query-side features training encodes it with (`build_samples` hands the miner the request's row of the
+point-in-time joined retrieval table: user profile, sequences and query features as of the request), the
+previous index returns its top `rank_max` docs, and the docs at ranks rank_min..rank_max that are neither a click
+of the request nor (optionally) a click of the same query text are candidates. Each request keeps up to
+`per_request` of them in a random order; the trainer fills each row's hard slots from its request's (easy:hard
+100:1 per row, seeds 000 and 004; docs/training.md).
 """
 
 from __future__ import annotations
@@ -17,8 +18,7 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
-from ebr.samples.config import HardNegativesConfig, NegativesConfig
-from ebr.samples.negatives import epoch_random_negatives
+from ebr.samples.config import HardNegativesConfig
 from ebr.samples.tables import columns, empty
 
 HARD_NEGATIVE_COLUMNS = columns("hard_negatives")
@@ -37,9 +37,9 @@ def empty_hard_negatives() -> pd.DataFrame:
     return empty("hard_negatives")
 
 
-def hard_negative_quota(n_positives: int, negatives: NegativesConfig, cfg: HardNegativesConfig) -> int:
-    """Hard negatives to keep: floor(random negatives of one epoch / easy_hard_ratio)."""
-    return int(math.floor(epoch_random_negatives(n_positives, negatives) / cfg.easy_hard_ratio))
+def hard_negative_quota(n_requests: int, cfg: HardNegativesConfig) -> int:
+    """Hard negatives to keep: `per_request` for each training request."""
+    return int(n_requests) * cfg.per_request
 
 
 def _search(searcher: Searcher, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -83,13 +83,15 @@ def mine_hard_negatives(
     rng: np.random.Generator,
 ) -> pd.DataFrame:
     """Hard negatives for the requests that have positives; `clicks` = every clicked (request_id, query, doc_id)
-    of the window, `corpus` = the negative table (doc_id, author_id)."""
+    of the window, `corpus` = the negative table (doc_id, author_id). `encode_queries` gets the rows of `requests`
+    with every column they carry (query-side features included); at most ceil(quota / requests) per request are
+    kept, in a random order within each request's band."""
     train_req = requests[requests["request_id"].isin(positives["request_id"])].reset_index(drop=True)
     if quota <= 0 or train_req.empty:
         return empty_hard_negatives()
     k = cfg.rank_max
     lo = cfg.rank_min - 1
-    cap = 2 * math.ceil(quota / len(train_req)) + 2
+    cap = math.ceil(quota / len(train_req))
     # integer keys: request row * n_docs + doc code, query code * n_docs + doc code
     docs = np.unique(corpus["doc_id"].to_numpy(dtype="int64"))
     n_docs = len(docs)

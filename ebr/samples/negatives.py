@@ -1,8 +1,9 @@
 """The random-negative table: every doc of the corpus with prob ~ (exposures + smoothing) ** power (seeds 000, 003).
 
-Training draws random negatives from `prob` and subtracts log(prob) from their logits (log-Q correction of
-sampled softmax); never-exposed docs keep a small probability, so the whole corpus stays reachable (seed 004:
-random negatives stand for the natural retrieval pool).
+Training draws random negatives from `prob` and subtracts log(draws * prob) from their logits (log-Q correction of
+sampled softmax: it removes the oversampling of popular docs, it does not suppress them); never-exposed docs keep
+a small probability, so the whole corpus stays reachable (seed 004: random negatives stand for the natural
+retrieval pool).
 """
 
 from __future__ import annotations
@@ -39,11 +40,6 @@ def draw_random_negatives(table: pd.DataFrame, n: int, rng: np.random.Generator)
         raise ValueError(f"n must be >= 0, got {n}")
     p = table["prob"].to_numpy(dtype="float64")
     return table["doc_id"].to_numpy()[rng.choice(len(p), size=n, p=p / p.sum())]
-
-
-def epoch_random_negatives(n_positives: int, cfg: NegativesConfig) -> int:
-    """Random negatives one training epoch draws: positives * per_positive."""
-    return int(n_positives) * cfg.per_positive
 
 
 def request_negatives(

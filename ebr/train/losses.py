@@ -6,9 +6,12 @@ a ~ U(0.4, 0.6); the vector-recall overview (000) for NCE (formula 14), InfoNCE 
 triplet (17) and the multi-task weighted loss (18); Facebook EBR (004) for the triplet distance 1 - cos.
 
 Candidates of the softmax are the batch's positives (in-batch negatives) followed by sampled negatives,
-shared by all rows ([M, k]) or per row ([B, K, k]). With log-Q correction each candidate's logit loses the
-log of its sampling probability (a popular doc, sampled often, gets a lower corrected logit); in-batch
-candidates use their own probability as positives. torch is imported inside functions so that the config
+shared by all rows ([M, k]) or per row ([B, K, k], with an optional validity mask for empty slots). With log-Q
+correction each candidate's logit loses the log of its expected count under the sampler that produced it
+(`sampling_log_q`): in-batch candidates log(B * p_batch) (p_batch = the share of training draws whose positive is
+that doc), random negatives log(M * q) (q = the exposure table's probability), candidates not drawn at random (ANN
+hard negatives, exposed-unclicked docs, MGDSPR mixed negatives) nothing. This removes the sampling bias: a popular
+doc drawn often is not pushed down for being drawn often. torch is imported inside functions so that the config
 can be imported at CLI start-up.
 """
 
@@ -33,7 +36,11 @@ class RetrievalLossConfig(Section):
     )
     temperature: float = Field(2.0, gt=0, description="logits = cos / tau; Taobao MGDSPR tau = 2 (seed 001)")
     use_temperature: bool = Field(True, description="off: tau = 1")
-    log_q_correction: bool = Field(True, description="subtract log sampling probability from each candidate")
+    log_q_correction: bool = Field(
+        True,
+        description="subtract from each sampled candidate's logit the log of its expected count under its sampler: "
+        "in-batch log(B * p_batch), random log(M * q); ANN hard and exposed-unclicked negatives uncorrected",
+    )
     mask_accidental_hits: bool = Field(True, description="mask candidates equal to the row's positive")
     hard_negative_mixing: bool = Field(True, description="MGDSPR relevance-enhanced hard negatives I_mix")
     num_hard_negatives: int = Field(
@@ -118,6 +125,40 @@ def log_q_matrix(
             raise ValueError(f"neg_log_q must have shape {list(want)}, got {tuple(neg_log_q.shape)}")
         parts.append(neg_log_q if per_row else neg_log_q.unsqueeze(0).expand(batch, -1))
     return torch.cat(parts, dim=1)
+
+
+def sampling_log_q(
+    inbatch_prob: torch.Tensor,
+    random_prob: torch.Tensor | None = None,
+    unsampled: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Log-Q of each candidate kind, laid out for `sampled_softmax_loss`: (pos_log_q [B], neg_log_q).
+
+    - in-batch candidates (the B positives, the row's own included): log(B * p_batch), p_batch [B] the probability
+      that one draw of the epoch's positives is that doc (the positive frequency);
+    - random negatives [M], drawn with replacement by q: log(M * q);
+    - `unsampled` per-row candidates after them (ANN hard negatives, exposed-unclicked docs): 0, no correction
+      (they are chosen per request, not drawn from a distribution over the corpus).
+
+    neg_log_q is [M] when `unsampled` is 0 (shared negatives), else [B, M + unsampled]; None without negatives.
+    """
+    import torch
+
+    if inbatch_prob.dim() != 1:
+        raise ValueError(f"inbatch_prob must be 1-D [batch], got shape {tuple(inbatch_prob.shape)}")
+    if (inbatch_prob <= 0).any() or (random_prob is not None and (random_prob <= 0).any()):
+        raise ValueError("sampling probabilities must be > 0")
+    b = inbatch_prob.shape[0]
+    pos = torch.log(b * inbatch_prob)
+    rand = None if random_prob is None or not len(random_prob) else torch.log(len(random_prob) * random_prob)
+    if unsampled < 0:
+        raise ValueError(f"unsampled must be >= 0, got {unsampled}")
+    if not unsampled:
+        return pos, rand
+    zeros = torch.zeros(b, unsampled, dtype=pos.dtype, device=pos.device)
+    if rand is None:
+        return pos, zeros
+    return pos, torch.cat([rand.to(pos.dtype).unsqueeze(0).expand(b, -1), zeros], dim=1)
 
 
 def accidental_hits(
@@ -209,6 +250,7 @@ def _softmax_candidates(
     neg_log_q: torch.Tensor | None,
     pos_ids: torch.Tensor | None,
     neg_ids: torch.Tensor | None,
+    neg_valid: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(corrected logits [B, B + M], usable-negative mask [B, B + M]) shared by softmax and NCE."""
     import torch
@@ -224,7 +266,23 @@ def _softmax_candidates(
     usable = ~torch.eye(b, logits.shape[1], dtype=torch.bool, device=logits.device)
     if pos_ids is not None:
         usable &= ~accidental_hits(pos_ids, neg_ids, num_neg, per_row)
-    return logits, usable
+    return logits, _only_valid(usable, neg_valid, b, num_neg, per_row)
+
+
+def _only_valid(
+    usable: torch.Tensor, neg_valid: torch.Tensor | None, b: int, num_neg: int, per_row: bool
+) -> torch.Tensor:
+    """`usable` with the negatives' empty slots (`neg_valid` False: [B, K] per row or [M] shared) switched off."""
+    import torch
+
+    if neg_valid is None:
+        return usable
+    want = (b, num_neg) if per_row else (num_neg,)
+    if tuple(neg_valid.shape) != want:
+        raise ValueError(f"neg_valid must have shape {list(want)}, got {tuple(neg_valid.shape)}")
+    usable = usable.clone()
+    usable[:, b:] &= neg_valid.to(torch.bool) if per_row else neg_valid.to(torch.bool).unsqueeze(0)
+    return usable
 
 
 def sampled_softmax_loss(
@@ -237,6 +295,7 @@ def sampled_softmax_loss(
     neg_log_q: torch.Tensor | None = None,
     pos_ids: torch.Tensor | None = None,
     neg_ids: torch.Tensor | None = None,
+    neg_valid: torch.Tensor | None = None,
     num_hard_negatives: int = 0,
     mix_low: float = 0.4,
     mix_high: float = 0.6,
@@ -246,13 +305,14 @@ def sampled_softmax_loss(
     """Mean sampled-softmax (InfoNCE) loss -log softmax(logits)[positive] over in-batch + sampled negatives.
 
     logits = sim / tau - log Q (when `pos_log_q` is given), accidental hits masked (when `pos_ids` is
-    given), plus `num_hard_negatives` MGDSPR mixed negatives (0 = none; these are synthetic, so no log Q).
+    given), empty slots (`neg_valid` False) left out, plus `num_hard_negatives` MGDSPR mixed negatives (0 = none;
+    these are synthetic, so no log Q).
     """
     import torch
     import torch.nn.functional as F
 
     logits, usable = _softmax_candidates(
-        query, pos_docs, neg_docs, temperature, pos_log_q, neg_log_q, pos_ids, neg_ids
+        query, pos_docs, neg_docs, temperature, pos_log_q, neg_log_q, pos_ids, neg_ids, neg_valid
     )
     b = query.shape[0]
     masked = torch.eye(b, logits.shape[1], dtype=torch.bool, device=logits.device) | usable
@@ -279,6 +339,7 @@ def nce_loss(
     neg_log_q: torch.Tensor | None = None,
     pos_ids: torch.Tensor | None = None,
     neg_ids: torch.Tensor | None = None,
+    neg_valid: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Binary NCE (seed 000, formula 14): mean over rows of -log sigma(s+) - sum_neg log sigma(-s-).
 
@@ -288,7 +349,7 @@ def nce_loss(
     import torch.nn.functional as F
 
     logits, usable = _softmax_candidates(
-        query, pos_docs, neg_docs, temperature, pos_log_q, neg_log_q, pos_ids, neg_ids
+        query, pos_docs, neg_docs, temperature, pos_log_q, neg_log_q, pos_ids, neg_ids, neg_valid
     )
     pos = torch.diagonal(logits[:, : query.shape[0]])
     neg = (F.logsigmoid(-logits) * usable.to(logits.dtype)).sum(dim=1)
@@ -303,6 +364,7 @@ def triplet_loss(
     margin: float = 0.2,
     pos_ids: torch.Tensor | None = None,
     neg_ids: torch.Tensor | None = None,
+    neg_valid: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Facebook EBR triplet loss (seed 004): mean of max(0, D(q, d+) - D(q, d-) + m), D = 1 - cos.
 
@@ -324,10 +386,11 @@ def triplet_loss(
     usable = ~torch.eye(b, cos.shape[1], dtype=torch.bool, device=cos.device)
     if neg_docs is not None:
         usable[:, :b] = False  # explicit negatives replace in-batch ones
+    per_row = neg_docs is not None and neg_docs.dim() == 3
+    num_neg = 0 if neg_docs is None else neg_docs.shape[-2]
     if pos_ids is not None:
-        per_row = neg_docs is not None and neg_docs.dim() == 3
-        num_neg = 0 if neg_docs is None else neg_docs.shape[-2]
         usable &= ~accidental_hits(pos_ids, neg_ids, num_neg, per_row)
+    usable = _only_valid(usable, neg_valid, b, num_neg, per_row)
     hinge = torch.relu(d_pos.unsqueeze(1) - d_neg + margin) * usable.to(cos.dtype)
     return hinge.sum() / usable.sum().clamp(min=1)
 
@@ -366,9 +429,13 @@ def retrieval_loss(
     neg_ids: torch.Tensor | None = None,
     pos_log_q: torch.Tensor | None = None,
     neg_log_q: torch.Tensor | None = None,
+    neg_valid: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """The configured retrieval loss on query/doc vectors; names any input a switched-on option lacks."""
+    """The configured retrieval loss on query/doc vectors; names any input a switched-on option lacks.
+
+    `neg_valid` ([B, K] or [M] bool, optional) marks negative slots that hold a doc; False slots are no candidates.
+    """
     if config.log_q_correction and config.kind != "triplet" and pos_log_q is None:
         raise ValueError(
             "log_q_correction is on: pass pos_log_q (and neg_log_q with negatives), or switch it off"
@@ -380,14 +447,14 @@ def retrieval_loss(
     ids = dict(pos_ids=pos_ids if config.mask_accidental_hits else None,
                neg_ids=neg_ids if config.mask_accidental_hits else None)  # fmt: skip
     if config.kind == "triplet":
-        return triplet_loss(query, pos_docs, neg_docs, margin=config.triplet_margin, **ids)
+        return triplet_loss(query, pos_docs, neg_docs, margin=config.triplet_margin, neg_valid=neg_valid, **ids)
     logq = dict(pos_log_q=pos_log_q if config.log_q_correction else None,
                 neg_log_q=neg_log_q if config.log_q_correction else None)  # fmt: skip
     tau = config.effective_temperature
     if config.kind == "nce":
-        return nce_loss(query, pos_docs, neg_docs, temperature=tau, **logq, **ids)
+        return nce_loss(query, pos_docs, neg_docs, temperature=tau, neg_valid=neg_valid, **logq, **ids)
     return sampled_softmax_loss(
-        query, pos_docs, neg_docs, temperature=tau, **logq, **ids,
+        query, pos_docs, neg_docs, temperature=tau, **logq, **ids, neg_valid=neg_valid,
         num_hard_negatives=config.num_hard_negatives if config.hard_negative_mixing else 0,
         mix_low=config.mix_low, mix_high=config.mix_high, detach_mixed=config.detach_mixed,
         generator=generator,

@@ -131,14 +131,25 @@ class RowSet:
     query_row: np.ndarray
     doc: dict[str, np.ndarray]
     doc_ids: np.ndarray
-    log_q: np.ndarray
     weights: np.ndarray
     request_code: np.ndarray
     rewrite: dict[str, np.ndarray] | None = None
     rewrite_row: np.ndarray | None = None
+    _shares: dict[bool, np.ndarray] = field(default_factory=dict, repr=False)
 
     def __len__(self) -> int:
         return len(self.doc_ids)
+
+    def positive_share(self, weighted: bool) -> np.ndarray:
+        """Per row, the probability that one row drawn for a batch has this row's positive doc: the sum of the
+        draw probabilities of the rows with that doc (by weight when `weighted` and the weights differ, as
+        `epoch_order` draws; else uniform). The in-batch negatives' sampling probability for log-Q."""
+        if weighted not in self._shares:
+            w = self.weights if weighted and not np.allclose(self.weights, self.weights[0]) else np.ones(len(self))
+            p = w / w.sum()
+            _, inv = np.unique(self.doc_ids, return_inverse=True)
+            self._shares[weighted] = np.bincount(inv, weights=p)[inv]
+        return self._shares[weighted]
 
     def query_tensors(self, idx: np.ndarray) -> dict[str, torch.Tensor]:
         return _tensors(self.query, self.query_row[idx])
@@ -189,9 +200,8 @@ def build_rowset(
         d = doc_arrays(frame, featurizer)
     else:
         d = {k: v[rows] for k, v in docs.arrays.items()}
-    log_q = np.where(rows >= 0, docs.log_q[np.maximum(rows, 0)], docs.log_q.min())
     rs = RowSet(
-        frame=frame, query=q, query_row=query_row.astype(np.int64), doc=d, doc_ids=ids, log_q=log_q,
+        frame=frame, query=q, query_row=query_row.astype(np.int64), doc=d, doc_ids=ids,
         weights=frame["weight"].to_numpy(dtype=np.float64), request_code=requests.get_indexer(frame["request_id"]),
     )  # fmt: skip
     if rewrites is not None and len(rewrites):

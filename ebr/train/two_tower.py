@@ -1,10 +1,12 @@
 """The two-tower retrieval training step of day D (Taobao MGDSPR, seed 001; Facebook EBR, seed 004).
 
 `train_two_tower(samples_dir, features_dir, out_dir, cfg, warm_start=None)` trains on the
-samples of the days before D: sampled softmax over in-batch positives, random negatives of the whole corpus
-(drawn by the samples' `prob`, log-Q corrected), offline hard negatives and MGDSPR mixed hard negatives, query
-rewrites; validates each epoch by exact retrieval over the whole corpus for held-out requests of the last
-training day (early stopping on click_recall@K); writes the model directory whole or not at all:
+samples of the days before D: sampled softmax over in-batch positives and random negatives of the whole corpus
+(drawn by the samples' `prob`; each log-Q corrected by its own sampler's probability), each row's own offline hard
+negatives at easy:hard `negatives.easy_hard_ratio`:1 (uncorrected; the ratio used is reported in the summary) and
+MGDSPR mixed hard negatives, query rewrites; validates each epoch by exact retrieval over the whole corpus for
+held-out requests of the last training day (early stopping on click_recall@K); writes the model directory whole
+or not at all:
 
     checkpoint.pt  model_config.json  export/  metrics.json  curves.png  manifest.json
 
@@ -53,48 +55,132 @@ _ORDER, _NEGATIVES, _VALID = 1, 2, 3
 
 @dataclass
 class Batch:
-    """One step's rows and negatives: `shared` doc-table rows seen by every row, `per_row` [B, S] rows."""
+    """One step's rows and negatives (doc-table rows): `shared` random negatives seen by every row, and `per_row`
+    [B, S] each row's own slots: `hard_slots` ANN hard negatives first, then exposed-unclicked docs (ablation);
+    `per_row_valid` [B, S] is False where a hard slot found no mined negative (the slot is no candidate)."""
 
     idx: np.ndarray
     shared: np.ndarray
-    per_row: np.ndarray | None
-    hard_filled: int = 0
+    per_row: np.ndarray | None = None
+    per_row_valid: np.ndarray | None = None
+    hard_slots: int = 0
+    pos_prob: np.ndarray | None = None
+
+    @property
+    def hard_per_row(self) -> np.ndarray:
+        """Hard negatives actually present per row [B]."""
+        if self.per_row_valid is None or not self.hard_slots:
+            return np.zeros(len(self.idx), dtype=np.int64)
+        return self.per_row_valid[:, : self.hard_slots].sum(axis=1)
+
+    @property
+    def easy_per_row(self) -> int:
+        """Easy candidates of every row: the other rows' positives, the random and exposed-unclicked negatives."""
+        other = 0 if self.per_row is None else self.per_row.shape[1] - self.hard_slots
+        return len(self.idx) - 1 + len(self.shared) + other
+
+    @property
+    def hard_filled(self) -> int:
+        return int(self.hard_per_row.sum())
+
+
+def hard_slots_for(easy: int, ratio: float) -> int:
+    """Hard slots of a row with `easy` easy candidates at easy:hard = ratio:1: ceil(easy / ratio), at least 1."""
+    return max(1, math.ceil(easy / ratio - 1e-9))
 
 
 class NegativeSampler:
-    """Draws each batch's negatives into one shared pool: random docs by `prob` plus the rows' own offline hard
-    negatives (every row sees the pool); the exposed-unclicked ablation instead gives each row its own slots."""
+    """Draws each batch's negatives: random docs by `prob` shared by the batch's rows, and per row its own hard
+    slots, filled without replacement from its request's mined negatives (easy:hard = `easy_hard_ratio`:1, see
+    `hard_slots_for`); the exposed-unclicked ablation adds per-row slots of the request's shown-unclicked docs."""
 
     def __init__(self, data: TrainingData, cfg: TwoTowerTrainConfig) -> None:
-        nc, b = cfg.negatives, cfg.train.batch_size
+        nc = cfg.negatives
         self.docs = data.docs
+        self.ratio = nc.easy_hard_ratio
+        self.weighted = cfg.data.use_weights
         self.exposed = data.exposed if nc.use_exposed_unclicked else None
         self.hard = data.hard if nc.hard_negatives else None
         self.shared = 0 if self.exposed is not None else nc.random_negatives
-        self.hard_slots = math.ceil((b - 1 + self.shared) / nc.easy_hard_ratio) if self.hard is not None else 0
         self.exposed_slots = nc.exposed_unclicked_per_row if self.exposed is not None else 0
+
+    def hard_slots(self, rows: int) -> int:
+        """Hard slots per row of a batch of `rows` rows (0 without mined negatives)."""
+        if self.hard is None:
+            return 0
+        return hard_slots_for(rows - 1 + self.shared + self.exposed_slots, self.ratio)
 
     def batch(self, rows: RowSet, idx: np.ndarray, rng: np.random.Generator, own: bool = True) -> Batch:
         """Negatives of the rows `idx`; `own` = False (rows of another split) skips the per-request sources."""
-        parts = [self.docs.sample(self.shared, rng)]
-        filled = 0
+        shared = self.docs.sample(self.shared, rng).astype(np.int64)
         codes = rows.request_code[idx] if own else np.full(len(idx), -1)
-        if self.hard is not None:
-            for code in codes:
-                own = self.hard[code] if code >= 0 else ()
-                if len(own):
-                    pick = rng.choice(own, min(self.hard_slots, len(own)), replace=False)
-                    parts.append(pick)
-                    filled += len(pick)
-        shared = np.concatenate(parts).astype(np.int64)
-        if self.exposed is None:
-            return Batch(idx, shared, None, filled)
-        # Ablation: a row's slots hold its request's exposed-unclicked docs (with replacement), else random docs.
-        per_row = self.docs.sample(len(idx) * self.exposed_slots, rng).reshape(len(idx), self.exposed_slots)
-        for i, code in enumerate(codes):
-            if code >= 0 and len(self.exposed[code]):
-                per_row[i] = rng.choice(self.exposed[code], self.exposed_slots)
-        return Batch(idx, shared, per_row, filled)
+        h = self.hard_slots(len(idx)) if own else 0
+        x = self.exposed_slots
+        pos_prob = rows.positive_share(self.weighted)[idx]
+        if h + x == 0:
+            return Batch(idx, shared, pos_prob=pos_prob)
+        per_row = np.zeros((len(idx), h + x), dtype=np.int64)
+        valid = np.ones((len(idx), h + x), dtype=bool)
+        if h:
+            valid[:, :h] = False
+            for i, code in enumerate(codes):
+                mined = self.hard[code] if code >= 0 else ()
+                if len(mined):
+                    pick = rng.choice(mined, min(h, len(mined)), replace=False)
+                    per_row[i, : len(pick)] = pick
+                    valid[i, : len(pick)] = True
+        if x:
+            # Ablation: a row's slots hold its request's exposed-unclicked docs (with replacement), else random docs.
+            per_row[:, h:] = self.docs.sample(len(idx) * x, rng).reshape(len(idx), x)
+            for i, code in enumerate(codes):
+                if code >= 0 and len(self.exposed[code]):
+                    per_row[i, h:] = rng.choice(self.exposed[code], x)
+        return Batch(idx, shared, per_row, valid, h, pos_prob)
+
+
+@dataclass
+class HardNegativeStats:
+    """What the trained batches held: easy and hard candidates per row, and the hard slots left empty."""
+
+    ratio: float
+    rows: int = 0
+    easy: int = 0
+    hard: int = 0
+    slots: int = 0
+    rows_short: int = 0
+    rows_without_hard: int = 0
+
+    def add(self, batch: Batch) -> None:
+        got = batch.hard_per_row
+        self.rows += len(batch.idx)
+        self.easy += batch.easy_per_row * len(batch.idx)
+        self.hard += int(got.sum())
+        self.slots += batch.hard_slots * len(batch.idx)
+        if batch.hard_slots:
+            self.rows_short += int((got < batch.hard_slots).sum())
+            self.rows_without_hard += int((got == 0).sum())
+
+    def merge(self, totals: dict[str, float]) -> None:
+        for k in ("rows", "easy", "hard", "slots", "rows_short", "rows_without_hard"):
+            setattr(self, k, int(totals[k]))
+
+    def totals(self) -> dict[str, float]:
+        return {k: float(getattr(self, k)) for k in ("rows", "easy", "hard", "slots", "rows_short",
+                                                     "rows_without_hard")}
+
+    def summary(self) -> dict[str, Any]:
+        """`effective_easy_hard_ratio` = easy candidates / hard candidates present, summed over the trained rows
+        (None without hard candidates), beside the configured ratio and the shortfall of mined negatives."""
+        n = max(self.rows, 1)
+        return {
+            "configured_easy_hard_ratio": self.ratio,
+            "effective_easy_hard_ratio": (self.easy / self.hard) if self.hard else None,
+            "easy_candidates_per_row": self.easy / n,
+            "hard_negatives_per_row": self.hard / n,
+            "hard_slots_filled": (self.hard / self.slots) if self.slots else 0.0,
+            "hard_shortfall": {"rows_short": self.rows_short, "rows_without_hard": self.rows_without_hard,
+                               "missing_slots": self.slots - self.hard, "rows": self.rows},
+        }
 
 
 def epoch_order(rows: RowSet, use_weights: bool, rng: np.random.Generator) -> np.ndarray:
@@ -131,31 +217,40 @@ def batch_loss(
     import torch
     import torch.nn.functional as F
 
-    from ebr.train.losses import retrieval_loss
+    from ebr.train.losses import retrieval_loss, sampling_log_q
 
     idx = batch.idx
     b, m = len(idx), len(batch.shared)
+    s = 0 if batch.per_row is None else batch.per_row.shape[1]
     neg_rows = batch.shared if batch.per_row is None else np.concatenate([batch.shared, batch.per_row.ravel()])
     q = model.encode_queries(rows.query_tensors(idx))
     pos_in = rows.doc_tensors(idx)
-    d = model.encode_docs(_cat_inputs(pos_in, _doc_inputs(docs, neg_rows)) if len(neg_rows) else pos_in)
-    pos = d[:b]
+    if len(neg_rows):  # each distinct doc of the negatives is encoded once
+        uniq, inv = np.unique(neg_rows, return_inverse=True)
+        d = model.encode_docs(_cat_inputs(pos_in, _doc_inputs(docs, uniq)))
+        pos, neg_vecs = d[:b], d[b:][torch.from_numpy(inv.reshape(-1))]
+    else:
+        pos, neg_vecs = model.encode_docs(pos_in), None
     pos_ids = torch.from_numpy(rows.doc_ids[idx])
-    pos_lq = torch.from_numpy(rows.log_q[idx]).to(q.dtype)
-    neg = neg_ids = neg_lq = None
-    if batch.per_row is not None:
-        s = batch.per_row.shape[1]
-        shared = d[b : b + m].unsqueeze(0).expand(b, m, -1)
-        neg = torch.cat([shared, d[b + m :].view(b, s, -1)], dim=1)
+    pos_prob = batch.pos_prob if batch.pos_prob is not None else rows.positive_share(True)[idx]
+    rand_prob = torch.from_numpy(docs.prob[batch.shared]) if m else None
+    pos_lq, neg_lq = sampling_log_q(torch.from_numpy(pos_prob), rand_prob, s)
+    pos_lq = pos_lq.to(q.dtype)
+    neg_lq = None if neg_lq is None else neg_lq.to(q.dtype)
+    neg = neg_ids = valid = None
+    if s:
+        shared = neg_vecs[:m].unsqueeze(0).expand(b, m, -1)
+        neg = torch.cat([shared, neg_vecs[m:].view(b, s, -1)], dim=1)
         ids = np.concatenate([np.broadcast_to(docs.ids[batch.shared], (b, m)), docs.ids[batch.per_row]], axis=1)
-        lq = np.concatenate([np.broadcast_to(docs.log_q[batch.shared], (b, m)), docs.log_q[batch.per_row]], axis=1)
-        neg_ids, neg_lq = torch.from_numpy(ids), torch.from_numpy(lq).to(q.dtype)
+        ok = np.ones((b, m + s), dtype=bool)
+        if batch.per_row_valid is not None:
+            ok[:, m:] = batch.per_row_valid
+        neg_ids, valid = torch.from_numpy(np.where(ok, ids, -1)), torch.from_numpy(ok)
     elif m:
-        neg = d[b:]
+        neg = neg_vecs
         neg_ids = torch.from_numpy(docs.ids[batch.shared])
-        neg_lq = torch.from_numpy(docs.log_q[batch.shared]).to(q.dtype)
     loss = retrieval_loss(lcfg, q, pos, neg, pos_ids=pos_ids, neg_ids=neg_ids, pos_log_q=pos_lq, neg_log_q=neg_lq,
-                          generator=generator)
+                          neg_valid=valid, generator=generator)
     parts = {"loss_retrieval": float(loss.detach())}
     if rows.rewrite_row is not None and rewrite_weight > 0:
         rr = rows.rewrite_row[idx]
@@ -294,9 +389,10 @@ def fit_two_tower(
     sampler = NegativeSampler(data, cfg)
     metric = f"valid_click_recall_at_{tc.valid_k}"
     history: list[dict[str, float]] = []
-    summary: dict[str, Any] = {"shared_random_negatives": sampler.shared, "hard_slots_per_row": sampler.hard_slots,
+    summary: dict[str, Any] = {"shared_random_negatives": sampler.shared,
+                               "hard_slots_per_row": sampler.hard_slots(bs),
                                "exposed_unclicked_slots_per_row": sampler.exposed_slots}
-    hard_filled = hard_total = 0
+    stats = HardNegativeStats(cfg.negatives.easy_hard_ratio)
     with torch_settings(tc.num_threads, tc.deterministic), torch.random.fork_rng(devices=[]):
         torch.manual_seed(dctx.torch_seed(tc.seed))
         gen = torch.Generator().manual_seed(dctx.torch_seed(tc.seed))
@@ -324,8 +420,7 @@ def fit_two_tower(
                       disable=not tc.progress or not dctx.is_main, leave=False) as bar:
                 for s in starts:
                     batch = sampler.batch(data.train, order[s : s + bs], rng)
-                    hard_filled += batch.hard_filled
-                    hard_total += len(batch.idx) * sampler.hard_slots
+                    stats.add(batch)
                     loss, parts = step_loss(model, data.train, data.docs, batch, lcfg,
                                             cfg.data.rewrite_negative_weight, gen)
                     if not torch.isfinite(loss):
@@ -374,11 +469,10 @@ def fit_two_tower(
             best_epoch = len(history) - 1
     model.eval()
     if dctx.distributed:
-        totals = dctx.sum_over_ranks({"filled": hard_filled, "total": hard_total})
-        hard_filled, hard_total = totals["filled"], totals["total"]
+        stats.merge(dctx.sum_over_ranks(stats.totals()))
         summary["distributed"] = dctx.describe()
     summary.update(best_epoch=best_epoch, epochs_run=len(history) - 1, stopped_early=summary.get("stopped_early",
-                   False), hard_slots_filled=(hard_filled / hard_total) if hard_total else 0.0)
+                   False), **stats.summary())
     if metric in history[best_epoch]:
         summary["best_" + metric] = history[best_epoch][metric]
     return history, summary
@@ -442,6 +536,8 @@ def train_two_tower(
         history, summary = fit_two_tower(model, data, cfg, _epoch_logger(run), trained_rows=rows_log)
         timings["train"] = time.perf_counter() - t0
         final = _final_metrics(history, summary["best_epoch"])
+        if summary.get("effective_easy_hard_ratio") is not None:
+            final["effective_easy_hard_ratio"] = summary["effective_easy_hard_ratio"]
         rows_by_rank = dctx.all_gather(rows_log) if record_rows else None
         if not dctx.is_main:  # rank 0 writes the model directory and tracks the run
             return {"model_dir": None, "rank": dctx.rank, "metrics": final, "history": history, "summary": summary}

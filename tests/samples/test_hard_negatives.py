@@ -7,9 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ebr.samples.config import HardNegativesConfig, NegativesConfig
+from ebr.samples.config import HardNegativesConfig
 from ebr.samples.hard_negatives import HARD_NEGATIVE_COLUMNS, hard_negative_quota, mine_hard_negatives
-from ebr.samples.negatives import epoch_random_negatives
 
 DIM = 16
 N_DOCS = 600
@@ -83,16 +82,33 @@ def test_narrow_band_and_spread_over_requests(world):
     assert len(per_req) == 30 and per_req.max() - per_req.min() <= 1
 
 
-def test_easy_hard_ratio_defines_the_quota(world):
+def test_per_request_defines_the_quota(world):
     positives = world[1]
-    neg = NegativesConfig(per_positive=10)
-    cfg = HardNegativesConfig(rank_min=101, rank_max=500, easy_hard_ratio=100.0)
-    quota = hard_negative_quota(len(positives), neg, cfg)
-    assert quota == (len(positives) * 10) // 100
+    cfg = HardNegativesConfig(rank_min=101, rank_max=500, per_request=12)
+    n_req = positives["request_id"].nunique()
+    quota = hard_negative_quota(n_req, cfg)
+    assert quota == n_req * 12
     hard = _mine(world, cfg, quota)
     assert len(hard) == quota
-    ratio = epoch_random_negatives(len(positives), neg) / len(hard)
-    assert 100.0 <= ratio < 100.0 * (quota + 1) / quota
+    assert (hard.groupby("request_id").size() == 12).all()
+    # a band narrower than per_request gives what is there: fewer, never repeats
+    narrow = HardNegativesConfig(rank_min=101, rank_max=104, per_request=12, exclude_query_clicks=False)
+    few = _mine(world, narrow, hard_negative_quota(n_req, narrow))
+    assert few.groupby("request_id").size().max() <= 4 and not few.duplicated(["request_id", "doc_id"]).any()
+
+
+def test_the_encoder_sees_every_column_of_the_requests(world):
+    requests, positives, clicks, corpus, index, encode, _ = world
+    seen: list[list[str]] = []
+
+    def spy(frame: pd.DataFrame) -> np.ndarray:
+        seen.append(list(frame.columns))
+        return encode(frame)
+
+    rich = requests.assign(user_gender="f", recent_queries=[["a"]] * len(requests))
+    mine_hard_negatives(rich, positives, clicks, corpus, index, spy, 30, HardNegativesConfig(),
+                        np.random.default_rng(0))
+    assert seen and all({"user_gender", "recent_queries", "user_id", "query"} <= set(c) for c in seen)
 
 
 def test_deterministic_and_seed_sensitive(world):

@@ -18,6 +18,7 @@ from ebr.train.losses import (
     nce_loss,
     retrieval_loss,
     sampled_softmax_loss,
+    sampling_log_q,
     triplet_loss,
 )
 
@@ -341,3 +342,50 @@ def test_infonce_training_learns_to_match_title_words():
     assert sum(losses[-20:]) / 20 < 0.5 * sum(losses[:20]) / 20
     assert after[0] > before[0] + 0.5  # pairs it trained on
     assert after[1] > before[1] + 0.08  # unseen docs: it learned word matching, not just the pairs
+
+
+def test_log_q_per_candidate_kind_on_a_hand_computed_batch():
+    """In-batch candidates lose log(B * p_batch), random negatives log(M * q), ANN hard negatives nothing; an
+    empty hard slot is no candidate."""
+    q = [[1.0, 0.0], [0.0, 1.0]]
+    p = [[0.8, 0.6], [0.6, 0.8]]
+    rand = [[0.0, 1.0]]  # one random negative shared by both rows
+    hard = [[[0.6, 0.8]], [[1.0, 0.0]]]  # one hard slot per row; row 1's is empty
+    p_batch, q_rand = [0.5, 0.25], [0.1]
+    pos_lq, neg_lq = sampling_log_q(t(p_batch), t(q_rand), unsampled=1)
+    assert pos_lq.tolist() == pytest.approx([math.log(2 * 0.5), math.log(2 * 0.25)])
+    assert neg_lq.flatten().tolist() == pytest.approx([math.log(1 * 0.1), 0.0, math.log(1 * 0.1), 0.0])
+    neg = torch.cat([t(rand).unsqueeze(0).expand(2, 1, 2), t(hard)], dim=1)
+    valid = torch.tensor([[True, True], [True, False]])
+    tau = 0.5
+    got = sampled_softmax_loss(t(q), t(p), neg, temperature=tau, pos_log_q=pos_lq, neg_log_q=neg_lq,
+                               neg_valid=valid).item()
+    dot = lambda a, b: sum(x * y for x, y in zip(a, b, strict=True))  # noqa: E731
+    lb = [math.log(1.0), math.log(0.5)]
+    row0 = [dot(q[0], p[0]) / tau - lb[0], dot(q[0], p[1]) / tau - lb[1], dot(q[0], rand[0]) / tau - math.log(0.1),
+            dot(q[0], hard[0][0]) / tau]
+    row1 = [dot(q[1], p[0]) / tau - lb[0], dot(q[1], p[1]) / tau - lb[1], dot(q[1], rand[0]) / tau - math.log(0.1)]
+    want = (softmax_nll(row0, 0) + softmax_nll(row1, 1)) / 2
+    assert got == pytest.approx(want, rel=1e-9)
+    # the hard candidate is not corrected: correcting it like a random draw would change the loss
+    wrong = neg_lq.clone()
+    wrong[:, 1] = math.log(0.1)
+    assert sampled_softmax_loss(t(q), t(p), neg, temperature=tau, pos_log_q=pos_lq, neg_log_q=wrong,
+                                neg_valid=valid).item() != pytest.approx(want, rel=1e-6)
+    # the empty slot is left out: filling row 1's hard slot adds a candidate and raises its loss
+    assert sampled_softmax_loss(t(q), t(p), neg, temperature=tau, pos_log_q=pos_lq, neg_log_q=neg_lq).item() > got
+
+
+def test_log_q_removes_the_sampling_bias_instead_of_suppressing_popular_docs():
+    """Drawn in proportion to q, a hot doc (q = .4, 4 draws of 5) and a cold one (q = .1, 1 draw) with one score
+    weigh the same in the corrected denominator: log-Q cancels the oversampling (no popularity penalty)."""
+    q = t([[1.0, 0.0]])
+    p = t([[1.0, 0.0]])
+    doc = [0.6, 0.8]
+    hot = sampling_log_q(t([1.0]), t([0.4] * 4 + [0.1]))[1]  # 4 draws of a hot doc (q = .4) and one of a cold one
+    negs = t([doc] * 5)
+    logits = candidate_logits(q, p, negs) - torch.cat([torch.zeros(1, 1), hot.unsqueeze(0)], dim=1)
+    share_hot, share_cold = logits[0, 1:5].exp().sum().item(), logits[0, 5].exp().item()
+    assert share_hot == pytest.approx(share_cold)
+    raw = candidate_logits(q, p, negs)  # uncorrected: the hot doc weighs 4x in the denominator
+    assert raw[0, 1:5].exp().sum().item() == pytest.approx(4 * raw[0, 5].exp().item())

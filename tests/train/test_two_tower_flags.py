@@ -127,19 +127,24 @@ def test_log_q_off_changes_the_logits_of_sampled_docs(pipe):  # noqa: F811
     assert _loss(model, data, on_cfg, batch)[0] != pytest.approx(_loss(model, data, off_cfg, batch)[0], abs=1e-4)
 
 
-def test_hard_negatives_join_the_pool_and_switch_off(pipe):  # noqa: F811
+def test_hard_negatives_fill_each_rows_own_slots_and_switch_off(pipe):  # noqa: F811
     data = _data(pipe)
     cfg = tiny_config(None)
     batch = _batch(data, cfg)
     m = cfg.negatives.random_negatives
-    extra = batch.shared[m:]
-    assert len(extra) == batch.hard_filled > 0
-    own = np.concatenate([data.hard[c] for c in data.train.request_code[batch.idx] if len(data.hard[c])])
-    assert set(extra.tolist()) <= set(own.tolist())
+    assert len(batch.shared) == m  # random negatives only: hard negatives are per row, not pooled
+    h = batch.hard_slots
+    assert h == -(-(64 - 1 + m) // int(cfg.negatives.easy_hard_ratio)) and batch.per_row.shape == (64, h)
+    assert batch.hard_filled > 0
+    for i, row in enumerate(batch.idx):
+        own = data.hard[data.train.request_code[row]]
+        got = batch.per_row[i][batch.per_row_valid[i]]
+        assert set(got.tolist()) <= set(own.tolist()) and len(got) == min(h, len(own))
     off = tiny_config(None, negatives={"hard_negatives": False})
     off_data = _data(pipe, json.dumps({"negatives": {"hard_negatives": False}}))
     assert off_data.hard is None
-    assert len(_batch(off_data, off).shared) == m
+    off_batch = _batch(off_data, off)
+    assert len(off_batch.shared) == m and off_batch.per_row is None
 
 
 def test_exposed_unclicked_negatives_replace_random_ones(pipe):  # noqa: F811

@@ -1,0 +1,94 @@
+"""The easy:hard ratio the trainer uses: exactly the configured one when the requests have enough mined
+negatives, and a reported shortfall when they do not (synthetic rows through the trainer's own featurization)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ebr.train.two_tower import HardNegativeStats, NegativeSampler, fit_two_tower, hard_slots_for
+from tests.train.synthetic import small_config, training_data
+
+# batch 8 and 193 random negatives: 7 + 193 = 200 easy candidates per row, 2 hard slots at 100:1
+RATIO_100 = {"negatives": {"random_negatives": 193, "easy_hard_ratio": 100.0}, "train": {"batch_size": 8}}
+
+
+def _epoch(data, cfg, seed: int = 0) -> tuple[HardNegativeStats, list]:
+    sampler = NegativeSampler(data, cfg)
+    stats = HardNegativeStats(cfg.negatives.easy_hard_ratio)
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(data.train))
+    b = cfg.train.batch_size
+    batches = [sampler.batch(data.train, order[s : s + b], rng) for s in range(0, len(order), b)]
+    for batch in batches:
+        stats.add(batch)
+    return stats, batches
+
+
+def test_hard_slots_follow_the_ratio():
+    assert hard_slots_for(200, 100.0) == 2
+    assert hard_slots_for(767, 100.0) == 8  # the defaults: batch 256, 512 random negatives -> 95.9:1
+    assert hard_slots_for(255, 25.0) == 11  # the hard-heavy ablation row
+    assert hard_slots_for(50, 100.0) == 1
+
+
+def test_the_effective_ratio_is_the_configured_one_with_enough_mined_negatives():
+    cfg = small_config(**RATIO_100)
+    data = training_data(cfg, n_rows=32, rows_per_request=2, mined=[5])
+    stats, batches = _epoch(data, cfg)
+    summary = stats.summary()
+    assert summary["effective_easy_hard_ratio"] == pytest.approx(100.0)
+    assert summary["hard_negatives_per_row"] == 2 and summary["easy_candidates_per_row"] == 200
+    assert summary["hard_shortfall"]["missing_slots"] == 0 and summary["hard_slots_filled"] == 1.0
+    for batch in batches:
+        assert batch.hard_slots == 2 and batch.per_row.shape == (8, 2) and batch.per_row_valid.all()
+        for i, row in enumerate(batch.idx):
+            own = data.hard[data.train.request_code[row]]
+            picked = batch.per_row[i]
+            # each row's hard candidates are its own request's mined negatives, all different
+            assert set(picked.tolist()) <= set(own.tolist()) and len(set(picked.tolist())) == 2
+    # another ratio, another slot count: 200 / 40 = 5 slots
+    cfg40 = small_config(**{**RATIO_100, "negatives": {"random_negatives": 193, "easy_hard_ratio": 40.0}})
+    stats40, _ = _epoch(data, cfg40)
+    assert stats40.summary()["effective_easy_hard_ratio"] == pytest.approx(40.0)
+
+
+def test_a_shortfall_of_mined_negatives_is_reported_not_hidden():
+    cfg = small_config(**RATIO_100)
+    # requests alternate: 5 mined, 1 mined, none
+    data = training_data(cfg, n_rows=24, rows_per_request=2, mined=[5, 1, 0])
+    stats, batches = _epoch(data, cfg)
+    s = stats.summary()
+    hard_per_request = [min(2, n) for n in (5, 1, 0)]
+    rows_each = 24 // 3
+    assert s["hard_shortfall"] == {"rows_short": 2 * rows_each, "rows_without_hard": rows_each,
+                                   "missing_slots": rows_each * (2 - 1) + rows_each * 2, "rows": 24}
+    assert s["hard_negatives_per_row"] == pytest.approx(sum(hard_per_request) / 3)
+    assert s["effective_easy_hard_ratio"] == pytest.approx(200 * 24 / (rows_each * sum(hard_per_request)))
+    assert s["effective_easy_hard_ratio"] > 100.0 and s["hard_slots_filled"] == pytest.approx(0.5)
+    # empty slots are masked, never a repeated or foreign doc
+    for batch in batches:
+        for i, row in enumerate(batch.idx):
+            n = len(data.hard[data.train.request_code[row]])
+            assert batch.per_row_valid[i].sum() == min(2, n)
+
+
+def test_no_mined_negatives_means_no_hard_slots_and_no_ratio():
+    cfg = small_config(**RATIO_100)
+    data = training_data(cfg, n_rows=16, rows_per_request=2, mined=[5])
+    data.hard = None
+    stats, batches = _epoch(data, cfg)
+    assert all(b.per_row is None for b in batches)
+    assert stats.summary()["effective_easy_hard_ratio"] is None and stats.summary()["hard_slots_filled"] == 0.0
+
+
+def test_training_reports_the_effective_ratio_in_its_summary():
+    cfg = small_config(**RATIO_100)
+    data = training_data(cfg, n_rows=32, rows_per_request=2, mined=[6])
+    from ebr.models.two_tower import TwoTowerModel
+
+    history, summary = fit_two_tower(TwoTowerModel(cfg.model), data, cfg)
+    assert summary["effective_easy_hard_ratio"] == pytest.approx(100.0)
+    assert summary["hard_slots_per_row"] == 2 and summary["configured_easy_hard_ratio"] == 100.0
+    assert summary["hard_shortfall"]["missing_slots"] == 0 and summary["hard_shortfall"]["rows"] == 32
+    assert np.isfinite(history[-1]["train_loss"])
