@@ -94,8 +94,8 @@ ROWS: tuple[AblationRow, ...] = (
         Claim("004", "a model trained on hard negatives alone is worse than one trained on random negatives",
               "click_recall@100", "down"),
         needs=(NEEDS_HARD_NEGATIVES,),
-        note="approximate: the loss always keeps the in-batch negatives and a batch's hard negatives are pooled for "
-        "all its rows, so 'hard only' is 'no random negatives, a hard-heavy ratio'",
+        note="approximate: the loss always keeps the in-batch negatives (each row's hard slots hold only its own "
+        "request's mined negatives), so 'hard only' is 'no random negatives, a hard-heavy ratio'",
     ),
     # ---- temperature (seeds 000, 001, 003)
     *(
