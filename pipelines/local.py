@@ -144,7 +144,18 @@ def write_run_report(ws: Workspace, day: str, wall_s: float, log_file: Path) -> 
     from ebr.report import write_html_report
 
     try:
-        write_html_report(ws, day)
+        html = write_html_report(ws, day)
+        _log_report_to_mlflow(report["evaluation"], html)
     except Exception:  # noqa: BLE001 - the run succeeded; a page that cannot be written is only a warning
         logging.getLogger(__name__).warning("run report %s/index.html not written", ws.reports(day), exc_info=True)
     return path
+
+
+def _log_report_to_mlflow(evaluation: dict[str, Any] | None, html: Path) -> None:
+    """Attach the run report page to the evaluation's MLflow run (artifact `run_report/index.html`), when tracked."""
+    if not evaluation or not evaluation.get("mlflow_run_id") or not evaluation.get("mlflow_tracking_uri"):
+        return
+    from mlflow import MlflowClient
+
+    MlflowClient(tracking_uri=evaluation["mlflow_tracking_uri"]).log_artifact(
+        evaluation["mlflow_run_id"], str(html), "run_report")

@@ -118,6 +118,10 @@ def test_first_day_publishes_a_verified_bundle(two_days):
     shown = outputs["metrics"]["artifacts"][0]["metadata"]
     want = systems["model"]["click_recall"]["100"]["value"]
     assert shown["model.click_recall@100"] == pytest.approx(want, abs=1e-6) and shown["gate.publish"] == 1.0
+    # the run report page is attached to the evaluation's MLflow run
+    run_id = r1["evaluation"]["mlflow_run_id"]
+    logged = MlflowClient(tracking_uri=two_days["server"]).list_artifacts(run_id, "run_report")
+    assert [a.path for a in logged] == ["run_report/index.html"]
     assert r1["evaluation"]["examples"], "the run shows example queries"
     # the registry's champion alias was set at publish, on the model version the bundle ships
     assert two_days["alias_after_day1"] == _bundle_model_version(ws, two_days["v1"])
