@@ -152,11 +152,16 @@ def test_the_evaluate_step_gates_on_the_index(tmp_path: Path, monkeypatch, ann: 
     monkeypatch.setattr(ebr.bundle.release, "evaluate_day",
                         lambda *a, **kw: GateDecision(True, ["first run: no champion to compare with, publishing"]))
     art = SimpleNamespace
+    shown: dict[str, float] = {}
     out = evaluate.python_func(
         data_root=str(tmp_path), day="2026-11-08", workspace=str(tmp_path / "ws"), config="", model=art(path="m"),
         embeddings=art(path="e"), index=art(path=str(index_dir)), coarse=art(path="c"),
         features=art(path="f", metadata={"features_dir": "f"}), report=art(path=str(report_dir)),
+        metrics=art(path=str(tmp_path / "metrics"), log_metric=lambda name, value: shown.update({name: value})),
+        html=art(path=str(tmp_path / "evaluate.html")),
     )  # fmt: skip
+    assert shown == {"gate.publish": float(publish)}, "no evaluation record here: only the gate is shown"
+    assert "<html" in (tmp_path / "evaluate.html").read_text(encoding="utf-8")
     assert out.publish is publish
     assert out.reason.startswith("first run") and f"ann_recall@100: index IVF2048,Flat {ann:.4f}" in out.reason
     assert ("below index.min_ann_recall 0.95" in out.reason) is not publish

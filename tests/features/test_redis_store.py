@@ -82,7 +82,7 @@ def test_redis_unreachable_degrades_like_sqlite(redis_built, tmp_path):
     settings = json.loads((out / STORE_JSON).read_text(encoding="utf-8"))
     settings["redis_connection"] = "127.0.0.1:1"
     (out / STORE_JSON).write_text(json.dumps(settings), encoding="utf-8")
-    source = OnlineFeatureSource(out, retry_s=60.0)
+    source = OnlineFeatureSource(out, retry_s=60.0, timeout_s=30.0, connect_timeout_s=30.0)  # a refusal, not a wait
     got = source.fetch(1, "x")
     assert got.fallback == "error" and not got.values and "onnection" in (source.last_error or "")
 
