@@ -53,7 +53,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-STAGES = ("features", "featurize", "batch_wait", "tower", "search", "filter", "rescore")
+STAGES = ("features", "featurize", "batch_wait", "tower", "search", "filter", "lexical", "rescore")
 TARGET_P99_MS_C1 = 10.0
 TARGET_RPS_C8 = 250.0
 VERSION = "bench-v1"
@@ -76,6 +76,8 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--warmup", type=float, default=3.0, help="unmeasured seconds before each level (default 3)")
     p.add_argument("--inprocess", type=int, default=600, help="requests timed in-process per mode (default 600)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--tower-runtime", dest="tower_runtime", choices=["onnxruntime", "torch_export"],
+                   default="onnxruntime", help="the query tower's runtime in the bundle (default: what training ships)")
     p.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     p.add_argument("--work", type=Path, default=None, help="scratch dir (default: a temp dir, removed)")
     p.add_argument("--port", type=int, default=0, help="server port (default: a free one)")
@@ -177,9 +179,10 @@ def _corpus(n: int, clusters: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]
     return docs, vectors
 
 
-def _model_dir(work: Path, seed: int) -> tuple[Path, float]:
-    """The shipped default two-tower model exported (untrained: its cost does not depend on its weights) and the mean
-    pairwise cosine of its query vectors."""
+def _model_dir(work: Path, seed: int, runtime: str = "onnxruntime") -> tuple[Path, float]:
+    """The shipped default two-tower model exported (untrained: its cost does not depend on its weights), its query
+    tower converted to ONNX as the daily training does (unless `runtime` is torch_export), and the mean pairwise
+    cosine of its query vectors."""
     import torch
 
     from ebr.bundle.layout import QUERY_TOWER_EXPORT
@@ -190,6 +193,10 @@ def _model_dir(work: Path, seed: int) -> tuple[Path, float]:
 
     model = TwoTowerModel(default_model()).eval()
     export_dir = export_model(model, work / QUERY_TOWER_EXPORT, synthetic_docs(4), VERSION)
+    if runtime == "onnxruntime":
+        from ebr.models.runtime import convert_query_tower
+
+        convert_query_tower(export_dir)
     with torch.no_grad():
         v = model.query_tower(featurize_queries([{"query": q} for q in _query_texts(64, seed)],
                                                 model.config.featurizer)).numpy()
@@ -453,9 +460,9 @@ def _notes(ip: dict[str, Any], c1: dict[str, Any] | None, c8: dict[str, Any] | N
         f"In-process, the query tower takes {st['tower']:.1f} ms of {sum(st.values()):.1f} ms per request (mean): "
         f"the shipped default tower ({_tower_shape()}) on one thread at batch 1. Everything else (store lookups, "
         f"featurize, search, filter) takes {rest:.1f} ms.",
-        f"Relevance control dropped {ip['relevance_dropped_share']:.0%} of the candidates looked at (Taobao reports "
-        "~30%): the untrained tower's query vectors sit between the synthetic clusters, so most requests needed "
-        "2-3 over-fetch rounds; search and filter times include them.",
+        "Relevance control runs inside retrieval (the allowed docs as a Faiss selector with nprobe scaled by "
+        "1/selectivity, BM25 restricted to them), so nothing is dropped after the search; the search stage "
+        "includes the wider probe of a constrained request and the lexical stage BM25 and the merge.",
     ]
     if c1 is not None:
         notes.append(f"HTTP adds {c1['stages_mean_ms']['http']:.2f} ms per request at concurrency 1 (uvicorn, ASGI, "
@@ -485,10 +492,11 @@ def _md(doc: dict[str, Any]) -> str:
         f"Bundle: {doc['setup']['n']:,} docs, index `{doc['setup']['index']['factory']}` "
         f"{doc['setup']['index']['search_params']}, ann_recall@100 {doc['setup']['index']['ann_recall']}; "
         f"query tower: the shipped default config (`default_model()`), untrained (mean pairwise cosine of query "
-        f"vectors "
-        f"{doc['setup']['query_vector_mean_cosine']:.3f}); coarse ranker: default two-tower student. "
-        f"Requests: k=100, 80% users with features, 5% unknown, 15% logged out, relevance control on "
-        f"(drops {doc['in_process']['plain']['relevance_dropped_share']:.0%} of looked-at candidates).",
+        f"vectors {doc['setup']['query_vector_mean_cosine']:.3f}), on "
+        f"{doc['setup'].get('tower_runtime', 'torch_export')}; "
+        f"coarse ranker: default two-tower student. Requests: k=100, 80% users with features, 5% unknown, 15% logged "
+        f"out, relevance control on (inside retrieval), retrieval `{doc['setup'].get('retrieval', 'ann')}` (the "
+        f"server's default: embedding + BM25 channels merged).",
         "",
         "## HTTP (server process + load-generator process on loopback)",
         "",
@@ -557,7 +565,7 @@ def main(argv: list[str] | None = None) -> int:
         timings["corpus_s"] = time.perf_counter() - t0
         _log(f"corpus: {args.n} docs in {timings['corpus_s']:.1f}s")
         t0 = time.perf_counter()
-        model_dir, mean_cos = _model_dir(work, args.seed)
+        model_dir, mean_cos = _model_dir(work, args.seed, args.tower_runtime)
         rng = np.random.default_rng([args.seed, 9])
         cvec = rng.standard_normal((args.n, 32)).astype(np.float32)
         cvec /= np.linalg.norm(cvec, axis=1, keepdims=True)
@@ -649,6 +657,7 @@ def main(argv: list[str] | None = None) -> int:
                     "loadavg_before": [round(x, 2) for x in load_before],
                     "loadavg_after": [round(x, 2) for x in os.getloadavg()]},
         "setup": {"n": args.n, "clusters": args.clusters, "users": args.users, "queries": qu,
+                  "tower_runtime": args.tower_runtime, "retrieval": "auto",
                   "seconds_per_level": args.seconds, "warmup_s": args.warmup, "servers": args.servers,
                   "batch_wait_ms": args.batch_wait_ms,
                   "index": {k: index_manifest.get(k) for k in ("factory", "search_params")}

@@ -112,13 +112,23 @@ class LexicalIndex:
         return np.asarray([vocab[t] for t in self.tokenize(query) if t in vocab], dtype=np.int64)
 
     def scores(self, query: str) -> tuple[np.ndarray, np.ndarray]:
-        """(corpus positions, float32 BM25 scores) of the docs whose score for `query` is positive."""
+        """(corpus positions, float32 BM25 scores) of the docs whose score for `query` is positive.
+
+        Summed over the query tokens' posting lists only (bm25s' CSC columns), not over a dense corpus-sized
+        vector: the cost follows the postings the query touches, not the corpus size."""
         cols = self.token_ids(query)
         if len(cols) == 0:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-        dense = self.bm25.get_scores_from_ids(cols)
-        pos = np.flatnonzero(dense > 0)
-        return pos.astype(np.int64), dense[pos].astype(np.float32)
+        m = self.bm25.scores
+        indptr, indices, data = m["indptr"], m["indices"], m["data"]
+        docs = np.concatenate([indices[indptr[c] : indptr[c + 1]] for c in cols])
+        vals = np.concatenate([data[indptr[c] : indptr[c + 1]] for c in cols])
+        if len(docs) == 0:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        pos, inverse = np.unique(docs, return_inverse=True)
+        sc = np.bincount(inverse, weights=vals.astype(np.float64), minlength=len(pos)).astype(np.float32)
+        keep = sc > 0
+        return pos[keep].astype(np.int64), sc[keep]
 
     def _top(self, pos: np.ndarray, sc: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         if len(sc) > k:
