@@ -145,9 +145,13 @@ def write_run_report(ws: Workspace, day: str, wall_s: float, log_file: Path) -> 
 
     try:
         html = write_html_report(ws, day)
-        _log_report_to_mlflow(report["evaluation"], html)
     except Exception:  # noqa: BLE001 - the run succeeded; a page that cannot be written is only a warning
         logging.getLogger(__name__).warning("run report %s/index.html not written", ws.reports(day), exc_info=True)
+        return path
+    try:
+        _log_report_to_mlflow(report["evaluation"], html)
+    except Exception:  # noqa: BLE001 - the page is on disk; a tracking server that refuses it is only a warning
+        logging.getLogger(__name__).warning("run report %s not logged to MLflow", html, exc_info=True)
     return path
 
 
@@ -157,5 +161,8 @@ def _log_report_to_mlflow(evaluation: dict[str, Any] | None, html: Path) -> None
         return
     from mlflow import MlflowClient
 
-    MlflowClient(tracking_uri=evaluation["mlflow_tracking_uri"]).log_artifact(
-        evaluation["mlflow_run_id"], str(html), "run_report")
+    from ebr.train.tracking import using_tracking_uri
+
+    uri = evaluation["mlflow_tracking_uri"]
+    with using_tracking_uri(uri):  # a proxied `mlflow-artifacts:` store resolves its host from the active URI
+        MlflowClient(tracking_uri=uri).log_artifact(evaluation["mlflow_run_id"], str(html), "run_report")

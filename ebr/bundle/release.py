@@ -83,8 +83,8 @@ def evaluate_day(data_root: str | Path, day: str, ws: Workspace, cfg: EbrConfig,
                  features_dir: str | Path, out_dir: str | Path) -> GateDecision:
     """Evaluate the new model on `day` (model, champion, baselines, ANN recall, rankers) and decide the gate."""
     from ebr.evaluate.two_tower import EVALSET_FILE, REPORT_DIR, evaluate_two_tower
-    from ebr.train.tracking import resolve_tracking_uri
 
+    tracking_uri = resolve_tracking_uri(cfg.evaluation.mlflow)  # before the run: tracking scopes its URI
     res = evaluate_two_tower(model_dir, embeddings_dir, features_dir, data_root, day, out_dir, cfg.evaluation,
                              champion_dir=champion_model_dir(ws.bundles), index_dir=index_dir)
     retrieval_md = (Path(res["report_dir"]) / "report.md").read_text(encoding="utf-8")
@@ -96,7 +96,7 @@ def evaluate_day(data_root: str | Path, day: str, ws: Workspace, cfg: EbrConfig,
         "retrieval": res["metrics"], "rankers": rankers, "gate_inputs": res["gate_inputs"],
         "model_version": res["model_version"], "champion_version": res["champion_version"],
         "report_dir": str(Path(out_dir) / REPORT_DIR), "examples": examples,
-        "mlflow_run_id": res.get("mlflow_run_id"), "mlflow_tracking_uri": resolve_tracking_uri(cfg.evaluation.mlflow),
+        "mlflow_run_id": res.get("mlflow_run_id"), "mlflow_tracking_uri": tracking_uri,
     })
     return decision
 
