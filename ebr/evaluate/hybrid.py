@@ -16,6 +16,7 @@ from ebr.judgements.evalset import EvalSet
 from ebr.lexical import LexicalIndex
 
 EMPTY = -1
+SCORE_CHUNK = 256  # requests scored against the allowed docs at once (memory: 256 x corpus floats)
 
 
 @dataclass(frozen=True)
@@ -124,11 +125,18 @@ def served_channels(
         allowed_ids = corpus.doc_ids if allowed is None else corpus.doc_ids[allowed]
         vec_pos = pos_of.reindex(allowed_ids).dropna().to_numpy(dtype=np.int64)
         if len(vec_pos):
-            scores = queries[rows] @ doc_vectors[vec_pos].T
+            allowed_vectors = doc_vectors[vec_pos]
             kk = min(k, len(vec_pos))
-            top = np.argsort(-scores, axis=1, kind="stable")[:, :kk]
-            ann_ids[rows, :kk] = np.asarray(doc_ids, dtype=np.int64)[vec_pos[top]]
-            ann_sc[rows, :kk] = np.take_along_axis(scores, top, axis=1)
+            for start in range(0, len(rows), SCORE_CHUNK):  # bounded memory: chunk x allowed scores at a time
+                part = rows[start : start + SCORE_CHUNK]
+                scores = queries[part] @ allowed_vectors.T
+                cand = np.argpartition(-scores, kk - 1, axis=1)[:, :kk] if kk < scores.shape[1] else \
+                    np.broadcast_to(np.arange(scores.shape[1]), scores.shape)
+                cand_sc = np.take_along_axis(scores, cand, axis=1)
+                order = np.lexsort((cand, -cand_sc), axis=1)  # best first, ties by position
+                top = np.take_along_axis(cand, order, axis=1)
+                ann_ids[part, :kk] = np.asarray(doc_ids, dtype=np.int64)[vec_pos[top]]
+                ann_sc[part, :kk] = np.take_along_axis(scores, top, axis=1)
         restrict = None if allowed is None else allowed_ids
         done: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         for i in rows:

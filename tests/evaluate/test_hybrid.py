@@ -49,11 +49,15 @@ def test_variant_names_must_be_distinct():
         hybrid_systems(["q"], one, one, 1, str.split, [HybridVariant("a"), HybridVariant("a")])
 
 
-def test_served_channels_answer_inside_the_query_understanding_constraints():
+@pytest.mark.parametrize("chunk", [1, 256])
+def test_served_channels_answer_inside_the_query_understanding_constraints(chunk, monkeypatch):
     import pandas as pd
 
+    from ebr.evaluate import hybrid
     from ebr.evaluate.hybrid import served_channels
     from ebr.judgements.corpus import Corpus
+
+    monkeypatch.setattr(hybrid, "SCORE_CHUNK", chunk)  # one request per chunk gives the same answers
     from ebr.judgements.evalset import EvalSet
     from ebr.lexical import LexicalIndex
 
