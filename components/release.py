@@ -20,14 +20,16 @@ def evaluate(data_root: str, day: str, workspace: str, config: str, model: Input
     from pathlib import Path
 
     from components.runtime import step
-    from ebr.bundle.release import evaluate_day
+    from ebr.bundle import champion_model_dir
+    from ebr.evaluate.day import evaluate_day
     from ebr.evaluate.gate import ann_gate_from_dirs, combine
     from ebr.evaluate.two_tower import REPORT_DIR
     from ebr.report import kfp_metrics, write_html_report
 
     with step("evaluate", workspace, day, config) as ctx:
-        decision = evaluate_day(data_root, day, ctx.ws, ctx.cfg, model_dir=model.path, embeddings_dir=embeddings.path,
-                                index_dir=index.path, coarse_dir=coarse.path,
+        decision = evaluate_day(data_root, day, ctx.ws, ctx.cfg.evaluation,
+                                champion_dir=champion_model_dir(ctx.ws.bundles), model_dir=model.path,
+                                embeddings_dir=embeddings.path, index_dir=index.path, coarse_dir=coarse.path,
                                 features_dir=features.metadata["features_dir"], out_dir=report.path)
         ann = ann_gate_from_dirs(Path(report.path) / REPORT_DIR, index.path, ctx.cfg.index.min_ann_recall,
                                  ctx.cfg.index.recall_k)

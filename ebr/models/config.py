@@ -221,9 +221,9 @@ class DocTowerConfig(Section):
 
 
 class MultiObjectiveConfig(Section):
-    """Multi-objective heads: MMoE over [q, d, q*d] with per-task BCE weights (seed 000, formula 18)."""
+    """Multi-objective MMoE heads of the fine ranker: tasks, per-task BCE weights, experts (seed 000, formula 18)."""
 
-    enabled: bool = Field(False, description="off by default for retrieval")
+    enabled: bool = Field(False, description="off: one plain click head")
     tasks: list[str] = Field(default_factory=lambda: ["click", "like", "favorite", "comment"])
     task_weights: list[float] = Field(default_factory=lambda: [1.0, 1.0, 1.0, 1.0])
     num_experts: int = Field(4, ge=1)
@@ -244,18 +244,30 @@ class MultiObjectiveConfig(Section):
 
 
 class TwoTowerConfig(Section):
-    """The retrieval model: featurizer, both towers, score temperature and optional multi-objective heads."""
+    """The retrieval model: featurizer, both towers and the score temperature."""
 
     featurizer: FeaturizerConfig = Field(default_factory=FeaturizerConfig)
     query_tower: QueryTowerConfig = Field(default_factory=QueryTowerConfig)
     doc_tower: DocTowerConfig = Field(default_factory=DocTowerConfig)
     temperature: float = Field(2.0, gt=0, description="score = cos / tau; Taobao MGDSPR tau = 2 (seed 001)")
     use_temperature: bool = Field(True, description="off: tau = 1")
-    multi_objective: MultiObjectiveConfig = Field(default_factory=MultiObjectiveConfig)
     sparse_embeddings: bool = Field(
         False, description="sparse gradients for id/text tables (Adagrad/SparseAdam)"
     )
     seed: int = Field(0, description="initial weights are a function of this seed")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_keys(cls, data: object) -> object:
+        """Models saved before the retrieval model lost its multi-objective heads carry a disabled
+        `multi_objective` section; it changed nothing, so it is dropped. An enabled one is refused by name."""
+        if isinstance(data, dict) and "multi_objective" in data:
+            legacy = data["multi_objective"]
+            if isinstance(legacy, dict) and legacy.get("enabled"):
+                raise ValueError("multi_objective: the retrieval model has no multi-objective heads any more "
+                                 "(a model trained with them cannot be loaded); the fine ranker has MMoE heads")
+            data = {k: v for k, v in data.items() if k != "multi_objective"}
+        return data
 
     @model_validator(mode="after")
     def _check(self) -> TwoTowerConfig:

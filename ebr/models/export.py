@@ -164,24 +164,10 @@ def export_two_tower(
     extra_modules: Mapping[str, tuple[nn.Module, Mapping[str, torch.Tensor]]] | None = None,
     overwrite: bool = False,
 ) -> Path:
-    """Export `query_tower` and `doc_tower` (and `heads`, when on, taking {"query", "doc"} vectors) plus any
-    `extra_modules` (name -> (module, example inputs)), with the model's config and featurizer."""
-    import torch
-
-    from ebr.models.multitask import DictInputHeads
-
+    """Export `query_tower` and `doc_tower` plus any `extra_modules` (name -> (module, example inputs)), with the
+    model's config and featurizer."""
     modules: dict[str, nn.Module] = {"query_tower": model.query_tower, "doc_tower": model.doc_tower}
     examples: dict[str, Mapping[str, torch.Tensor]] = {"query_tower": query_inputs, "doc_tower": doc_inputs}
-    if model.heads is not None:
-        was = model.training
-        model.eval()
-        with torch.no_grad():
-            q = model.query_tower(dict(query_inputs))
-            d = model.doc_tower(dict(doc_inputs))
-        model.train(was)
-        n = min(len(q), len(d))
-        modules["heads"] = DictInputHeads(model.heads)
-        examples["heads"] = {"query": q[:n], "doc": d[:n]}
     for name, (m, ex) in (extra_modules or {}).items():
         if name in modules:
             raise ExportError(f"extra module name {name!r} clashes with a two-tower module")

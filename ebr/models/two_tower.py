@@ -1,4 +1,4 @@
-"""The two-tower retrieval model: query tower, doc tower, the score temperature and optional MMoE heads.
+"""The two-tower retrieval model: query tower, doc tower and the score temperature.
 
 score(q, d) = <q, d> / tau on L2-normalized vectors (cosine with temperature, seed 003 "归一化和温度系数";
 tau = 2 from Taobao MGDSPR, seed 001). Initial weights are a function of `TwoTowerConfig.seed` alone.
@@ -11,7 +11,6 @@ from torch import nn
 
 from ebr.models.config import TwoTowerConfig
 from ebr.models.doc_tower import DocTower
-from ebr.models.multitask import MultiObjectiveHeads
 from ebr.models.query_tower import QueryTower
 
 
@@ -27,8 +26,6 @@ class TwoTowerModel(nn.Module):
             torch.manual_seed(config.seed)
             self.query_tower = QueryTower(config.query_tower, config.featurizer, sparse)
             self.doc_tower = DocTower(config.doc_tower, config.featurizer, sparse)
-            mo = config.multi_objective
-            self.heads = MultiObjectiveHeads(config.query_tower.out_dim, mo) if mo.enabled else None
 
     def encode_queries(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         """Query-tower inputs -> normalized query vectors [B, k]."""
@@ -46,19 +43,10 @@ class TwoTowerModel(nn.Module):
         """All-pairs scores [B, N] of query vectors [B, k] against doc vectors [N, k]."""
         return query @ docs.T / self.temperature
 
-    def task_logits(self, query: torch.Tensor, doc: torch.Tensor) -> torch.Tensor:
-        """Multi-objective logits [B, T] of paired vectors; an error when the heads are switched off."""
-        if self.heads is None:
-            raise RuntimeError("multi-objective heads are off: set multi_objective.enabled = true")
-        return self.heads(query, doc)
-
     def forward(
         self, query_inputs: dict[str, torch.Tensor], doc_inputs: dict[str, torch.Tensor]
     ) -> dict[str, torch.Tensor]:
-        """Encode paired rows: {"query", "doc", "score"} and, with heads on, "task_logits"."""
+        """Encode paired rows: {"query", "doc", "score"}."""
         q = self.encode_queries(query_inputs)
         d = self.encode_docs(doc_inputs)
-        out = {"query": q, "doc": d, "score": self.score(q, d)}
-        if self.heads is not None:
-            out["task_logits"] = self.heads(q, d)
-        return out
+        return {"query": q, "doc": d, "score": self.score(q, d)}

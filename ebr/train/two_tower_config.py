@@ -198,11 +198,6 @@ class TwoTowerTrainConfig(Section):
                     f"loss.{name} ({getattr(self.loss, name)}) differs from model.{name} "
                     f"({getattr(self.model, name)}): the temperature is set once, on the model"
                 )
-        if self.model.multi_objective.enabled:
-            raise ValueError(
-                "model.multi_objective.enabled: train_two_tower trains the retrieval objective only (the retrieval "
-                "samples carry no like/favorite/comment labels); switch it off"
-            )
         return self
 
     def loss_config(self) -> RetrievalLossConfig:

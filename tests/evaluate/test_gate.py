@@ -145,11 +145,11 @@ def _report_and_index(tmp_path: Path, ann: float) -> tuple[Path, Path]:
 
 @pytest.mark.parametrize(("ann", "publish"), [(0.82, False), (0.97, True)])
 def test_the_evaluate_step_gates_on_the_index(tmp_path: Path, monkeypatch, ann: float, publish: bool) -> None:
-    import ebr.bundle.release
+    import ebr.evaluate.day
     from components.release import evaluate
 
     report_dir, index_dir = _report_and_index(tmp_path, ann)
-    monkeypatch.setattr(ebr.bundle.release, "evaluate_day",
+    monkeypatch.setattr(ebr.evaluate.day, "evaluate_day",
                         lambda *a, **kw: GateDecision(True, ["first run: no champion to compare with, publishing"]))
     art = SimpleNamespace
     shown: dict[str, float] = {}

@@ -25,21 +25,37 @@ def _one_torch_thread():
     torch.set_num_threads(before)
 
 
+class _PairScorer(nn.Module):
+    """A module of two submodules over {"query", "doc"} vectors: a crossing layer, then per-task logits."""
+
+    def __init__(self, dim: int, hidden: int = 16, tasks: int = 3) -> None:
+        super().__init__()
+        self.cross = nn.Sequential(nn.Linear(3 * dim, hidden), nn.ReLU())
+        self.out = nn.Linear(hidden, tasks)
+
+    def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        q, d = inputs["query"], inputs["doc"]
+        return self.out(self.cross(torch.cat([q, d, q * d], dim=-1)))
+
+
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     torch.set_num_threads(1)
-    cfg = small_config(
-        query_tower={"bilinear": True}, doc_tower={"senet": True}, multi_objective={"enabled": True}
-    )
+    cfg = small_config(query_tower={"bilinear": True}, doc_tower={"senet": True})
     model = TwoTowerModel(cfg)
+    scorer = _PairScorer(cfg.query_tower.out_dim)
     with torch.no_grad():  # move weights off their init so parity is checked on non-trivial values
-        for p in model.parameters():
+        for p in [*model.parameters(), *scorer.parameters()]:
             p.add_(0.05 * torch.randn_like(p))
+    model.eval(), scorer.eval()
     q = featurize_queries([logged_in_row(), logged_out_row()], cfg.featurizer)
     d = featurize_docs(doc_rows()[:2], cfg.featurizer)
+    with torch.no_grad():
+        vectors = {"query": model.query_tower(q), "doc": model.doc_tower(d)}
     out = tmp_path_factory.mktemp("export") / "model"
-    export_two_tower(model, out, query_inputs=q, doc_inputs=d, model_version="2026-11-06.r1")
-    return model.eval(), cfg, out
+    export_two_tower(model, out, query_inputs=q, doc_inputs=d, model_version="2026-11-06.r1",
+                     extra_modules={"scorer": (scorer, vectors)})
+    return model, cfg, out, scorer
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +64,7 @@ def bundle(exported):
 
 
 def test_exported_towers_match_eager_on_featurized_rows(exported, bundle):
-    model, cfg, _ = exported
+    model, cfg, _, scorer = exported
     queries = [logged_in_row(), logged_out_row(), logged_in_row("Apple iPhone case"), {"query": "运动鞋 男"}]
     for rows in (queries[:1], queries[1:2], queries):  # batch sizes other than the example's
         x = featurize_queries(rows, cfg.featurizer)
@@ -63,12 +79,12 @@ def test_exported_towers_match_eager_on_featurized_rows(exported, bundle):
     assert (bundle["doc_tower"](docs) - eager_docs).abs().max() <= 1e-5
     qv = model.query_tower(featurize_queries(queries[:3], cfg.featurizer)).detach()
     with torch.no_grad():
-        heads = model.heads(qv, eager_docs)
-    assert (bundle["heads"]({"query": qv, "doc": eager_docs}) - heads).abs().max() <= 1e-5
+        scores = scorer({"query": qv, "doc": eager_docs})
+    assert (bundle["scorer"]({"query": qv, "doc": eager_docs}) - scores).abs().max() <= 1e-5
 
 
 def test_callable_takes_the_full_featurizer_dict_and_ignores_extra_keys(exported, bundle):
-    _, cfg, _ = exported
+    _, cfg, _, _ = exported
     x = featurize_queries([logged_in_row()], cfg.featurizer)
     x["something_else"] = torch.zeros(1)
     assert bundle["query_tower"](x).shape == (1, cfg.query_tower.out_dim)
@@ -76,13 +92,14 @@ def test_callable_takes_the_full_featurizer_dict_and_ignores_extra_keys(exported
 
 
 def test_manifest_records_featurizer_dims_version_and_checksums(exported, bundle):
-    _, cfg, out = exported
+    _, cfg, out, _ = exported
     manifest = json.loads((out / "export.json").read_text(encoding="utf-8"))
     assert manifest["model_version"] == "2026-11-06.r1"
     assert FeaturizerConfig.model_validate(manifest["featurizer"]) == cfg.featurizer
     assert manifest["config"]["embedding_dim"] == cfg.query_tower.out_dim
     assert manifest["config"]["temperature"] == cfg.effective_temperature
-    assert set(manifest["modules"]) == {"query_tower", "doc_tower", "heads"}
+    assert set(manifest["modules"]) == {"query_tower", "doc_tower", "scorer"}
+    assert manifest["modules"]["scorer"]["output"]["shape"] == [None, 3]
     for entry in manifest["modules"].values():
         assert entry["sha256"] == sha256_file(out / entry["file"])
     spec = manifest["modules"]["query_tower"]["inputs"]["seq_rt_doc_ids"]
@@ -91,7 +108,7 @@ def test_manifest_records_featurizer_dims_version_and_checksums(exported, bundle
 
 
 def test_bad_inputs_are_named(exported, bundle):
-    _, cfg, _ = exported
+    _, cfg, _, _ = exported
     tower = bundle["query_tower"]
     x = featurize_queries([logged_in_row()], cfg.featurizer)
     missing = {k: v for k, v in x.items() if k != "seq_st_doc_ids"}
@@ -106,16 +123,27 @@ def test_bad_inputs_are_named(exported, bundle):
 def test_tampered_file_fails_the_checksum(exported, tmp_path):
     import shutil
 
-    _, _, out = exported
+    _, _, out, _ = exported
     copy = tmp_path / "copy"
     shutil.copytree(out, copy)
-    with open(copy / "heads.pt2", "ab") as f:
+    with open(copy / "scorer.pt2", "ab") as f:
         f.write(b"x")
-    with pytest.raises(ExportError, match="heads.pt2"):
+    with pytest.raises(ExportError, match="scorer.pt2"):
         load_exported(copy)
     (copy / "export.json").unlink()
     with pytest.raises(ExportError, match="export.json"):
         load_exported(copy)
+
+
+def test_an_extra_module_may_not_take_a_tower_name(exported, tmp_path):
+    model, cfg, _, scorer = exported
+    q = featurize_queries([logged_in_row()], cfg.featurizer)
+    d = featurize_docs(doc_rows()[:1], cfg.featurizer)
+    vectors = {"query": torch.zeros(1, 8), "doc": torch.zeros(1, 8)}
+    with pytest.raises(ExportError, match="query_tower"):
+        export_two_tower(model, tmp_path / "m", query_inputs=q, doc_inputs=d, model_version="v1",
+                         extra_modules={"query_tower": (scorer, vectors)})
+    assert not (tmp_path / "m").exists()
 
 
 class _ScoreHead(nn.Module):

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from pydantic import ValidationError
 
-from ebr.models.config import TwoTowerConfig
+from ebr.models.config import MultiObjectiveConfig, TwoTowerConfig
 from ebr.models.inputs import featurize_docs, featurize_queries
 from ebr.models.two_tower import TwoTowerModel
-from ebr.train.losses import multitask_bce_loss, sampled_softmax_loss
+from ebr.train.losses import sampled_softmax_loss
 from tests.models.rows import doc_rows, logged_in_row, logged_out_row, small_config
 
 
@@ -146,27 +148,20 @@ def test_optional_parts_switch_on(rows):
     cfg = small_config(
         query_tower={"bilinear": True, "dcn_low_rank": 4},
         doc_tower={"senet": True},
-        multi_objective={"enabled": True},
     )
     model = TwoTowerModel(cfg).eval()
     assert model.query_tower.user_profile.bilinear is not None
     assert model.query_tower.user_profile.bilinear_senet is not None
-    assert model.doc_tower.senet is not None and model.heads is not None
+    assert model.doc_tower.senet is not None
     q, d = _encode(model, cfg, rows)
-    assert model.task_logits(q, d).shape == (4, 4)
+    assert q.shape == d.shape == (4, cfg.query_tower.out_dim)
 
 
 def test_backward_reaches_every_parameter(rows):
-    cfg = small_config(
-        query_tower={"bilinear": True}, doc_tower={"senet": True}, multi_objective={"enabled": True}
-    )
+    cfg = small_config(query_tower={"bilinear": True}, doc_tower={"senet": True})
     model = TwoTowerModel(cfg).train()
     q, d = _encode(model, cfg, rows)
-    loss = sampled_softmax_loss(q, d, temperature=0.1) + multitask_bce_loss(
-        model.task_logits(q, d), torch.tensor([[1.0, 0, 1, 0], [0, 0, 0, 0], [1, 1, 0, 0], [0, 1, 0, 1]]),
-        cfg.multi_objective.task_weights,
-    )  # fmt: skip
-    loss.backward()
+    sampled_softmax_loss(q, d, temperature=0.1).backward()
     for name, p in model.named_parameters():
         assert p.grad is not None, f"{name} got no gradient"
         assert p.grad.abs().sum() > 0, f"{name} got a zero gradient"
@@ -197,11 +192,11 @@ def test_scores_are_inner_products_over_temperature(cfg, rows):
     torch.testing.assert_close(off.score(q, d), (q * d).sum(-1))
 
 
-def test_task_logits_need_the_heads(cfg, rows):
+def test_the_model_has_exactly_its_two_towers(cfg, rows):
     model = TwoTowerModel(cfg)
-    q, d = _encode(model, cfg, rows)
-    with pytest.raises(RuntimeError, match="multi_objective"):
-        model.task_logits(q, d)
+    assert [name for name, _ in model.named_children()] == ["query_tower", "doc_tower"]
+    out = model(featurize_queries(rows["queries"], cfg.featurizer), featurize_docs(rows["docs"], cfg.featurizer))
+    assert set(out) == {"query", "doc", "score"}
 
 
 def test_config_errors_name_the_field():
@@ -209,8 +204,13 @@ def test_config_errors_name_the_field():
         small_config(doc_tower={"out_dim": 16})
     with pytest.raises(ValidationError, match="num_heads"):
         small_config(query_tower={"num_heads": 3})
+    with pytest.raises(ValidationError, match="multi_objective"):  # not an option of the retrieval model
+        small_config(multi_objective={"enabled": True})
+    # a model saved while the option existed (disabled) still loads, to the same config
+    saved = json.loads(small_config().model_dump_json())
+    assert TwoTowerConfig.model_validate({**saved, "multi_objective": {"enabled": False}}) == small_config()
     with pytest.raises(ValidationError, match="task_weights"):
-        small_config(multi_objective={"task_weights": [1.0]})
+        MultiObjectiveConfig(task_weights=[1.0])
     with pytest.raises(ValidationError, match="at least one input field"):
         small_config(doc_tower={k: False for k in DOC_SWITCHES})
 

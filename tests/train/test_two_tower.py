@@ -143,8 +143,8 @@ def test_config_errors_name_the_field(pipe, tmp_path):  # noqa: F811
 
     with pytest.raises(ValueError, match="loss.temperature"):
         tiny_config(None, loss={"temperature": 3.0})
-    with pytest.raises(ValueError, match="multi_objective"):
-        tiny_config(None, model={"multi_objective": {"enabled": True}})
+    with pytest.raises(ValueError, match="multi_objective: the retrieval model has no multi-objective heads"):
+        tiny_config(None, model={"multi_objective": {"enabled": True}})  # not an option any more
     empty = tmp_path / "samples"
     empty.mkdir()
     with pytest.raises(FileNotFoundError, match="manifest.json"):
