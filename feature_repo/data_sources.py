@@ -1,4 +1,5 @@
-"""File sources of the feature views: `<data dir>/tables/<view>/ds=YYYY-MM-DD/*.parquet`."""
+"""File sources of the feature views: `<data dir>/tables/<view>/ds=YYYY-MM-DD/*.parquet`; push sources of the
+real-time views (`feature_store.push`, the query-tower server's /events) over theirs."""
 
 from _data_dir import DATA_DIR
 
@@ -16,3 +17,5 @@ doc_profile_source = _defs.sources["doc_profile"]
 doc_stats_source = _defs.sources["doc_stats"]
 author_profile_source = _defs.sources["author_profile"]
 author_stats_source = _defs.sources["author_stats"]
+user_realtime_push = _defs.push_sources["user_realtime"]
+user_queries_push = _defs.push_sources["user_queries"]

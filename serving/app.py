@@ -20,12 +20,16 @@ from serving.admission import Overloaded, SearchAdmission
 from serving.batching import TowerBatcher
 from serving.bundle_manager import BundleManager, NoBundle
 from serving.errors import InputError, from_validation
+from serving.events import EventPusher, PushFailed
 from serving.feature_source import MAX_PENDING_LOOKUPS, FeatureCache, OnlineFeatureSource
 from serving.loaded_bundle import BundleRefused
 from serving.metrics import ServerMetrics
 from serving.middleware import BodyLimit, RequestMetrics
 from serving.schema import (
+    MAX_EVENTS,
     ErrorResponse,
+    EventsRequest,
+    EventsResponse,
     ReadyResponse,
     ReloadResponse,
     SearchRequest,
@@ -50,6 +54,7 @@ class ServerRuntime:
                                            cache=FeatureCache(settings.feature_cache_ttl_s,
                                                               settings.feature_cache_size))
         self.features = features
+        self.events = EventPusher(features) if features is not None else None  # POST /events
         self.manager = BundleManager(
             settings.bundles_dir,
             warm=lambda bundle: self.engine.warm(bundle),
@@ -107,6 +112,15 @@ def _payload(result: SearchResult, took_s: float) -> dict[str, Any]:
 # why an answer was served without online features (an unknown user is not degraded: `degraded` is null)
 DEGRADED = {"unavailable": "features_unavailable", "error": "features_unavailable", "timeout": "features_timeout",
             "bad_features": "bad_features", "no_feature_store": "no_feature_store"}
+
+
+def _batch_size(body: bytes) -> int:
+    """Events in a refused /events body: the length of its `events` list when it has one, else 1 (the body)."""
+    try:
+        events = json.loads(body).get("events")
+    except (ValueError, AttributeError, RecursionError):
+        return 1
+    return len(events) if isinstance(events, list) and events else 1
 
 
 def _server_timing(result: SearchResult, total_s: float) -> str:
@@ -195,6 +209,49 @@ def create_app(settings: ServerSettings, runtime: ServerRuntime | None = None, s
         total = time.perf_counter() - t0
         return Response(data, media_type="application/json", headers={"Server-Timing": _server_timing(result, total)})
 
+    @app.post(
+        "/events",
+        response_model=EventsResponse,
+        responses={400: {"model": ErrorResponse}, 409: {"model": ErrorResponse}, 413: {"model": ErrorResponse},
+                   415: {"model": ErrorResponse}, 422: {"model": ErrorResponse}, 503: {"model": ErrorResponse}},
+        openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
+            "schema": {"$ref": "#/components/schemas/EventsRequest"}}}}},
+        summary=f"search and click events of users (at most {MAX_EVENTS} per call), folded into their real-time "
+        "features: the next search of the user sees them",
+    )
+    async def events(request: Request) -> JSONResponse:
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype and ctype != "application/json" and not ctype.endswith("+json"):
+            return _error(415, "content-type", f"{ctype!r} is not JSON: send Content-Type: application/json")
+        body = await request.body()
+        try:
+            try:
+                body.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise InputError.one(400, "body", f"not valid UTF-8 (byte {e.start})") from e
+            try:
+                req = EventsRequest.model_validate_json(body, context={"max_query_chars": settings.max_query_chars})
+            except ValidationError as e:
+                raise from_validation(e) from e
+        except InputError as e:
+            rt.metrics.events.labels("rejected").inc(_batch_size(body))
+            return JSONResponse(e.body().model_dump(), status_code=e.status)
+        if rt.events is None:
+            rt.metrics.events.labels("failed").inc(len(req.events))
+            return _error(409, "feature_store", "this server has no feature store (--feature-repo): events cannot "
+                          "be pushed")
+        try:
+            outcome = await rt.events.push(req)
+        except PushFailed as e:
+            rt.metrics.events.labels("failed").inc(len(req.events))
+            return _error(503, "feature_store", public(str(e)),
+                          headers={"Retry-After": str(settings.retry_after_s)} if e.retry else None)
+        for label, n in (("pushed", outcome.applied), ("stale", outcome.stale), ("ignored", outcome.ignored)):
+            rt.metrics.events.labels(label).inc(n)
+        body_out = EventsResponse(received=outcome.received, applied=outcome.applied, stale=outcome.stale,
+                                  ignored=outcome.ignored, users=outcome.users)
+        return JSONResponse(body_out.model_dump())
+
     @app.api_route("/healthz", methods=["GET", "HEAD"], summary="the process is alive")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
@@ -265,9 +322,10 @@ def create_app(settings: ServerSettings, runtime: ServerRuntime | None = None, s
 
             schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
             components = schema.setdefault("components", {}).setdefault("schemas", {})
-            request_schema = SearchRequest.model_json_schema(ref_template="#/components/schemas/{model}")
-            components.update(request_schema.pop("$defs", {}))
-            components["SearchRequest"] = request_schema
+            for model in (SearchRequest, EventsRequest):
+                request_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+                components.update(request_schema.pop("$defs", {}))
+                components[model.__name__] = request_schema
             app.openapi_schema = schema
         return app.openapi_schema
 

@@ -85,6 +85,10 @@ class StoreBusy(StoreTimeout):
     """`max_pending` lookups are still waiting for the store: it is not asked again until one returns."""
 
 
+class StoreUnavailable(Exception):
+    """The store cannot be opened, or it failed recently and is backing off."""
+
+
 class _OpenFailed(Exception):
     """The store could not be opened (the cause says why)."""
 
@@ -133,6 +137,7 @@ class FeatureCache:
         self.ttl_s, self.max_entries = ttl_s, max_entries
         self._items: OrderedDict[tuple[str, Any], tuple[float, dict[str, Any]]] = OrderedDict()
         self._lock = threading.Lock()
+        self._generation = 0  # bumped by every invalidation: values read before one are not cached after it
         self.hits = 0
         self.misses = 0
 
@@ -154,14 +159,30 @@ class FeatureCache:
             self.misses += 1
             return None
 
-    def put(self, entity: str, key: Any, values: dict[str, Any]) -> None:
+    @property
+    def generation(self) -> int:
+        """Take it before reading the store and pass it to `put`: values read before an invalidation are dropped."""
+        return self._generation
+
+    def put(self, entity: str, key: Any, values: dict[str, Any], generation: int | None = None) -> None:
+        """Cache the values of (entity, key), unless an invalidation happened since `generation` was taken."""
         if not self.enabled:
             return
         with self._lock:
+            if generation is not None and generation != self._generation:
+                return  # read before a push that the invalidation announced: possibly stale
             self._items[(entity, key)] = (time.monotonic() + self.ttl_s, values)
             self._items.move_to_end((entity, key))
             while len(self._items) > self.max_entries:
                 self._items.popitem(last=False)
+
+    def invalidate(self, entity: str, keys: Any) -> None:
+        """Forget the cached values of `keys` of one entity (their store rows just changed, e.g. pushed events);
+        a lookup in flight that read the store before this does not cache its answer."""
+        with self._lock:
+            self._generation += 1
+            for key in keys:
+                self._items.pop((entity, key), None)
 
     def __len__(self) -> int:
         return len(self._items)
@@ -264,6 +285,7 @@ class OnlineFeatureSource:
         """The service's features: cached entities from the cache, the rest in one store call."""
         keys = {"user": user_id, "query": query}
         values: dict[str, Any] = {}
+        generation = self.cache.generation
         missing = set()
         for entity, key in keys.items():
             cached = self.cache.get(entity, key) if key is not None else None
@@ -276,7 +298,7 @@ class OnlineFeatureSource:
             values.update(fresh)
             for entity in missing:
                 if keys[entity] is not None:
-                    self.cache.put(entity, keys[entity], {n: fresh[n] for n in ENTITY_FEATURES[entity]})
+                    self.cache.put(entity, keys[entity], {n: fresh[n] for n in ENTITY_FEATURES[entity]}, generation)
         return values
 
     def _call(self, user_id: int | None, query: str, wait_s: float | None = None) -> dict[str, Any]:
@@ -295,6 +317,34 @@ class OnlineFeatureSource:
         if not done:
             raise StoreTimeout(f"no answer within {wait_s:g} s")
         return future.result()
+
+    def submit(self, fn: Callable[[Any], Any]) -> tuple[Future[Any], float]:
+        """Run `fn(store)` on a lookup thread (the store opened if needed), outside the lookups' health record;
+        returns its future and how long to wait for it (as a lookup would). Raises StoreUnavailable while the
+        store backs off after a failure, StoreBusy when `max_pending` calls are outstanding; the future raises
+        StoreUnavailable when the store cannot be opened, else `fn`'s error."""
+        if time.monotonic() < self._down_until:
+            raise StoreUnavailable(self.last_error or "the online store failed recently")
+        with self._lock:
+            if self._pending >= self.max_pending:
+                raise StoreBusy(f"{self._pending} calls still waiting for the store: not asking it again")
+            self._pending += 1
+            outstanding = self._pending
+            set_up = self._store is not None and self._store is self._answered
+        wait_s = self.timeout_s if set_up else self.connect_timeout_s
+
+        def call() -> Any:
+            try:
+                try:
+                    store = self._ensure_store()
+                except Exception as e:
+                    raise StoreUnavailable(f"{type(e).__name__}: {e}") from e
+                return fn(store)
+            finally:
+                with self._lock:
+                    self._pending -= 1
+
+        return self._threads.submit(call, outstanding), wait_s
 
     def open(self) -> bool:
         """Open the store and make one lookup (start-up, before traffic: the first lookup pays Feast's set-up, so

@@ -31,6 +31,7 @@ def multiprocess() -> bool:
     """Whether metrics are shared between `ebr serve --workers` processes (EBR_METRICS_MULTIPROC_DIR is set)."""
     return bool(os.environ.get(MULTIPROC_ENV))
 
+EVENT_OUTCOMES = ("pushed", "stale", "ignored", "rejected", "failed")
 STAGES = ("features", "featurize", "batch_wait", "tower", "search", "filter", "lexical", "rescore")
 LATENCY_BUCKETS = (
     0.0005, 0.001, 0.0015, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1,
@@ -79,6 +80,10 @@ class ServerMetrics:
         self.feature_fallbacks = Counter("ebr_serve_feature_fallbacks",
                                          "requests answered without online features, by reason",
                                          ["reason"], registry=r)
+        self.events = Counter("ebr_serve_events",
+                              "events of POST /events by outcome: pushed (folded into real-time features), stale, "
+                              "ignored, rejected (a bad batch: nothing pushed), failed (the store did not take it)",
+                              ["outcome"], registry=r)
         self.relevance_dropped = Counter("ebr_serve_relevance_dropped",
                                          "candidates dropped by relevance control and filters", registry=r)
         self.constrained = Counter("ebr_serve_constrained_searches",
@@ -106,6 +111,8 @@ class ServerMetrics:
             self.stage_seconds.labels(stage)
         for outcome in ("ok", "refused"):
             self.bundle_loads.labels(outcome)
+        for outcome in EVENT_OUTCOMES:
+            self.events.labels(outcome)
 
     def set_bundle(self, version: str, docs: int, loaded_at: float) -> None:
         """Point the bundle gauges at the version now served."""

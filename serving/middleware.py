@@ -16,7 +16,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-ROUTES = ("/search", "/healthz", "/readyz", "/metrics", "/admin/reload", "/openapi.json", "/docs")
+ROUTES = ("/search", "/events", "/healthz", "/readyz", "/metrics", "/admin/reload", "/openapi.json", "/docs")
 
 
 async def send_json(send: Send, status: int, body: dict[str, Any], close: bool = False) -> None:

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import time
+from datetime import UTC, datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 INT64_MAX = 2**63 - 1
 MAX_K = 1000
 MAX_FILTER_CHARS = 256
+MAX_EVENTS = 100  # events per POST /events
+MAX_EVENT_AHEAD_S = 300  # an event may be this far ahead of the server's clock (clock skew), not more
+MIN_EVENT_TIME = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 class _Strict(BaseModel):
@@ -68,13 +73,80 @@ class SearchRequest(_Strict):
     @field_validator("query")
     @classmethod
     def _query(cls, v: str, info: ValidationInfo) -> str:
-        _well_formed(v, "query")
-        if not v.strip():
-            raise ValueError("query must not be blank")
-        limit = (info.context or {}).get("max_query_chars")
-        if limit is not None and len(v) > limit:
-            raise ValueError(f"query has {len(v)} characters, more than the limit of {limit}")
+        return _query_text(v, info)
+
+
+def _query_text(v: str, info: ValidationInfo) -> str:
+    """A query: encodable, not blank, at most the server's `max_query_chars` (validation context)."""
+    _well_formed(v, "query")
+    if not v.strip():
+        raise ValueError("query must not be blank")
+    limit = (info.context or {}).get("max_query_chars")
+    if limit is not None and len(v) > limit:
+        raise ValueError(f"query has {len(v)} characters, more than the limit of {limit}")
+    return v
+
+
+class Event(_Strict):
+    """One user event: a search (its query) or a click on a doc (its doc_id; the query it came from optional)."""
+
+    type: Literal["search", "click"] = Field(description="`search` updates the user's recent queries, `click` the "
+                                             "real-time behaviour sequence")
+    user_id: int = Field(ge=1, le=INT64_MAX, description="the logged-in user (1..2^63-1)")
+    query: str | None = Field(None, validate_default=True, description="the query: required for a search, "
+                              "optional for a click; blank or longer than EBR_MAX_QUERY_CHARS is rejected")
+    doc_id: int | None = Field(None, ge=0, le=INT64_MAX, validate_default=True,
+                               description="the clicked doc: required for a click, absent for a search")
+    event_timestamp: AwareDatetime = Field(description="when it happened, ISO-8601 with a UTC offset; at most "
+                                           f"{MAX_EVENT_AHEAD_S} s ahead of the server's clock")
+
+    @field_validator("query")
+    @classmethod
+    def _query(cls, v: str | None, info: ValidationInfo) -> str | None:
+        if v is None:
+            if info.data.get("type") == "search":
+                raise ValueError("a search event needs its query")
+            return None
+        return _query_text(v, info)
+
+    @field_validator("doc_id")
+    @classmethod
+    def _doc(cls, v: int | None, info: ValidationInfo) -> int | None:
+        kind = info.data.get("type")
+        if kind == "click" and v is None:
+            raise ValueError("a click event needs the clicked doc_id")
+        if kind == "search" and v is not None:
+            raise ValueError("a search event carries no doc_id")
         return v
+
+    @field_validator("event_timestamp")
+    @classmethod
+    def _when(cls, v: datetime) -> datetime:
+        if v < MIN_EVENT_TIME:
+            raise ValueError(f"{v.isoformat()} is before {MIN_EVENT_TIME.isoformat()}")
+        ahead = v.timestamp() - time.time()
+        if ahead > MAX_EVENT_AHEAD_S:
+            raise ValueError(f"{v.isoformat()} is {ahead:.0f} s ahead of the server's clock (at most "
+                             f"{MAX_EVENT_AHEAD_S} s allowed)")
+        return v.astimezone(UTC)
+
+
+class EventsRequest(_Strict):
+    """POST /events body: a batch of events, all pushed or (on any invalid event) none."""
+
+    events: list[Event] = Field(min_length=1, max_length=MAX_EVENTS,
+                                description=f"1..{MAX_EVENTS} events, any users, any order")
+
+
+class EventsResponse(BaseModel):
+    """POST /events answer: what happened to the batch's events."""
+
+    received: int = Field(description="events in the batch")
+    applied: int = Field(description="events folded into their users' real-time features and pushed")
+    stale: int = Field(description="events older than their user's current row, not applied (its sequence is "
+                       "newest first)")
+    ignored: int = Field(description="clicks when clicks are not a sequence event type of the feature build")
+    users: int = Field(description="users whose real-time rows were pushed")
 
 
 class SearchItem(BaseModel):

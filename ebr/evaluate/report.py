@@ -191,13 +191,47 @@ def plot_recall(report: Report, path: Path) -> None:
     fig.savefig(path, dpi=100)
 
 
-def write_report(report: Report, out_dir: str | Path, main_k: int) -> Path:
-    """Write metrics.json, report.md and recall_at_k.png into `out_dir`, all or nothing (temp dir + rename)."""
+def metric_gap(training: Mapping[str, MetricValue], served: Mapping[str, MetricValue]) -> dict[str, dict]:
+    """Per metric key of both: {training_time, served, gap = served - training_time} (values as in metrics.json;
+    gap None when either is undefined), e.g. the model with training-time vs served real-time features."""
+    out: dict[str, dict] = {}
+    for key in sorted(set(training) & set(served), key=lambda k: (parse_metric_key(k)[0], parse_metric_key(k)[1])):
+        a, b = training[key], served[key]
+        gap = None if math.isnan(a.value) or math.isnan(b.value) else float(b.value - a.value)
+        out[key] = {"training_time": a.to_json(), "served": b.to_json(), "gap": gap}
+    return out
+
+
+def render_gap_markdown(skew: Mapping, main_k: int, n_requests: int) -> str:
+    """A report.md section: the model's metrics at `main_k` with training-time vs served real-time features."""
+    lines = [
+        "## Real-time features: training-time vs served",
+        "",
+        f"The model on the same requests with the real-time features ({', '.join(skew['features'])}) as of each "
+        f"request (training rows) and as the online store serves them without pushed events (as of "
+        f"{skew['as_of']}). {skew['requests_changed']} of {n_requests} requests differ.",
+        "",
+        "| metric | training-time | served | gap |",
+        "|---|---|---|---|",
+    ]
+    for key, row in skew["metrics"].items():
+        if parse_metric_key(key)[1] != main_k:
+            continue
+        gap = "n/a" if row["gap"] is None else f"{row['gap']:+.4f}"
+        cells = [_cell(MetricValue.from_json(row[v])) for v in ("training_time", "served")]
+        lines.append(f"| {key} | {cells[0]} | {cells[1]} | {gap} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_report(report: Report, out_dir: str | Path, main_k: int, sections: Sequence[str] = ()) -> Path:
+    """Write metrics.json, report.md and recall_at_k.png into `out_dir`, all or nothing (temp dir + rename);
+    `sections` (markdown) are appended to report.md."""
     if main_k not in report.ks:
         raise ValueError(f"main_k={main_k} is not one of the report's ks {report.ks}")
     out_dir = Path(out_dir)
     with atomic_output_dir(out_dir, marker=METRICS_JSON) as tmp:
-        (tmp / REPORT_MD).write_text(render_markdown(report, main_k), encoding="utf-8")
+        text = "\n".join([render_markdown(report, main_k), *sections])
+        (tmp / REPORT_MD).write_text(text, encoding="utf-8")
         plot_recall(report, tmp / RECALL_PNG)
         text = json.dumps(report.to_json(), indent=2, ensure_ascii=False, allow_nan=False)
         (tmp / METRICS_JSON).write_text(text + "\n", encoding="utf-8")

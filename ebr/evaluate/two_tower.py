@@ -4,8 +4,11 @@ Every request of D (`build_evalset`) gets its query-side features as of its own 
 (service `query_tower_online`), is encoded by the exported query tower and searched EXACTLY (Faiss IndexFlatIP)
 over the exported doc embeddings of the whole corpus. The champion re-embeds the same corpus with its own doc
 tower and searches with its own query tower; popularity and BM25 come from `baseline_systems`; with an index
-directory, `ann_recall@K` of the built index joins the model's row. The report (markdown, JSON, plots) is
-written with `write_report`, logged to MLflow, and the gate's inputs and decision are returned.
+directory, `ann_recall@K` of the built index joins the model's row. The real-time skew: the same requests encoded
+with their real-time features as the online store serves them without pushed events (as of D 00:00) and searched
+once more; the summary's `realtime_skew` (and a section of report.md) gives both views' metrics and the gap.
+The report (markdown, JSON, plots) is written with `write_report`, logged to MLflow, and the gate's inputs and
+decision are returned.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ SUMMARY_JSON = "evaluation.json"
 REPORT_DIR = "report"
 EVALSET_FILE = "evalset.parquet"
 QUERY_SERVICE = "query_tower_online"
+SKEW_SYSTEM = "model_realtime_day_start"  # the model with real-time features as served without pushed events
 
 
 class TwoTowerEvalConfig(Section):
@@ -59,6 +63,30 @@ def query_feature_rows(features_dir: str | Path, requests: pd.DataFrame, store: 
     out = historical_features(store, entity, QUERY_SERVICE, on_missing="null")
     out.attrs.pop("feature_report", None)
     return out.reset_index(drop=True)
+
+
+def served_realtime_rows(
+    features_dir: str | Path, requests: pd.DataFrame, rows: pd.DataFrame, day: str, store: Any = None
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """`rows` (query features as of each request, the training-time view) with the real-time features
+    (`user_realtime`, `user_queries`) replaced by those the online store serves on `day` without pushed events:
+    as of `day` 00:00, where the day before's build materialized them. Also returns the mask of the requests whose
+    real-time features differ between the two views."""
+    from ebr.features.realtime import REALTIME_FEATURES
+
+    at_start = requests[["user_id", "query"]].copy()
+    at_start["event_timestamp"] = pd.Timestamp(day, tz="UTC")
+    served = query_feature_rows(features_dir, at_start, store)
+    if len(served) != len(rows):
+        raise ValueError(f"real-time features as of {day} 00:00: {len(served)} rows for {len(rows)} requests")
+    out = rows.copy()
+    changed = np.zeros(len(rows), dtype=bool)
+    for name in REALTIME_FEATURES:
+        before = served[name].to_numpy(dtype=object)
+        changed |= np.array([list(a) != list(b) for a, b in zip(before, out[name].to_numpy(dtype=object),
+                                                                 strict=True)], dtype=bool)
+        out[name] = before
+    return out, changed
 
 
 def encode_queries(bundle: ExportedBundle, rows: pd.DataFrame, batch_size: int) -> np.ndarray:
@@ -137,7 +165,8 @@ def evaluate_two_tower(
     from ebr.evaluate.baselines import BM25Retriever, baseline_systems
     from ebr.evaluate.gate import compare
     from ebr.evaluate.hybrid import hybrid_systems, scores_of, served_channels
-    from ebr.evaluate.report import evaluate_systems, write_report
+    from ebr.evaluate.report import evaluate_systems, metric_gap, render_gap_markdown, write_report
+    from ebr.features.realtime import REALTIME_FEATURES
     from ebr.index.embeddings import read_embeddings
     from ebr.judgements.corpus import load_corpus
     from ebr.judgements.evalset import build_evalset
@@ -169,6 +198,12 @@ def evaluate_two_tower(
         timings["query_features"] = time.perf_counter() - t0
         queries = encode_queries(bundle, rows, cfg.batch_size)
         systems = {"model": flat_search(emb.ids, emb.vectors, queries, kmax)}
+        # train/serve skew of the real-time features: the same requests as served without pushed events
+        t1 = time.perf_counter()
+        served_rows, rt_changed = served_realtime_rows(features_dir, evalset.frame, rows, day)
+        day_start_ids = flat_search(emb.ids, emb.vectors, encode_queries(bundle, served_rows, cfg.batch_size), kmax)
+        del served_rows
+        timings["realtime_skew"] = time.perf_counter() - t1
         extra: dict[str, Any] = {}
         notes: list[str] = []
         champion_version = None
@@ -211,6 +246,10 @@ def evaluate_two_tower(
     finally:
         torch.set_num_threads(threads)
     report = evaluate_systems(evalset, systems, ec.ks, corpus, extra)
+    skew_report = evaluate_systems(evalset, {"model": systems["model"], SKEW_SYSTEM: day_start_ids}, ec.ks, corpus)
+    skew = {"as_of": pd.Timestamp(day, tz="UTC").isoformat(), "features": list(REALTIME_FEATURES),
+            "requests_changed": int(rt_changed.sum()),
+            "metrics": metric_gap(report.system("model"), skew_report.system(SKEW_SYSTEM))}
     new = report.system("model")
     champ = report.systems.get("champion")
     decision = compare(new, champ, cfg.gate.keys, cfg.gate.tolerance, cfg.gate.min_requests, cfg.gate.key_tolerances)
@@ -226,11 +265,13 @@ def evaluate_two_tower(
         "n_requests": evalset.n_requests, "corpus_docs": len(corpus), "embedded_docs": int(len(emb.ids)),
         "systems": sorted(report.systems), "gate_inputs": gate_inputs,
         "gate": {"publish": decision.publish, "reasons": decision.reasons}, "index": index_info, "notes": notes,
+        "realtime_skew": skew,
         "timings_s": {k: round(v, 2) for k, v in timings.items()},
     }
     out = Path(out_dir)
     with atomic_output_dir(out, marker=SUMMARY_JSON) as tmp:
-        write_report(report, tmp / REPORT_DIR, ec.main_k)
+        write_report(report, tmp / REPORT_DIR, ec.main_k,
+                     sections=[render_gap_markdown(skew, ec.main_k, evalset.n_requests)])
         evalset.save(tmp / EVALSET_FILE)
         summary["mlflow_run_id"] = _log_mlflow(cfg.mlflow, tmp / REPORT_DIR, summary,
                                              (Path(index_dir), index_manifest) if index_dir is not None else None)

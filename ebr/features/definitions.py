@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import pyarrow as pa
 
 if TYPE_CHECKING:
-    from feast import Entity, FeatureService, FeatureView, FileSource
+    from feast import Entity, FeatureService, FeatureView, FileSource, PushSource
 
 DType = Literal["int64", "float32", "string", "list_int64", "list_string"]
 TtlKind = Literal["none", "snapshot"]
@@ -212,6 +212,9 @@ VIEWS: tuple[ViewSpec, ...] = (
     ),
 )
 VIEW_BY_NAME: dict[str, ViewSpec] = {v.name: v for v in VIEWS}
+# Views that can also be written between daily builds through a Feast PushSource (the query-tower server's
+# /events): their batch source stays the derived table, which materialize and historical retrieval read.
+PUSH_VIEWS: tuple[str, ...] = ("user_realtime", "user_queries")
 
 _QUERY_SIDE = ("user_profile", "user_stats", "user_sequences", "user_realtime", "user_queries", "query_stats")
 _DOC_SIDE = ("doc_profile", "doc_stats", "author_profile", "author_stats")
@@ -267,6 +270,13 @@ def arrow_schema(view: str) -> pa.Schema:
     return pa.schema(fields)
 
 
+def push_source_name(view: str) -> str:
+    """The Feast PushSource of a push view (`<view>_push`); a KeyError for a view without one."""
+    if view not in PUSH_VIEWS:
+        raise KeyError(f"view {view!r} has no push source; push views: {list(PUSH_VIEWS)}")
+    return f"{view}_push"
+
+
 def table_path(data_dir: str | Path | None, view: str) -> str:
     """Where a view's derived table lives: `<data_dir>/tables/<view>`, relative to the store when data_dir is None."""
     rel = f"{TABLES_DIR}/{view}"
@@ -281,9 +291,12 @@ class FeastDefinitions:
     sources: dict[str, FileSource]
     views: dict[str, FeatureView]
     services: dict[str, FeatureService]
+    push_sources: dict[str, PushSource]
 
     def objects(self) -> list[Any]:
-        return [*self.entities.values(), *self.sources.values(), *self.views.values(), *self.services.values()]
+        """Every object to apply: entities, batch and push sources, views, services."""
+        return [*self.entities.values(), *self.sources.values(), *self.push_sources.values(),
+                *self.views.values(), *self.services.values()]
 
 
 def _feast_type(dtype: DType) -> Any:
@@ -297,8 +310,10 @@ def build_definitions(data_dir: str | None = None, snapshot_ttl_days: int = 2) -
     """Feast objects whose file sources read `<data_dir>/tables/<view>` (relative to the store if None).
 
     Views of change rows have no TTL; daily-snapshot views expire after `snapshot_ttl_days`, so a stale
-    snapshot (a day that was never built) is reported as a dropped row instead of being served."""
-    from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
+    snapshot (a day that was never built) is reported as a dropped row instead of being served. The views of
+    `PUSH_VIEWS` take a PushSource over their file source: `FeatureStore.push` writes fresh rows of them to the
+    online store between daily builds, while materialize and historical retrieval read the file source."""
+    from feast import Entity, FeatureService, FeatureView, Field, FileSource, PushSource, ValueType
 
     if snapshot_ttl_days < 1:
         raise ValueError(f"snapshot_ttl_days must be >= 1, got {snapshot_ttl_days}")
@@ -307,7 +322,7 @@ def build_definitions(data_dir: str | None = None, snapshot_ttl_days: int = 2) -
         k: Entity(name=e.name, join_keys=[e.join_key], value_type=vtypes[e.dtype], description=e.description)
         for k, e in ENTITIES.items()
     }
-    sources, views = {}, {}
+    sources, views, pushes = {}, {}, {}
     for spec in VIEWS:
         src = FileSource(
             name=f"{spec.name}_source",
@@ -317,6 +332,12 @@ def build_definitions(data_dir: str | None = None, snapshot_ttl_days: int = 2) -
         )
         ttl = timedelta(days=snapshot_ttl_days) if spec.ttl == "snapshot" else timedelta(0)
         sources[spec.name] = src
+        source: Any = src
+        if spec.name in PUSH_VIEWS:
+            source = pushes[spec.name] = PushSource(
+                name=push_source_name(spec.name), batch_source=src,
+                description=f"fresh {spec.name} rows pushed between daily builds (the server's /events)",
+            )
         views[spec.name] = FeatureView(
             name=spec.name,
             entities=[entities[spec.entity]],
@@ -326,7 +347,7 @@ def build_definitions(data_dir: str | None = None, snapshot_ttl_days: int = 2) -
                       tags={"encoding": LIST_ENCODING, "logical_type": f.dtype} if f.dtype.startswith("list") else {})
                 for f in spec.features
             ],
-            source=src,
+            source=source,
             online=True,
             description=spec.description,
             tags={"cadence": spec.cadence},
@@ -335,4 +356,4 @@ def build_definitions(data_dir: str | None = None, snapshot_ttl_days: int = 2) -
         name: FeatureService(name=name, features=[views[v] for v in vs], description=SERVICE_DESCRIPTIONS[name])
         for name, vs in SERVICES.items()
     }
-    return FeastDefinitions(entities, sources, views, services)
+    return FeastDefinitions(entities, sources, views, services, pushes)

@@ -35,11 +35,13 @@ offline_store:
   type: file
 entity_key_serialization_version: 3
 """
-DEFAULT_SETTINGS_KEYS = ("project", "snapshot_ttl_days", "online_store", "redis_connection", "offline_engine")
+DEFAULT_SETTINGS_KEYS = ("project", "snapshot_ttl_days", "online_store", "redis_connection", "offline_engine",
+                         "realtime_max_len", "recent_queries_max_len", "sequence_event_types")
 
 
 def _settings(cfg: FeaturesConfig) -> dict:
-    return {k: getattr(cfg, k) for k in DEFAULT_SETTINGS_KEYS}
+    """The recorded settings; the sequence lengths and event types are what a pushed real-time row follows."""
+    return {k: list(v) if isinstance(v := getattr(cfg, k), tuple) else v for k in DEFAULT_SETTINGS_KEYS}
 
 
 def store_settings(out_dir: str | Path) -> dict:
@@ -133,7 +135,14 @@ def _applied(store: FeatureStore, ttl_days: int) -> bool:
         want = defs.views[name]
         if [f.name for f in fv.features] != [f.name for f in want.features] or fv.ttl != want.ttl:
             return False
+        if _stream_name(fv) != _stream_name(want):  # a registry applied before the push sources existed
+            return False
     return True
+
+
+def _stream_name(fv: Any) -> str | None:
+    """The name of a view's stream (push) source, None without one."""
+    return fv.stream_source.name if fv.stream_source is not None else None
 
 
 def open_store(out_dir: str | Path, apply: bool | None = None) -> FeatureStore:

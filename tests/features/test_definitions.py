@@ -63,7 +63,10 @@ def test_feature_repo_declares_the_same_objects(tmp_path, monkeypatch):
     assert {e.name for e in contents.entities} >= {"user", "query", "doc", "author"}
     assert sorted(v.name for v in contents.feature_views) == sorted(v.name for v in VIEWS)
     assert sorted(s.name for s in contents.feature_services) == sorted(SERVICES)
-    assert all(s.path.startswith(str(tmp_path)) for s in contents.data_sources)
+    files = [s for s in contents.data_sources if s.name.endswith("_source")]
+    assert all(s.path.startswith(str(tmp_path)) for s in files) and len(files) == len(VIEWS)
+    pushes = sorted(s.name for s in contents.data_sources if s not in files)
+    assert pushes == ["user_queries_push", "user_realtime_push"]
     cfg = load_repo_config(REPO, REPO / "feature_store.yaml")
     assert cfg.online_store.type == "sqlite" and cfg.offline_store.type == "file"
     assert "data/features" in str(cfg.registry.path) and "data/features" in cfg.online_store.path
