@@ -210,7 +210,8 @@ class SearchEngine:
         t0 = time.perf_counter()
         constrained = any(e.active for e in expect)
         if constrained and self.filter_inside:
-            ids, scores = bundle.lexical.search(req.query, req.k, allowed=bundle.constraint(expect).ids)
+            ids, scores = bundle.lexical.search(req.query, req.k, allowed=bundle.constraint(expect).ids,
+                                                allowed_sorted=True)
             keep = ids >= 0
             stages["lexical"] += time.perf_counter() - t0
             return ids[keep], scores[keep], int(keep.sum()), 0

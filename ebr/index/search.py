@@ -20,7 +20,7 @@ import numpy as np
 from ebr.artifacts.checksums import verify_checksums
 from ebr.index.evaluate import merge_topk
 from ebr.index.factory import IndexLayout, inspect_index, vector_bytes
-from ebr.index.filtered import AllowedPositions, filtered_params, positions_mask
+from ebr.index.filtered import AllowedPositions, filtered_params, list_assignment, positions_mask
 from ebr.index.manifest import MANIFEST_NAME, ManifestError, read_manifest
 
 RANGE_EMULATION_START_K = 64
@@ -84,6 +84,7 @@ class ShardedSearcher:
             if ix.ntotal != ids.shape[0]:
                 raise ValueError(f"shard {i}: index holds {ix.ntotal} vectors but {ids.shape[0]} doc ids")
         self._sorted: list[tuple[np.ndarray, np.ndarray]] | None = None  # per shard (sorted ids, argsort)
+        self._lists: list[np.ndarray | None] | None = None  # per shard: position -> IVF list (None: no IVF)
         self.layout: IndexLayout = inspect_index(self._indexes[0])
         self.manifest = manifest
         self.search_params: dict[str, float] = {}
@@ -176,10 +177,12 @@ class ShardedSearcher:
         if self._sorted is None:
             self._sorted = [(ids_[order], order) for ids_ in self._doc_ids
                             for order in [np.argsort(ids_, kind="stable")]]
+        if self._lists is None:
+            self._lists = [list_assignment(ix) for ix in self._indexes]
         shards = []
         for i in range(len(self._indexes)):
             mask = positions_mask(self._doc_ids[i], *self._sorted[i], ids)
-            shards.append(AllowedPositions(mask) if mask.any() else None)
+            shards.append(AllowedPositions(mask, self._lists[i]) if mask.any() else None)
         return AllowedSet(shards, int(sum(s.count for s in shards if s is not None)), self)
 
     def _filtered(self, q: np.ndarray, k: int, allowed: AllowedSet) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -191,7 +194,7 @@ class ShardedSearcher:
             if sel is None:
                 parts.append((np.full((len(q), k), -np.inf, np.float32), np.full((len(q), k), -1, np.int64)))
                 continue
-            scores, pos = ix.search(q, k, params=filtered_params(ix, sel, self.search_params))
+            scores, pos = ix.search(q, k, params=filtered_params(ix, sel, self.search_params, q))
             parts.append(self._map_ids(i, scores, pos))
         return parts
 

@@ -46,6 +46,16 @@ def _title_text(title: Any) -> str:
     return str(title)
 
 
+def _members(ids: np.ndarray, allowed: np.ndarray, allowed_sorted: bool) -> np.ndarray:
+    """Which of `ids` are in `allowed` (a boolean mask over `ids`)."""
+    if not allowed_sorted:
+        return np.isin(ids, allowed)
+    if len(allowed) == 0:
+        return np.zeros(len(ids), dtype=bool)
+    at = np.minimum(np.searchsorted(allowed, ids), len(allowed) - 1)
+    return allowed[at] == ids
+
+
 @dataclass(frozen=True)
 class LexicalIndex:
     """BM25 over one token list per doc; `doc_ids[i]` is the id of corpus position i (the bm25s doc index)."""
@@ -143,13 +153,16 @@ class LexicalIndex:
         out_sc[: len(order)] = sc[order]
         return out_ids, out_sc
 
-    def search(self, query: str, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, query: str, k: int, allowed: np.ndarray | None = None,
+               allowed_sorted: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """(doc ids int64 [k], scores float32 [k]) of the top-k docs by BM25, positive scores only, ties by doc
-        id; empty slots hold id -1 and score 0. With `allowed` (doc ids), the top k among those docs only."""
+        id; empty slots hold id -1 and score 0. With `allowed` (doc ids), the top k among those docs only;
+        `allowed_sorted` says they are sorted ascending (a server's cached constraint), so membership is a binary
+        search per scored doc instead of a sort of the allowed set on every request."""
         _check_k(k)
         pos, sc = self.scores(query)
-        if allowed is not None:
-            keep = np.isin(self.doc_ids[pos], np.asarray(allowed, dtype=np.int64))
+        if allowed is not None and len(pos):
+            keep = _members(self.doc_ids[pos], np.asarray(allowed, dtype=np.int64), allowed_sorted)
             pos, sc = pos[keep], sc[keep]
         return self._top(pos, sc, k)
 

@@ -8,7 +8,7 @@ import faiss
 import numpy as np
 import pytest
 
-from ebr.index.filtered import AllowedPositions, filtered_params
+from ebr.index.filtered import AllowedPositions, filtered_params, list_assignment, list_aware_nprobe
 from ebr.index.search import ShardedSearcher
 
 N, D, NQ, K = 6000, 16, 40, 20
@@ -102,3 +102,54 @@ def test_a_prepared_set_answers_as_the_ids_do_and_belongs_to_its_searcher(data):
     other = _searcher(x, doc_ids, "Flat", {})
     with pytest.raises(ValueError, match="prepared by another searcher"):
         other.search(q, K, allowed=prepared)
+
+
+def test_allowed_docs_that_cluster_need_fewer_lists_at_the_same_recall():
+    """A category occupies a region of embedding space: the list-aware probe stops once the probed lists
+    hold as many allowed docs as an unfiltered probe scores, far below 1 / selectivity, at the same recall;
+    allowed docs spread evenly get about the 1 / selectivity count; a handful of allowed docs is exact."""
+    faiss.omp_set_num_threads(1)
+    rng = np.random.default_rng(3)
+    n, clusters = 20_000, 200
+    centres = rng.standard_normal((clusters, D)).astype(np.float32)
+    label = rng.integers(0, clusters, n)
+    x = centres[label] + 0.3 * rng.standard_normal((n, D)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    ids = np.arange(n, dtype=np.int64) + 5
+    ix = faiss.index_factory(D, "IVF128,Flat", faiss.METRIC_INNER_PRODUCT)
+    ix.train(x)
+    ix.add(x)
+    assert list_assignment(ix).shape == (n,)
+    searcher = ShardedSearcher([ix], [ids], search_params={"nprobe": 6})
+    region = np.argsort(-(centres @ centres[0]))[:20]  # the 20 clusters around one point: ~10% of the corpus
+    category = np.isin(label, region)
+    near = rng.choice(np.flatnonzero(category), 30, replace=False)
+    q = x[near] + 0.05 * rng.standard_normal((30, D)).astype(np.float32)
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+
+    clustered = searcher.prepare(ids[category])
+    spread_ids = np.sort(rng.choice(ids, int(category.sum()), replace=False))
+    spread = searcher.prepare(spread_ids)
+    for allowed, label_ in ((clustered, "clustered"), (spread, "spread")):
+        sel = allowed.shards[0]
+        scaled = filtered_params(ix, sel, {"nprobe": 6}).nprobe  # the 1 / selectivity rule (no queries)
+        aware = [list_aware_nprobe(ix, sel, q[i : i + 1], 6) for i in range(len(q))]
+        assert max(aware) <= scaled
+        if label_ == "clustered":
+            assert np.mean(aware) <= scaled / 2, (np.mean(aware), scaled)
+        else:
+            assert np.mean(aware) >= 0.8 * scaled, (np.mean(aware), scaled)
+        got = np.concatenate([searcher.search(q[i : i + 1], K, allowed=allowed)[1] for i in range(len(q))])
+        want = _exact_over(x, ids, q, ids[category] if label_ == "clustered" else spread_ids, K)
+        assert _recall(got, want) >= 0.95, (label_, _recall(got, want))
+
+    few = np.sort(ids[np.flatnonzero(category)[:8]])
+    _, got = searcher.search(q[:5], K, allowed=few)
+    for row in got:
+        assert set(row[row >= 0]) == set(few), "every allowed doc is found when fewer than k are allowed"
+
+
+def _exact_over(x: np.ndarray, ids: np.ndarray, q: np.ndarray, allowed: np.ndarray, k: int) -> np.ndarray:
+    keep = np.isin(ids, allowed)
+    top = np.argsort(-(q @ x[keep].T), axis=1, kind="stable")[:, :k]
+    return ids[keep][top]

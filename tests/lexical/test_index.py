@@ -54,6 +54,21 @@ def test_search_best_first_ties_by_doc_id_positive_only_padded() -> None:
     assert ids.tolist() == [-1] * 4
 
 
+@pytest.mark.parametrize("allowed", [[3, 7, 19, 40], [11], [], [5, 6], [3, 7, 11, 19, 25, 40]])
+def test_search_among_allowed_docs_is_the_unrestricted_ranking_filtered(allowed: list[int]) -> None:
+    index = _index()
+    for query in QUERIES:
+        all_ids, all_scores = index.search(query, len(DOC_IDS))
+        keep = np.isin(all_ids, allowed) & (all_ids >= 0)
+        want_ids, want_scores = all_ids[keep][:3], all_scores[keep][:3]
+        for given, is_sorted in ((allowed[::-1], False), (sorted(allowed), True)):
+            ids, scores = index.search(query, 3, allowed=np.asarray(given, dtype=np.int64), allowed_sorted=is_sorted)
+            found = ids >= 0
+            np.testing.assert_array_equal(ids[found], want_ids, err_msg=f"{query} {given}")
+            np.testing.assert_array_equal(scores[found], want_scores, err_msg=query)
+            assert (ids[~found] == -1).all() and (scores[~found] == 0).all()
+
+
 def test_search_many_equals_one_search_per_query() -> None:
     index = _index()
     ids, scores = index.search_many(QUERIES + QUERIES[:2], 4)
