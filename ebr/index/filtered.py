@@ -10,6 +10,11 @@ Allowed docs spread evenly over the lists give the classic 1 / selectivity scali
 bound; allowed docs that cluster, as a category does in embedding space, need far fewer lists. HNSW's efSearch
 is scaled by 1 / selectivity (capped at `MAX_EF`). Filtered recall stays near the unfiltered one
 (bench/results/filtered.md measures it against exact filtered search at 1%, 10% and 50% of the corpus).
+
+A narrow constraint is cheaper to answer exactly: when the allowed docs of a shard are fewer than the docs the
+scaled probe would walk (IVF-Flat or Flat, inner product, where a stored vector is the vector itself), their
+vectors are gathered once per constraint and a query scores them with one matrix product (`ExactSubset`):
+exact, and a dense product over n allowed docs instead of a bitmap check on every doc of the probed lists.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ class AllowedPositions:
         self._bitmap = np.packbits(mask, bitorder="little")
         self.selector = faiss.IDSelectorBitmap(self.total, faiss.swig_ptr(self._bitmap))
         self.list_counts: np.ndarray | None = None
+        self.exact: ExactSubset | None = None  # set by `ExactSubset.attach` when scoring the subset is cheaper
         if list_of is not None:
             nlist = int(list_of.max()) + 1 if list_of.size else 0
             self.list_counts = np.bincount(list_of[mask], minlength=nlist).astype(np.int64)
@@ -41,11 +47,64 @@ class AllowedPositions:
     @property
     def nbytes(self) -> int:
         extra = int(self.list_counts.nbytes) if self.list_counts is not None else 0
+        extra += self.exact.nbytes if self.exact is not None else 0
         return int(self._bitmap.nbytes) + extra
 
     @property
     def selectivity(self) -> float:
         return self.count / self.total if self.total else 0.0
+
+
+class ExactSubset:
+    """The allowed docs' own vectors (gathered once per constraint) and their positions: a query scores them
+    with one matrix product, exactly."""
+
+    def __init__(self, positions: np.ndarray, vectors: np.ndarray) -> None:
+        self.positions = positions
+        self.vectors = vectors
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.positions.nbytes + self.vectors.nbytes)
+
+    @staticmethod
+    def worth_it(index: faiss.Index, allowed: AllowedPositions, search_params: Mapping[str, float]) -> bool:
+        """True when `index` stores exact vectors under inner product and the allowed docs are fewer than the
+        docs the 1 / selectivity probe would walk (for Flat: every doc)."""
+        top = faiss.downcast_index(index)
+        if top.metric_type != faiss.METRIC_INNER_PRODUCT or not isinstance(top, faiss.IndexIVFFlat | faiss.IndexFlat):
+            return False
+        if isinstance(top, faiss.IndexFlat):
+            return allowed.count < top.ntotal
+        base = int(search_params.get("nprobe", top.nprobe))
+        lists = min(int(top.nlist), max(base, math.ceil(base / max(allowed.selectivity, 1e-12))))
+        return allowed.count < lists * top.ntotal / max(int(top.nlist), 1)
+
+    @classmethod
+    def attach(cls, index: faiss.Index, allowed: AllowedPositions, mask: np.ndarray) -> None:
+        """Gather the vectors at the allowed positions of `index` (a direct map is made once for IVF)."""
+        top = faiss.downcast_index(index)
+        if isinstance(top, faiss.IndexIVF) and top.direct_map.type == faiss.DirectMap.NoMap:
+            top.make_direct_map()
+        positions = np.flatnonzero(mask).astype(np.int64)
+        allowed.exact = cls(positions, np.ascontiguousarray(top.reconstruct_batch(positions), dtype=np.float32))
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(scores [nq, k] descending, positions [nq, k]) of the top k allowed docs; -inf / -1 pad."""
+        nq, n = len(queries), len(self.positions)
+        scores = np.full((nq, k), -np.inf, dtype=np.float32)
+        pos = np.full((nq, k), -1, dtype=np.int64)
+        if n == 0:
+            return scores, pos
+        sims = queries @ self.vectors.T
+        m = min(k, n)
+        top = np.argpartition(-sims, m - 1, axis=1)[:, :m] if m < n else np.tile(np.arange(n), (nq, 1))
+        part = np.take_along_axis(sims, top, axis=1)
+        order = np.lexsort((self.positions[top], -part), axis=1) if nq else top
+        top = np.take_along_axis(top, order, axis=1)
+        scores[:, :m] = np.take_along_axis(sims, top, axis=1)
+        pos[:, :m] = self.positions[top]
+        return scores, pos
 
 
 def positions_mask(shard_ids: np.ndarray, sorted_ids: np.ndarray, order: np.ndarray, allowed: np.ndarray) -> np.ndarray:

@@ -9,6 +9,7 @@ merged top-k equals the top-k of one index over all docs whenever each shard's s
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,13 @@ import numpy as np
 from ebr.artifacts.checksums import verify_checksums
 from ebr.index.evaluate import merge_topk
 from ebr.index.factory import IndexLayout, inspect_index, vector_bytes
-from ebr.index.filtered import AllowedPositions, filtered_params, list_assignment, positions_mask
+from ebr.index.filtered import (
+    AllowedPositions,
+    ExactSubset,
+    filtered_params,
+    list_assignment,
+    positions_mask,
+)
 from ebr.index.manifest import MANIFEST_NAME, ManifestError, read_manifest
 
 RANGE_EMULATION_START_K = 64
@@ -85,6 +92,7 @@ class ShardedSearcher:
                 raise ValueError(f"shard {i}: index holds {ix.ntotal} vectors but {ids.shape[0]} doc ids")
         self._sorted: list[tuple[np.ndarray, np.ndarray]] | None = None  # per shard (sorted ids, argsort)
         self._lists: list[np.ndarray | None] | None = None  # per shard: position -> IVF list (None: no IVF)
+        self._init_lock = threading.Lock()
         self.layout: IndexLayout = inspect_index(self._indexes[0])
         self.manifest = manifest
         self.search_params: dict[str, float] = {}
@@ -179,10 +187,17 @@ class ShardedSearcher:
                             for order in [np.argsort(ids_, kind="stable")]]
         if self._lists is None:
             self._lists = [list_assignment(ix) for ix in self._indexes]
-        shards = []
-        for i in range(len(self._indexes)):
+        shards: list[AllowedPositions | None] = []
+        for i, ix in enumerate(self._indexes):
             mask = positions_mask(self._doc_ids[i], *self._sorted[i], ids)
-            shards.append(AllowedPositions(mask, self._lists[i]) if mask.any() else None)
+            if not mask.any():
+                shards.append(None)
+                continue
+            sel = AllowedPositions(mask, self._lists[i])
+            if ExactSubset.worth_it(ix, sel, self.search_params):
+                with self._init_lock:  # the first call makes the IVF's direct map
+                    ExactSubset.attach(ix, sel, mask)
+            shards.append(sel)
         return AllowedSet(shards, int(sum(s.count for s in shards if s is not None)), self)
 
     def _filtered(self, q: np.ndarray, k: int, allowed: AllowedSet) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -194,7 +209,10 @@ class ShardedSearcher:
             if sel is None:
                 parts.append((np.full((len(q), k), -np.inf, np.float32), np.full((len(q), k), -1, np.int64)))
                 continue
-            scores, pos = ix.search(q, k, params=filtered_params(ix, sel, self.search_params, q))
+            if sel.exact is not None:
+                scores, pos = sel.exact.search(q, k)
+            else:
+                scores, pos = ix.search(q, k, params=filtered_params(ix, sel, self.search_params, q))
             parts.append(self._map_ids(i, scores, pos))
         return parts
 

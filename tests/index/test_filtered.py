@@ -139,7 +139,9 @@ def test_allowed_docs_that_cluster_need_fewer_lists_at_the_same_recall():
             assert np.mean(aware) <= scaled / 2, (np.mean(aware), scaled)
         else:
             assert np.mean(aware) >= 0.8 * scaled, (np.mean(aware), scaled)
-        got = np.concatenate([searcher.search(q[i : i + 1], K, allowed=allowed)[1] for i in range(len(q))])
+        got = np.concatenate([ids[ix.search(q[i : i + 1], K, params=filtered_params(ix, sel, {"nprobe": 6},
+                                                                                 q[i : i + 1]))[1]]
+                              for i in range(len(q))])  # the probe itself (the searcher scores so few exactly)
         want = _exact_over(x, ids, q, ids[category] if label_ == "clustered" else spread_ids, K)
         assert _recall(got, want) >= 0.95, (label_, _recall(got, want))
 
@@ -153,3 +155,25 @@ def _exact_over(x: np.ndarray, ids: np.ndarray, q: np.ndarray, allowed: np.ndarr
     keep = np.isin(ids, allowed)
     top = np.argsort(-(q @ x[keep].T), axis=1, kind="stable")[:, :k]
     return ids[keep][top]
+
+
+@pytest.mark.parametrize("factory", ["IVF64,Flat", "Flat"])
+def test_a_narrow_constraint_is_scored_exactly_over_its_own_vectors(data, factory):
+    """Fewer allowed docs than the scaled probe would walk: the searcher gathers their vectors once and answers
+    exactly what exact filtered search answers; a wide constraint keeps the probe."""
+    x, q, doc_ids = data
+    searcher = _searcher(x, doc_ids, factory, {"nprobe": 4} if factory != "Flat" else {}, shards=2)
+    narrow = np.sort(np.random.default_rng(1).choice(doc_ids, 300, replace=False))
+    wide = np.sort(np.random.default_rng(2).choice(doc_ids, N // 2, replace=False))
+    prepared = searcher.prepare(narrow)
+    assert all(s.exact is not None for s in prepared.shards)
+    assert prepared.nbytes >= 300 * D * 4, "the gathered vectors count against the constraint cache"
+    scores, got = searcher.search(q, K, allowed=prepared)
+    want = _exact(x, doc_ids, q, narrow, K)
+    assert got.tolist() == want.tolist()
+    np.testing.assert_allclose(scores, np.sort(q @ x[np.isin(doc_ids, narrow)].T, axis=1)[:, ::-1][:, :K],
+                               rtol=1e-5, atol=1e-6)
+    if factory != "Flat":
+        assert all(s.exact is None for s in searcher.prepare(wide).shards), "half the corpus: the probe is cheaper"
+    _, few = searcher.search(q[:2], K, allowed=narrow[:5])
+    assert (few[:, 5:] == -1).all() and set(few[0][:5]) == set(narrow[:5])
