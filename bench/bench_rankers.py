@@ -8,9 +8,12 @@ prepared once); the student's doc vectors are precomputed (the shipped matrix), 
 per request (also reported alone, as is the per-candidate part). Each number is the median of `--repeats`
 timings.
 
-    python bench/bench_rankers.py [--data DATA_ROOT] [--candidates 1000] [--repeats 30] [--out bench/results]
+    python bench/bench_rankers.py [--data DATA_ROOT] [--features FEATURES_DIR] [--candidates 1000] [--repeats 30]
+                                  [--out bench/results]
 
-Without --data a tiny dataset is simulated into a temporary folder. Writes OUT/rankers.json and OUT/rankers.md.
+Without --data a tiny dataset is simulated into a temporary folder; without --features its feature store is built
+there (the candidates' features come from it, as in the rankers' evaluation). Writes OUT/rankers.json and
+OUT/rankers.md.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", type=Path, help="data root in the contract layout (default: simulate a tiny one)")
     p.add_argument("--day", help="day whose logged candidates are scored (default: the last day)")
+    p.add_argument("--features", type=Path,
+                   help="feature directory that has built the day (default: build one in a temporary folder)")
     p.add_argument("--candidates", type=int, default=1000)
     p.add_argument("--repeats", type=int, default=30)
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
@@ -68,9 +73,17 @@ def run(args: argparse.Namespace) -> dict:
         data = Path(tmp.name) / "data"
         simulate(data, SimulateConfig(scale="tiny", days=3, seed=0), progress=False)
     day = args.day or list_days(data, "search_requests")[-1]
+    features = args.features
+    if features is None:
+        from ebr.features import FeaturesConfig, build_features
+
+        if tmp is None:
+            tmp = tempfile.TemporaryDirectory(prefix="bench-rankers-")
+        features = Path(tmp.name) / "features"
+        build_features(data, day, features, FeaturesConfig(materialize=False))
     fine_cfg, two_cfg = FineRankerConfig(), CoarseRankerConfig()
     three_cfg = CoarseRankerConfig(kind="three_tower")
-    rows = load_eval_rows(data, day, two_cfg.featurizer.max_len)
+    rows = load_eval_rows(data, day, features)
     cross = rows_cross_features(rows, CROSS_FEATURE_NAMES)
     t = build_tensors(rows, two_cfg.featurizer, cross, list(CROSS_FEATURE_NAMES))
     teacher = FineRanker(fine_cfg).eval()
@@ -115,7 +128,8 @@ def run(args: argparse.Namespace) -> dict:
         results.append({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()})
     out = {
         "what": "ms to score the candidates of one request, per 1,000 candidates (median of repeats)",
-        "candidates": n, "repeats": args.repeats, "day": day, "data": "simulated tiny" if tmp else str(data),
+        "candidates": n, "repeats": args.repeats, "day": day,
+        "data": "simulated tiny" if args.data is None else str(data),
         "cross_features_ms_per_1k": round(cross_ms * 1000.0 / n, 3),
         "cross_features_prepared_docs_ms_per_1k": round(cross_prepared_ms * 1000.0 / n, 3),
         "params": {"teacher": sum(p.numel() for p in teacher.parameters()),

@@ -1,13 +1,13 @@
 """Benchmark of two-tower training: examples per second and peak memory of the default model, per scale and
 torch thread count.
 
-For each scale the parent simulates a few days, builds the samples of the last day (no Feast: the positives'
-query and doc features are computed from the contract tables by `ebr.models.rankers.contract_features`, the
-same columns the feature store serves) and featurizes them once (pickled). Each (scale, threads) point then
-runs in a fresh child process (`--child`): it trains `--steps` steps of the default `TwoTowerTrainConfig`
-(batch 256, shared random negatives, mixed hard negatives, rewrite negatives) after `--warmup` steps, and
-reports examples/s over wall time and CPU time and the child's peak resident memory (getrusage maxrss, data
-and model included).
+For each scale the parent simulates a few days, builds the feature store and the samples of the last day (the
+positives joined with their Feast features by the samples step) and loads them once as the trainer does
+(`ebr.train.retrieval_data.load_training_data`: validation split, doc table, featurization; pickled). Each
+(scale, threads) point then runs in a fresh child process (`--child`): it trains `--steps` steps of the default
+`TwoTowerTrainConfig` (batch 256, shared random negatives, mixed hard negatives, rewrite negatives) after
+`--warmup` steps, and reports examples/s over wall time and CPU time and the child's peak resident memory
+(getrusage maxrss, data and model included).
 
     python bench/bench_train.py [--scales small medium] [--threads 1 2] [--days 3] [--steps 30]
                                 [--variants default dssm no_realtime ...]
@@ -80,54 +80,41 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def prepare(scale: str, days: int, seed: int, work: Path) -> tuple[Path, dict]:
-    """Simulate, build samples, compute features from the contract and featurize; returns (pickle, sizes)."""
-    import numpy as np
-    import pandas as pd
-
+    """Simulate, build the features and the samples, load and featurize the training data; returns (pickle,
+    sizes)."""
     from ebr.contract import list_days
-    from ebr.models.rankers.contract_features import REQUEST_KEYS, doc_features, request_features
+    from ebr.features import FeaturesConfig, build_features
     from ebr.samples import SamplesConfig, build_samples
     from ebr.simulate import SimulateConfig, simulate
-    from ebr.train.retrieval_data import DocTable, TrainingData, build_rowset
+    from ebr.train.retrieval_data import load_training_data
     from ebr.train.two_tower_config import TwoTowerTrainConfig
 
     data = work / "data"
     if not data.exists():
         simulate(data, SimulateConfig(scale=scale, days=days, seed=seed), progress=False)
     day = list_days(data, "search_requests")[-1]
+    features = work / "features"
+    t0 = time.perf_counter()
+    build_features(data, day, features, FeaturesConfig(materialize=False))
+    t_features = time.perf_counter() - t0
     samples = work / "samples"
     cfg = SamplesConfig(days_back=days - 1, ranking={"include_preranked": False, "include_ranked": False,
                                                      "random_same_category": 0, "random_other_category": 0})
     t0 = time.perf_counter()
-    build_samples(data, day, samples, cfg)
+    build_samples(data, day, samples, cfg, features_dir=features)
     t_samples = time.perf_counter() - t0
-    train_cfg = TwoTowerTrainConfig()
-    featurizer = train_cfg.model.featurizer
-    positives = pd.read_parquet(samples / "retrieval.parquet")
-    negatives = pd.read_parquet(samples / "negatives.parquet")
-    rewrites = pd.read_parquet(samples / "rewrites.parquet")
     t0 = time.perf_counter()
-    requests = request_features(data, positives.drop_duplicates(["request_id", "query"])[REQUEST_KEYS],
-                                featurizer.max_len)
-    frame = positives.merge(requests.drop(columns=["user_id", "query_category_leaf", "query_brand",
-                                                   "event_timestamp"]), on=["request_id", "query"], how="left")
-    docs_at = pd.DataFrame({"doc_id": negatives["doc_id"].to_numpy(dtype=np.int64), "day": day})
-    table = doc_features(data, docs_at).drop(columns=["day"])
-    frame = frame.drop(columns=["author_id"]).merge(table, on="doc_id", how="left")
-    t_features = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    docs = DocTable.build(table, negatives, featurizer)
-    reqs = pd.Index(frame["request_id"].unique())
-    train = build_rowset(frame, docs, featurizer, reqs, rewrites)
+    td = load_training_data(samples, features, TwoTowerTrainConfig())
     t_featurize = time.perf_counter() - t0
-    td = TrainingData(day, [day], docs, train, None, None, None, {"train_rows": len(train)})
+    train = td.train
     path = work / "training_data.pkl"
     with open(path, "wb") as f:
         pickle.dump(td, f, protocol=pickle.HIGHEST_PROTOCOL)
-    sizes = {"train_rows": len(train), "corpus_docs": len(docs), "distinct_query_rows": int(train.query_row.max() + 1),
+    sizes = {"train_rows": len(train), "corpus_docs": len(td.docs),
+             "distinct_query_rows": int(train.query_row.max() + 1),
              "rewrite_negatives": int((train.rewrite_row >= 0).sum()) if train.rewrite_row is not None else 0,
-             "prepare_seconds": {"samples": round(t_samples, 1), "contract_features": round(t_features, 1),
-                                 "featurize": round(t_featurize, 1)}}
+             "prepare_seconds": {"features": round(t_features, 1), "samples": round(t_samples, 1),
+                                 "load_and_featurize": round(t_featurize, 1)}}
     return path, sizes
 
 

@@ -30,23 +30,24 @@ def train_two_tower(day: str, workspace: str, config: str, samples: Input[Datase
 
 
 @dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
-def train_fine_ranker(data_root: str, day: str, workspace: str, config: str, samples: Input[Dataset],
+def train_fine_ranker(day: str, workspace: str, config: str, samples: Input[Dataset], features: Input[Artifact],
                       teacher: Output[Model]):
-    """Train the fine ranker (teacher) on the ranking samples."""
+    """Train the fine ranker (teacher) on the ranking samples, features from the feature store."""
     from components.runtime import step
     from ebr.train.rankers import train_fine_ranker
 
     with step("train_fine_ranker", workspace, day, config) as ctx:
-        train_fine_ranker(samples.path, teacher.path, ctx.cfg.fine_ranker, data_root=data_root)
+        train_fine_ranker(samples.path, teacher.path, ctx.cfg.fine_ranker,
+                          features_dir=features.metadata["features_dir"])
 
 
 @dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
 def distill_coarse_ranker(data_root: str, day: str, workspace: str, config: str, samples: Input[Dataset],
-                          teacher: Input[Model], coarse: Output[Model]):
+                          teacher: Input[Model], features: Input[Artifact], coarse: Output[Model]):
     """Distil the teacher into the coarse ranker and evaluate teacher, distilled and plain students on `day`."""
     from components.runtime import step
     from ebr.train.rankers import distill_coarse_ranker
 
     with step("distill_coarse_ranker", workspace, day, config) as ctx:
         distill_coarse_ranker(samples.path, teacher.path, coarse.path, ctx.cfg.coarse_ranker, data_root=data_root,
-                              eval_day=day)
+                              eval_day=day, features_dir=features.metadata["features_dir"])

@@ -46,10 +46,11 @@ def build(opts: ClusterOptions | None = None):
 
         model = put(train_two_tower(samples=samples.outputs["samples"], features=feats.outputs["features"],
                                     **common), "train-two-tower").after(samples_ok)
-        teacher = put(train_fine_ranker(data_root=data_root, samples=samples.outputs["samples"], **common),
-                      "train-fine-ranker").after(samples_ok)
+        teacher = put(train_fine_ranker(samples=samples.outputs["samples"], features=feats.outputs["features"],
+                                        **common), "train-fine-ranker").after(samples_ok)
         coarse = put(distill_coarse_ranker(data_root=data_root, samples=samples.outputs["samples"],
-                                           teacher=teacher.outputs["teacher"], **common), "distill-coarse-ranker")
+                                           teacher=teacher.outputs["teacher"], features=feats.outputs["features"],
+                                           **common), "distill-coarse-ranker")
 
         plan = put(plan_export_shards(data_root=data_root, **common), "plan-export-shards").after(model)
         with dsl.ParallelFor(plan.output, name="embedding-shards") as shard_no:

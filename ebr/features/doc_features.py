@@ -1,6 +1,7 @@
 """The doc-feature table: every doc of the corpus known as of a day with its latest features, keyed by doc_id.
 
 Training draws negatives from it and validates against it; the embedding export and the evaluation encode it.
+`corpus_docs` is the one loader of the corpus as of a day (the docs table's latest versions), for every floor.
 Features come from the Feast offline store of `ebr.features` (views doc_profile, doc_stats, author_profile,
 author_stats), taken for each doc at max(as-of time, the doc's first appearance): `day_start` = 00:00 of the day
 (statistics through the day before: no look-ahead into an evaluation day), `day_end` = 00:00 of the next day
@@ -38,18 +39,29 @@ def _day_start(day: str) -> pd.Timestamp:
     return pd.Timestamp(date.fromisoformat(day), tz="UTC")
 
 
-def corpus_docs(data_root: str | Path, day: str, include_day: bool = True) -> pd.DataFrame:
-    """Doc ids known by the end of `day` (include_day) or before it starts, with their first appearance time."""
+def corpus_docs(
+    data_root: str | Path, day: str, include_day: bool = True, columns: Sequence[str] = ()
+) -> pd.DataFrame:
+    """The corpus as of `day`, the one loader of the docs table by day: every doc known by the end of `day`
+    (include_day) or before it starts, sorted by doc_id, with its first appearance (`first_seen`) and `columns` of
+    its latest version before that instant (the contract's rule: the latest row wins)."""
     root = rawfs.raw_root(data_root)
     limit = _day_start(day) + (pd.Timedelta(days=1) if include_day else pd.Timedelta(0))
     days = [d for d in list_days(root, "docs") if _day_start(d) < limit]
     if not days:
         raise ValueError(f"{root}/docs has no partition {'up to' if include_day else 'before'} {day}: no corpus")
     docs = load(root, "docs", days)
-    docs = docs[docs["event_timestamp"] < limit]
-    first = docs.groupby("doc_id")["event_timestamp"].min()
-    return pd.DataFrame({"doc_id": first.index.to_numpy(dtype=np.int64),
-                         "first_seen": first.to_numpy()}).sort_values("doc_id").reset_index(drop=True)
+    unknown = [c for c in columns if c not in docs.columns]
+    if unknown:
+        raise ValueError(f"corpus columns {unknown} are not columns of the docs table")
+    docs = docs[docs["event_timestamp"] < limit].sort_values(["doc_id", "event_timestamp"], kind="mergesort")
+    first = docs.groupby("doc_id", sort=True)["event_timestamp"].min()
+    latest = docs.drop_duplicates("doc_id", keep="last").set_index("doc_id").reindex(first.index)
+    out = pd.DataFrame({"doc_id": first.index.to_numpy(dtype=np.int64), "first_seen": first.to_numpy()})
+    for c in columns:
+        if c not in ("doc_id", "first_seen"):
+            out[c] = latest[c].reset_index(drop=True)
+    return out.reset_index(drop=True)
 
 
 def feature_times(corpus: pd.DataFrame, day: str, as_of: AsOf = "day_start") -> pd.Series:

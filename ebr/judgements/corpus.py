@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, timedelta
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ebr.contract import list_days, load
+from ebr.features.doc_features import corpus_docs
+
+CORPUS_COLUMNS = ("title", "category_leaf", "brand")
 
 
 @dataclass(frozen=True)
@@ -58,15 +59,7 @@ class Corpus:
         return np.where(ids == -1, -1, pos)
 
 
-def _end_of(day: str) -> pd.Timestamp:
-    return pd.Timestamp(date.fromisoformat(day) + timedelta(days=1), tz="UTC")
-
-
 def load_corpus(root: str | Path, day: str, include_day: bool = True) -> Corpus:
-    """Docs known as of the end of `day` (include_day) or as of its start (not include_day), latest versions."""
-    days = [d for d in list_days(root, "docs") if d < day or (include_day and d == day)]
-    if not days:
-        raise ValueError(f"no docs partition in {root}/docs up to day {day}")
-    docs = load(root, "docs", days)
-    limit = _end_of(day) if include_day else _end_of(day) - pd.Timedelta(days=1)
-    return Corpus.from_frame(docs[docs["event_timestamp"] < limit])
+    """Docs known as of the end of `day` (include_day) or as of its start (not include_day), latest versions
+    (`ebr.features.doc_features.corpus_docs`, the one corpus loader)."""
+    return Corpus.from_frame(corpus_docs(root, day, include_day, columns=CORPUS_COLUMNS))

@@ -131,9 +131,9 @@ class SamplesConfig(Section):
     days_back: int = Field(7, ge=1, description="k: training days before D (seed 001: 7 days train, day 8 test)")
     join_features: tuple[Literal["retrieval", "ranking"], ...] = Field(
         ("retrieval",),
-        description="sample tables that get point-in-time Feast features joined (written as <table>_features); the "
-        "rankers compute their features from the contract tables, so `ranking` is off by default (it is the "
-        "largest table and the file offline store joins ~1-2k rows/s)",
+        description="sample tables that get point-in-time Feast features joined (written as <table>_features); "
+        "without `ranking` the rankers join the same service (ranking_training) themselves from the feature store, "
+        "so it is off by default (it is the largest table)",
     )
     seed: int = Field(0, ge=0, description="seed of every random draw here")
     use_exposed_unclicked_negatives: bool = Field(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ebr.judgements.evalset import REQUEST_COLUMNS
 from ebr.samples.config import RankingConfig
 from ebr.samples.tables import columns
 
@@ -20,7 +21,6 @@ SOURCES = (
     "random_other_category",
 )
 RANKING_COLUMNS = columns("ranking")
-_REQ_COLS = ["request_id", "user_id", "query", "query_category_leaf", "query_brand", "event_timestamp"]
 
 
 def _logged_rows(imps: pd.DataFrame, cfg: RankingConfig) -> pd.DataFrame:
@@ -80,7 +80,7 @@ def random_negatives(
     m = m[m["_merge"] == "left_only"].drop(columns="_merge")
     m = m.drop_duplicates(["request_id", "doc_id"])
     m = m[m.groupby(["request_id", "source"]).cumcount() < m["want"]].drop(columns="want")
-    out = m.merge(reqs[_REQ_COLS], on="request_id", how="left", validate="many_to_one")
+    out = m.merge(reqs[REQUEST_COLUMNS], on="request_id", how="left", validate="many_to_one")
     out = out.merge(corpus[["doc_id", "author_id"]], on="doc_id", how="left", validate="many_to_one")
     for c in ("label_click", "label_like", "label_favorite", "label_comment"):
         out[c] = np.int8(0)
@@ -106,7 +106,7 @@ def ranking_samples(
         req_ids = imps.loc[imps["clicked"].astype(bool), "request_id"]
     imps = imps[imps["request_id"].isin(req_ids)]
     logged = _logged_rows(imps, cfg)
-    requests = imps[_REQ_COLS].drop_duplicates("request_id")
+    requests = imps[REQUEST_COLUMNS].drop_duplicates("request_id")
     rand = random_negatives(requests, imps, corpus, cfg, rng)
     out = pd.concat([logged, rand], ignore_index=True)
     if cfg.max_rows is not None and len(out) > cfg.max_rows:

@@ -10,8 +10,10 @@ import pandas as pd
 
 from ebr import rawfs
 from ebr.contract import list_days, load
+from ebr.features.doc_features import corpus_docs
+from ebr.judgements.evalset import REQUEST_COLUMNS
 
-REQUEST_COLUMNS = ["request_id", "user_id", "query", "query_category_leaf", "query_brand", "event_timestamp"]
+CORPUS_COLUMNS = ("author_id", "category_leaf", "brand")
 
 
 def day_start(day: str) -> pd.Timestamp:
@@ -60,25 +62,11 @@ class Window:
     days: list[str]
     requests: pd.DataFrame  # REQUEST_COLUMNS
     impressions: pd.DataFrame  # impressions joined with their request's user, query and QU fields
-    docs: pd.DataFrame  # every doc known before D: latest version as of the end of D - 1, with first_seen
+    docs: pd.DataFrame  # every doc known before D (`corpus_docs`): doc_id, first_seen and CORPUS_COLUMNS
 
     @property
     def cutoff(self) -> pd.Timestamp:
         return day_start(self.day)
-
-
-def _current_docs(root: Path, cutoff: pd.Timestamp) -> pd.DataFrame:
-    doc_days = [d for d in list_days(root, "docs") if day_start(d) < cutoff]
-    if not doc_days:
-        raise ValueError(f"{root}/docs has no partition before {cutoff.date()}: the corpus is unknown")
-    docs = load(root, "docs", doc_days)
-    docs = docs[docs["event_timestamp"] < cutoff]
-    first = docs.groupby("doc_id")["event_timestamp"].min().rename("first_seen")
-    latest = docs.sort_values(["doc_id", "event_timestamp"], kind="mergesort").drop_duplicates("doc_id", keep="last")
-    latest = latest.join(first, on="doc_id")
-    return latest[["doc_id", "author_id", "category_leaf", "brand", "first_seen"]].sort_values("doc_id").reset_index(
-        drop=True
-    )
 
 
 def load_window(data_root: str | Path, day: str, days_back: int) -> Window:
@@ -99,7 +87,7 @@ def load_window(data_root: str | Path, day: str, days_back: int) -> Window:
     imps = imps[imps["event_timestamp"] < cutoff].drop(columns=["ds", "event_timestamp"])
     imps = imps.merge(requests, on="request_id", how="inner", validate="many_to_one")
     requests = requests[requests["event_timestamp"] >= day_start(days[0])]
-    docs = _current_docs(root, cutoff)
+    docs = corpus_docs(root, day, include_day=False, columns=CORPUS_COLUMNS)
     return Window(day=day, days=days, requests=requests.reset_index(drop=True), impressions=imps, docs=docs)
 
 

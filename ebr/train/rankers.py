@@ -1,12 +1,13 @@
 """Training steps of the fine ranker (teacher) and the coarse ranker distilled from it (seed 002).
 
-- `train_fine_ranker(samples_dir, out_dir, cfg, data_root)`: multi-task BCE (seed 002 formula 19) on the
+- `train_fine_ranker(samples_dir, out_dir, cfg, features_dir)`: multi-task BCE (seed 002 formula 19) on the
   ranking samples; writes the model, per-epoch curves and metrics.
-- `distill_coarse_ranker(samples_dir, teacher_dir, out_dir, cfg, data_root)`: the student with
+- `distill_coarse_ranker(samples_dir, teacher_dir, out_dir, cfg, data_root, features_dir)`: the student with
   L = alpha * L_hard + beta * KL(teacher_T || student_T) and, for comparison, the same student with beta = 0;
   both and the teacher are evaluated on the samples' day D (the temporal holdout: NDCG against relevance
   labels, teacher agreement, scoring cost); exports the student (`torch.export` programs through
   `ebr.models.export`) with the doc matrix the serving bundle ships.
+Features come from the feature store only (`ebr.models.rankers.rows`, service `ranking_training`).
 Outputs appear whole or not at all; MLflow runs get params, per-epoch metrics, plots and the model files.
 torch, mlflow and matplotlib are imported inside functions.
 """
@@ -352,11 +353,11 @@ def train_fine_ranker(
     samples_dir: str | Path,
     out_dir: str | Path,
     cfg: FineRankerStepConfig | None = None,
-    data_root: str | Path | None = None,
+    features_dir: str | Path | None = None,
 ) -> dict[str, Any]:
     """Train the teacher on the ranking samples; returns {"model_dir", "metrics", "history", "mlflow_run_id", ...}.
 
-    `data_root` (the raw logs) is needed only when the samples carry no joined features."""
+    `features_dir` (the feature store) is needed only when the samples carry no joined ranking features."""
     import torch
 
     from ebr.models.rankers.evaluation import ranking_metrics
@@ -369,7 +370,7 @@ def train_fine_ranker(
     mc, tc = cfg.model, cfg.train
     out = check_out_dir(out_dir)
     info = _manifest_info(samples_dir)
-    rows = load_training_rows(samples_dir, data_root, mc.featurizer.max_len)
+    rows = load_training_rows(samples_dir, features_dir)
     train_idx, valid_idx = split_requests(rows, tc.valid_share)
     train_rows, valid_rows = rows.select_requests(train_idx), rows.select_requests(valid_idx)
     train_t = _Featurized(train_rows).tensors(mc.featurizer, mc.cross_features)
@@ -410,15 +411,9 @@ def train_fine_ranker(
                                final, tmp, {"ebr.day": str(info["day"])})
         manifest["mlflow_run_id"] = run_id
         write_json(tmp / MANIFEST, manifest)
-    notes = _feature_notes(rows.feature_source) + untracked_note(run_id)
+    notes = list(rows.notes) + untracked_note(run_id)
     return {"model_dir": str(out), "metrics": final, "history": history, "mlflow_run_id": run_id,
             "feature_source": rows.feature_source, "notes": notes}
-
-
-def _feature_notes(feature_source: str) -> list[str]:
-    if feature_source == "contract":
-        return ["samples carry no joined features: features computed from the contract tables"]
-    return []
 
 
 def _train_student(
@@ -496,13 +491,15 @@ def distill_coarse_ranker(
     cfg: CoarseRankerStepConfig | None = None,
     data_root: str | Path | None = None,
     eval_day: str | None = None,
+    features_dir: str | Path | None = None,
 ) -> dict[str, Any]:
     """Distil the teacher into the coarse ranker, train the plain student, evaluate all three, export.
 
-    `data_root` gives the evaluation day's candidates and labels (day D of the samples, or `eval_day`), the
-    corpus of the doc matrix, and features when the samples carry none; without it the metrics are those
-    of the validation requests (clicks only) and the doc matrix covers the sampled docs. Returns paths, the
-    metrics of every system and the MLflow run id."""
+    `data_root` gives the evaluation day's candidates and labels (day D of the samples, or `eval_day`) and the
+    corpus of the doc matrix; their features come from the feature store in `features_dir` (as do the training
+    rows' when the samples carry no joined ranking features). Without `data_root` the metrics are those of the
+    validation requests (clicks only) and the doc matrix covers the sampled docs. Returns paths, the metrics of
+    every system and the MLflow run id."""
     from ebr.models.rankers.coarse_ranker import encode_corpus
     from ebr.models.rankers.cost import student_cost_ms, teacher_cost_ms
     from ebr.models.rankers.evaluation import judgement_counts, judgements, ranking_metrics
@@ -513,10 +510,12 @@ def distill_coarse_ranker(
     out = check_out_dir(out_dir)
     info = _manifest_info(samples_dir)
     day = eval_day or info["day"]
+    if data_root is not None and features_dir is None:
+        raise ValueError("data_root is given without features_dir: the holdout day's features and the corpus's "
+                         "come from the feature store")
     teacher = load_fine_ranker(teacher_dir)
     tcfg = teacher.config
-    max_len = mc.featurizer.max_len
-    rows = load_training_rows(samples_dir, data_root, max_len)
+    rows = load_training_rows(samples_dir, features_dir)
     train_idx, valid_idx = split_requests(rows, tc.valid_share)
     train_rows, valid_rows = rows.select_requests(train_idx), rows.select_requests(valid_idx)
     train_f = _Featurized(train_rows)
@@ -537,9 +536,9 @@ def distill_coarse_ranker(
                                            teacher_train, teacher_valid, "coarse ranker (plain)")
         histories["student_plain"] = plain_hist
 
-    notes = _feature_notes(rows.feature_source)
+    notes = list(rows.notes)
     if data_root is not None:
-        ev_rows = load_eval_rows(data_root, day, max_len)
+        ev_rows = load_eval_rows(data_root, day, features_dir)
         eval_desc = (f"Holdout day {day}: {ev_rows.n_requests} requests, {len(ev_rows.pairs)} logged candidates "
                      "(pre-ranked, ranked and exposed docs). ndcg: relevance labels where the query has complete "
                      "labels, else clicks; true_ndcg: labels only; click_ndcg: clicks only.")
@@ -570,7 +569,7 @@ def distill_coarse_ranker(
     final.update({f"{name}.cost_ms_per_1k": m["cost_ms_per_1k"] for name, m in systems.items()})
 
     if data_root is not None:
-        corpus = load_corpus_docs(data_root, day)
+        corpus = load_corpus_docs(data_root, day, features_dir)
     else:
         corpus = rows.docs.drop_duplicates("doc_id", keep="last").reset_index(drop=True)
     doc_ids, doc_vecs = encode_corpus(student, corpus, mc.featurizer)

@@ -1,4 +1,4 @@
-"""Fixtures: tiny ranker configs, and ranking rows of the session's tiny dataset (features from the contract)."""
+"""Fixtures: tiny ranker configs, and ranking rows of the session's tiny dataset (features from its Feast store)."""
 
 from __future__ import annotations
 
@@ -49,11 +49,21 @@ def samples_dir(tiny_data, tiny_days, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def rows(samples_dir, tiny_data):
-    """Ranking rows of the samples, features computed from the contract tables."""
+def features_dir(tiny_data, tiny_days, tmp_path_factory):
+    """The feature store of the tiny dataset, built (every day) for its last day."""
+    from ebr.features import FeaturesConfig, build_features
+
+    out = tmp_path_factory.mktemp("rank_features") / "features"
+    build_features(tiny_data, tiny_days[-1], out, FeaturesConfig(materialize=False))
+    return out
+
+
+@pytest.fixture(scope="session")
+def rows(samples_dir, features_dir):
+    """Ranking rows of the samples, features joined from the feature store (the samples joined none)."""
     from ebr.models.rankers.rows import load_training_rows
 
-    return load_training_rows(samples_dir, tiny_data, TINY_FEATURIZER.max_len)
+    return load_training_rows(samples_dir, features_dir)
 
 
 @pytest.fixture(scope="session")

@@ -23,7 +23,7 @@ from ebr.train.rankers import (
     train_fine_ranker,
 )
 from ebr.train.tracking import MlflowConfig
-from tests.rankers.conftest import TINY_FEATURIZER, coarse_config, fine_config
+from tests.rankers.conftest import coarse_config, fine_config
 
 pytestmark = pytest.mark.slow
 
@@ -43,20 +43,21 @@ def tracking(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def teacher(samples_dir, tiny_data, tracking, tmp_path_factory):
+def teacher(samples_dir, features_dir, tracking, tmp_path_factory):
     out = tmp_path_factory.mktemp("teacher") / "fine"
     cfg = FineRankerStepConfig(model=fine_config(), train=_train(TEACHER_EPOCHS), mlflow=tracking)
-    return out, train_fine_ranker(samples_dir, out, cfg, data_root=tiny_data)
+    return out, train_fine_ranker(samples_dir, out, cfg, features_dir=features_dir)
 
 
 @pytest.fixture(scope="module")
-def coarse(samples_dir, tiny_data, tracking, teacher, tmp_path_factory):
+def coarse(samples_dir, tiny_data, features_dir, tracking, teacher, tmp_path_factory):
     out = tmp_path_factory.mktemp("coarse") / "coarse"
     cfg = CoarseRankerStepConfig(
         model=coarse_config(), train=_train(STUDENT_EPOCHS), distill=DistillConfig(),
         evaluation=RankerEvalConfig(cost_candidates=200, cost_repeats=3), mlflow=tracking,
     )
-    return out, distill_coarse_ranker(samples_dir, teacher[0], out, cfg, data_root=tiny_data)
+    return out, distill_coarse_ranker(samples_dir, teacher[0], out, cfg, data_root=tiny_data,
+                                      features_dir=features_dir)
 
 
 def _run(tracking: MlflowConfig, run_id: str):
@@ -69,7 +70,8 @@ def test_teacher_writes_model_curves_and_an_mlflow_run(teacher, tracking):
         assert (out / f).is_file(), f
     assert len(res["history"]) == TEACHER_EPOCHS
     assert res["history"][-1]["train_loss"] < res["history"][0]["train_loss"]
-    assert "features computed from the contract tables" in " ".join(res["notes"])
+    assert "features joined from the feature store" in " ".join(res["notes"])
+    assert res["feature_source"] == "feature_store"
     run = _run(tracking, res["mlflow_run_id"])
     assert run.info.status == "FINISHED" and run.data.params["model.interaction"] == "dcn"
     client = MlflowClient(tracking.tracking_uri)
@@ -77,7 +79,8 @@ def test_teacher_writes_model_curves_and_an_mlflow_run(teacher, tracking):
     assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {"model.pt", "curves.png", "metrics.json"}
 
 
-def test_holdout_report_has_the_three_rows_and_the_teacher_beats_a_random_order(coarse, tiny_data, tiny_days):
+def test_holdout_report_has_the_three_rows_and_the_teacher_beats_a_random_order(coarse, tiny_data, tiny_days,
+                                                                                 features_dir):
     out, res = coarse
     systems = res["systems"]
     assert list(systems) == ["teacher", "student_distilled", "student_plain"]
@@ -90,7 +93,7 @@ def test_holdout_report_has_the_three_rows_and_the_teacher_beats_a_random_order(
     assert all(f"| {name} |" in report for name in systems)
     doc = json.loads((out / "metrics.json").read_text())
     assert doc["systems"] == systems and doc["judged_requests"]["true"] > 0
-    ev = load_eval_rows(tiny_data, tiny_days[-1], TINY_FEATURIZER.max_len)
+    ev = load_eval_rows(tiny_data, tiny_days[-1], features_dir)
     rnd = np.random.default_rng(0).normal(size=len(ev.pairs))
     random_ndcg = ranking_metrics(rnd, ev, [10], names=["true_ndcg"])["true_ndcg@10"].value
     assert systems["teacher"]["true_ndcg@10"]["value"] > random_ndcg + 0.1
@@ -135,8 +138,15 @@ def test_student_run_logs_both_students_per_epoch(coarse, tracking):
     assert {"export", "report.md", "curves.png"} <= {a.path for a in client.list_artifacts(run.info.run_id)}
 
 
-def test_an_unrelated_output_dir_is_refused_before_training(samples_dir, tiny_data, tmp_path):
+def test_an_unrelated_output_dir_is_refused_before_training(samples_dir, features_dir, tmp_path):
     (tmp_path / "precious.txt").write_text("keep me")
     with pytest.raises(FileExistsError, match="manifest.json"):
-        train_fine_ranker(samples_dir, tmp_path, FineRankerStepConfig(model=fine_config()), data_root=tiny_data)
+        train_fine_ranker(samples_dir, tmp_path, FineRankerStepConfig(model=fine_config()), features_dir=features_dir)
     assert (tmp_path / "precious.txt").read_text() == "keep me"
+
+
+def test_the_holdout_evaluation_needs_the_feature_store(samples_dir, tiny_data, teacher, tmp_path):
+    with pytest.raises(ValueError, match="features_dir"):
+        distill_coarse_ranker(samples_dir, teacher[0], tmp_path / "coarse", CoarseRankerStepConfig(
+            model=coarse_config()), data_root=tiny_data)
+    assert not (tmp_path / "coarse").exists()
