@@ -108,7 +108,7 @@ def test_mlflow_run_has_params_epoch_metrics_files_and_a_registered_version(pipe
     client = MlflowClient(tracking_uri=f"sqlite:///{pipe.base / 'base'}/mlflow.db")
     run = client.get_run(result["mlflow_run_id"])
     assert run.info.status == "FINISHED"
-    assert run.data.params["optimizer.name"] == "adam" and run.data.params["loss.log_q_correction"] == "True"
+    assert run.data.params["optimizer.name"] == "adam" and run.data.params["loss.log_q_correction"] == "False"
     steps = [m.step for m in client.get_metric_history(run.info.run_id, RECALL)]
     assert steps == [0, 1, 2, 3]
     files = {a.path for a in client.list_artifacts(run.info.run_id, "model")}

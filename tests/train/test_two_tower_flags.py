@@ -116,12 +116,13 @@ def test_hard_negative_mixing_off_removes_the_mixed_candidates(pipe):  # noqa: F
     assert _loss(model, data, on_cfg, batch)[0] > _loss(model, data, off_cfg, batch)[0]
 
 
-def test_log_q_off_changes_the_logits_of_sampled_docs(pipe):  # noqa: F811
+def test_log_q_correction_changes_the_logits_of_sampled_docs(pipe):  # noqa: F811
     from ebr.models.two_tower import TwoTowerModel
 
     data = _data(pipe)
-    on_cfg = tiny_config(None, loss={"hard_negative_mixing": False})
-    off_cfg = tiny_config(None, loss={"hard_negative_mixing": False, "log_q_correction": False})
+    on_cfg = tiny_config(None, loss={"hard_negative_mixing": False, "log_q_correction": True})
+    off_cfg = tiny_config(None, loss={"hard_negative_mixing": False})
+    assert off_cfg.loss.log_q_correction is False, "off by default (docs/ablations.md)"
     model = TwoTowerModel(on_cfg.model)
     batch = _batch(data, on_cfg)
     assert _loss(model, data, on_cfg, batch)[0] != pytest.approx(_loss(model, data, off_cfg, batch)[0], abs=1e-4)
