@@ -3,7 +3,8 @@ torch thread count.
 
 For each scale the parent simulates a few days, builds the feature store and the samples of the last day (the
 positives joined with their Feast features by the samples step) and loads them once as the trainer does
-(`ebr.train.retrieval_data.load_training_data`: validation split, doc table, featurization; pickled). Each
+(`ebr.train.retrieval_data.load_training_data`: validation split, doc table, featurization; pickled), and times
+writing and memory-mapping its featurization cache entry against that featurization (`featurized_cache`). Each
 (scale, threads) point then runs in a fresh child process (`--child`): it trains `--steps` steps of the default
 `TwoTowerTrainConfig` (batch 256, shared random negatives, mixed hard negatives, rewrite negatives) after
 `--warmup` steps, and reports examples/s over wall time and CPU time and the child's peak resident memory
@@ -103,9 +104,11 @@ def prepare(scale: str, days: int, seed: int, work: Path) -> tuple[Path, dict]:
     t0 = time.perf_counter()
     build_samples(data, day, samples, cfg, features_dir=features)
     t_samples = time.perf_counter() - t0
+    cfg_train = TwoTowerTrainConfig()
     t0 = time.perf_counter()
-    td = load_training_data(samples, features, TwoTowerTrainConfig())
+    td = load_training_data(samples, features, cfg_train)
     t_featurize = time.perf_counter() - t0
+    cache = cache_timings(td, samples, features, cfg_train, work / "featurized")
     train = td.train
     path = work / "training_data.pkl"
     with open(path, "wb") as f:
@@ -114,8 +117,40 @@ def prepare(scale: str, days: int, seed: int, work: Path) -> tuple[Path, dict]:
              "distinct_query_rows": int(train.query_row.max() + 1),
              "rewrite_negatives": int((train.rewrite_row >= 0).sum()) if train.rewrite_row is not None else 0,
              "prepare_seconds": {"features": round(t_features, 1), "samples": round(t_samples, 1),
-                                 "load_and_featurize": round(t_featurize, 1)}}
+                                 "load_and_featurize": round(t_featurize, 1)},
+             "featurized_cache": {"featurize_seconds": round(t_featurize, 2), **cache}}
     return path, sizes
+
+
+def cache_timings(td, samples: Path, features: Path, cfg, root: Path) -> dict:
+    """Seconds to key, write and memory-map the featurization cache entry of `td` (ebr/train/featurized_cache.py),
+    the entry's size, and one batch's gathers from the mapped arrays against the in-memory ones."""
+    import numpy as np
+
+    from ebr.train.featurized_cache import featurized_arrays, key_inputs, read_featurized, write_featurized
+
+    t0 = time.perf_counter()
+    inputs = key_inputs(samples, features, cfg)
+    t_key = time.perf_counter() - t0
+    key = "bench"
+    t0 = time.perf_counter()
+    entry = write_featurized(td, root / key, key, inputs)
+    t_write = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    cached = read_featurized(entry, key)
+    t_load = time.perf_counter() - t0
+    a, b = featurized_arrays(td)[0], featurized_arrays(cached)[0]
+    equal = list(a) == list(b) and all(a[k].dtype == b[k].dtype and np.array_equal(a[k], b[k]) for k in a)
+    idx = np.random.default_rng(0).choice(len(td.train), size=min(256, len(td.train)), replace=False)
+    gathers = {}
+    for name, data in (("in_memory", td), ("memory_mapped", cached)):
+        t0 = time.perf_counter()
+        for _ in range(20):
+            data.train.query_tensors(idx), data.train.doc_tensors(idx)
+        gathers[name] = round((time.perf_counter() - t0) / 20 * 1000, 3)
+    size = sum(f.stat().st_size for f in entry.iterdir())
+    return {"key_seconds": round(t_key, 3), "write_seconds": round(t_write, 2), "cached_load_seconds": round(t_load, 3),
+            "entry_mb": round(size / 2**20, 1), "arrays_equal": equal, "batch_gather_ms": gathers}
 
 
 def _child(data_pickle: Path, threads: int, variant: str, steps: int, warmup: int) -> None:
@@ -203,6 +238,19 @@ def _render(doc: dict) -> str:
                      f"{r['examples_per_s']} | {r['cpu_ms_per_example']} | {speed} | {r['input_ms_per_step']} | "
                      f"{r['epoch_seconds_estimate']} | "
                      f"{r['parameters']:,} | {r['peak_rss_mb']} |")
+    cached = {s: p["featurized_cache"] for s, p in doc.get("prepared", {}).items() if "featurized_cache" in p}
+    if cached:
+        lines += ["", "## Featurization cache", "",
+                  "Loading the day as the trainer does (`load_training_data`: samples, doc table from the feature "
+                  "store, featurization) against memory-mapping its cache entry (`ebr/train/featurized_cache.py`); "
+                  "a batch's gathers (query + positive-doc tensors of 256 rows) from each.", "",
+                  "| scale | featurize (s) | key (s) | write entry (s) | memory-mapped load (s) | entry (MB) "
+                  "| gathers in memory (ms) | gathers mapped (ms) |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for scale, c in cached.items():
+            g = c["batch_gather_ms"]
+            lines.append(f"| {scale} | {c['featurize_seconds']} | {c['key_seconds']} | {c['write_seconds']} | "
+                         f"{c['cached_load_seconds']} | {c['entry_mb']} | {g['in_memory']} | {g['memory_mapped']} |")
     return "\n".join(lines) + "\n"
 
 

@@ -52,6 +52,12 @@ class Workspace:
     def kfp_root(self) -> Path:
         return self.root / "kfp"
 
+    @property
+    def featurized(self) -> Path:
+        """The two-tower trainer's featurization cache: one place per workspace, so a retried or rerun train
+        step reuses the day's entry and old entries are pruned (instead of one copy per KFP output folder)."""
+        return self.root / "cache" / "featurized"
+
     def reports(self, day: str) -> Path:
         return self.root / "reports" / day
 

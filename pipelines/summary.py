@@ -34,6 +34,8 @@ def render_run(report: dict[str, Any], data_root: str | Path | None = None) -> s
         extra = s.get("verdict") or ""
         if s.get("rows"):
             extra = "rows: " + ", ".join(f"{k} {v}" for k, v in s["rows"].items())
+        if s.get("easy_hard"):
+            extra = f"{extra}  {s['easy_hard']}".strip()
         if s.get("status") != "ok" and s.get("report"):
             extra = f"report: {s['report']}"
         lines.append(f"  {name:<24}{s.get('wall_s', 0.0):>8.1f}  {s.get('status', '')}  {extra}".rstrip())

@@ -3,9 +3,11 @@
     torchrun --nproc_per_node 2 -m ebr.train.ddp_main \\
         --samples WS/samples --features WS/features --out WS/model [--config FILE] [--set train.epochs=2]
 
-Every rank reads the same samples and features and trains on its shard of each epoch (`ebr.train.distributed`);
-rank 0 validates, writes the model directory (the same files as `train_two_tower`), tracks the run in MLflow and
-prints the result as JSON. Started without torchrun it trains in one process, exactly as `train_two_tower`.
+Rank 0 featurizes the day once into the featurization cache (`ebr.train.featurized_cache`, `data.cache_dir`; by
+default `featurized/` beside `--out`) and the other ranks memory-map it; every rank trains on its shard of each
+epoch (`ebr.train.distributed`); rank 0 validates, writes the model directory (the same files as
+`train_two_tower`), tracks the run in MLflow and prints the result as JSON. Started without torchrun it trains in
+one process, exactly as `train_two_tower`.
 `--config` takes the two-tower section alone (`model:`, `train:`, ...) or a whole daily-run config (its
 `two_tower:` section is used); `--set` overrides fields of the two-tower section.
 """

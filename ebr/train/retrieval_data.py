@@ -2,7 +2,9 @@
 exposed-unclicked negatives per request, rewrite negatives, and the validation split.
 
 Rows become arrays once (`ebr.models.inputs.query_arrays` / `doc_arrays`, the featurizer every other step uses);
-batches index them. Query arrays are stored as int32 (ids fit) and widened per batch.
+batches index them. Query arrays are stored as int32 (ids fit) and widened per batch. `ebr.train.featurized_cache`
+writes the arrays once per day and key and memory-maps them on later loads (read-only views: batches gather their
+rows with fancy indexing, which copies only those rows).
 """
 
 from __future__ import annotations
@@ -124,7 +126,8 @@ def _group_rows(request_ids: pd.Series, doc_rows: np.ndarray, requests: pd.Index
 
 @dataclass
 class RowSet:
-    """Positive rows of one split: query arrays (deduplicated), positive-doc arrays and per-row side data."""
+    """Positive rows of one split: query arrays (deduplicated), positive-doc arrays and per-row side data (`frame`:
+    the rows themselves; from the featurization cache, only their key columns)."""
 
     frame: pd.DataFrame
     query: dict[str, np.ndarray]

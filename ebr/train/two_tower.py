@@ -31,7 +31,8 @@ import numpy as np
 
 from ebr.artifacts.atomic import atomic_output_dir
 from ebr.train.checkpoint import save_two_tower
-from ebr.train.retrieval_data import DocTable, RowSet, TrainingData, ValidationSet, load_training_data
+from ebr.train.featurized_cache import training_data
+from ebr.train.retrieval_data import DocTable, RowSet, TrainingData, ValidationSet
 from ebr.train.tracking import CURVES_PNG, RunLogger, mlflow_run, plot_curves, untracked_note, write_json
 from ebr.train.two_tower_config import TwoTowerTrainConfig
 
@@ -181,6 +182,17 @@ class HardNegativeStats:
             "hard_shortfall": {"rows_short": self.rows_short, "rows_without_hard": self.rows_without_hard,
                                "missing_slots": self.slots - self.hard, "rows": self.rows},
         }
+
+
+def easy_hard_line(summary: dict[str, Any]) -> str:
+    """One line of a run summary: the effective easy:hard ratio of the trained rows against the configured one
+    and how full the hard slots were (seeds 000/004 ask for 100:1), so a shortfall of mined negatives shows."""
+    configured = summary.get("configured_easy_hard_ratio")
+    effective = summary.get("effective_easy_hard_ratio")
+    if effective is None:
+        return f"easy:hard -, no hard negative trained on (configured {configured}:1)"
+    filled = summary.get("hard_slots_filled", 0.0)
+    return f"easy:hard {effective:.0f}:1 effective (configured {configured}:1, hard slots {filled:.0%} filled)"
 
 
 def epoch_order(rows: RowSet, use_weights: bool, rng: np.random.Generator) -> np.ndarray:
@@ -519,7 +531,8 @@ def train_two_tower(
     if not isinstance(cfg, TwoTowerTrainConfig):
         raise TypeError(f"cfg must be a TwoTowerTrainConfig, got {type(cfg).__name__}")
     t_start = time.perf_counter()
-    data = load_training_data(samples_dir, features_dir, cfg)
+    # featurized once per day and job: a matching cache entry is memory-mapped; under DDP rank 0 builds it
+    data, _ = training_data(samples_dir, features_dir, cfg, out_dir, current())
     timings = {"load_data": time.perf_counter() - t_start}
     notes = list(data.notes)
     model = TwoTowerModel(cfg.model)

@@ -81,6 +81,19 @@ class TwoTowerDataConfig(Section):
         "negatives let the model separate them by the statistics' date instead of by relevance",
     )
     max_rows: int | None = Field(None, ge=1, description="cap on training rows (latest kept); None = all")
+    cache: bool = Field(
+        True,
+        description="featurize a day once: the featurized arrays go to a cache entry keyed by the samples, the "
+        "feature store, the featurizer and these data fields, and a later load with the same key (a retry, the "
+        "other DDP ranks) memory-maps them (ebr/train/featurized_cache.py); off: featurize in every process",
+    )
+    cache_dir: str | None = Field(
+        None,
+        description="root of the featurization cache; None = `featurized/` beside the model directory (the "
+        "samples may be a read-only pipeline artifact). Point it at a workspace folder to share entries across "
+        "runs; under DDP on several nodes it must be on a volume every rank sees",
+    )
+    cache_keep: int = Field(2, ge=1, description="entries kept under the cache root, newest first (older removed)")
 
 
 class TwoTowerNegativesConfig(Section):

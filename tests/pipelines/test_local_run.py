@@ -38,7 +38,15 @@ FAST = [
     "index.latency_queries=20",
     "index.num_eval_queries=100",
     "export.num_shards=2",  # the fan-out, at its smallest
+    "coarse_ranker.evaluation.compare_plain=false",  # the plain-student comparison trains a third model
+    "coarse_ranker.evaluation.cost_repeats=3",
 ]
+# Hash-bucket counts sized to the tiny day (~2k docs and users) instead of production's hundreds of thousands:
+# the embedding tables, checkpoints, exports and registered models shrink ~20x, nothing else changes.
+TINY_VOCAB = {"unigram": 2000, "bigram": 4000, "word": 4000, "user_id": 2000, "doc_id": 4000, "author_id": 1000,
+              "brand": 500, "attribute": 1000, "tag": 1000, "profile_tag": 500, "category": 500, "city": 200}
+FAST += [f"{model}.model.featurizer.vocab.{name}={size}" for model in ("two_tower", "fine_ranker", "coarse_ranker")
+         for name, size in TINY_VOCAB.items()]
 
 
 @pytest.fixture(scope="module")

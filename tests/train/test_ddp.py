@@ -1,6 +1,6 @@
 """Data-parallel two-tower training (ebr/train/distributed.py, ebr/train/ddp_main.py): launch environment,
 sharding, DDP over sparse embedding gradients with gloo (two spawned ranks on loopback), and a two-rank torchrun
-run of the tiny pipeline against the one-process run.
+run of the tiny pipeline against the one-process run (rank 0 featurizes the day once into the cache, rank 1 maps it).
 
 Tolerance of the two-rank run: |click_recall@50 (2 ranks) - click_recall@50 (1 process)| <= 0.10 on the tiny
 day's 48 held-out requests (one request moves recall by about 0.02). Measured with the tiny config, one epoch,
@@ -211,6 +211,7 @@ def test_ddp_with_gloo_averages_sparse_gradients_and_keeps_ranks_in_step(tmp_pat
 def test_two_ranks_train_disjoint_shards_and_match_the_one_process_run(pipe, tmp_path):  # noqa: F811
     import yaml
 
+    from ebr.train.featurized_cache import read_featurized
     from ebr.train.retrieval_data import load_training_data
     from ebr.train.two_tower import _ORDER, epoch_order, train_two_tower
     from ebr.train.two_tower_config import TEMPERATURE_FIELDS
@@ -240,9 +241,18 @@ def test_two_ranks_train_disjoint_shards_and_match_the_one_process_run(pipe, tmp
     assert two["summary"]["distributed"] == {"world_size": 2, "backend": "gloo"}
     assert "distributed" not in one["summary"]
 
+    # the day was featurized once: rank 0 built the cache entry, rank 1 memory-mapped it
+    (entry,) = list((work / "featurized").iterdir())
+    built = json.loads((entry / "manifest.json").read_text())
+    assert built["built_by"] == {"rank": 0, "world_size": 2}
+    assert proc.stderr.count("training data featurized") == 1
+    assert "rank 0 of 2: training data featurized and cached" in proc.stderr
+    assert "rank 1 of 2: training data memory-mapped from the featurization cache" in proc.stderr
+
     # each rank trained on its own shard of the epoch order: disjoint, the same size, together the whole epoch
     # but the one row (2701 % 2) left out so that both ranks take the same number of steps
-    data = load_training_data(pipe.samples, pipe.features, cfg)
+    data = read_featurized(entry)
+    assert data.counts == load_training_data(pipe.samples, pipe.features, cfg).counts
     order = epoch_order(data.train, False, np.random.default_rng([cfg.train.seed, 1, _ORDER]))
     record = json.loads((work / "rows.json").read_text())
     assert record["world_size"] == 2
@@ -256,8 +266,8 @@ def test_two_ranks_train_disjoint_shards_and_match_the_one_process_run(pipe, tmp
     assert set(r0["rows"]).isdisjoint(r1["rows"])
     assert set(r0["rows"]) | set(r1["rows"]) == set(order[: len(order) - len(order) % 2].tolist())
 
-    # rank 0 alone wrote the model directory and tracked one MLflow run
-    assert {p.name for p in work.iterdir()} == {"model", "result.json", "rows.json", "two_tower.yaml"}
+    # rank 0 alone wrote the model directory (and the cache beside it) and tracked one MLflow run
+    assert {p.name for p in work.iterdir()} == {"model", "featurized", "result.json", "rows.json", "two_tower.yaml"}
     names = {p.name for p in (work / "model").iterdir()}
     assert {"checkpoint.pt", "model_config.json", "export", "metrics.json", "curves.png", "manifest.json"} <= names
     manifest = json.loads((work / "model" / "manifest.json").read_text())

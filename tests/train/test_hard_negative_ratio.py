@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ebr.train.two_tower import HardNegativeStats, NegativeSampler, fit_two_tower, hard_slots_for
+from ebr.train.two_tower import HardNegativeStats, NegativeSampler, easy_hard_line, fit_two_tower, hard_slots_for
 from tests.train.synthetic import small_config, training_data
 
 # batch 8 and 193 random negatives: 7 + 193 = 200 easy candidates per row, 2 hard slots at 100:1
@@ -66,6 +66,11 @@ def test_a_shortfall_of_mined_negatives_is_reported_not_hidden():
     assert s["hard_negatives_per_row"] == pytest.approx(sum(hard_per_request) / 3)
     assert s["effective_easy_hard_ratio"] == pytest.approx(200 * 24 / (rows_each * sum(hard_per_request)))
     assert s["effective_easy_hard_ratio"] > 100.0 and s["hard_slots_filled"] == pytest.approx(0.5)
+    # the run summary's line shows the shortfall instead of the configured 100:1
+    line = easy_hard_line(s)
+    ratio = s["effective_easy_hard_ratio"]
+    assert line == f"easy:hard {ratio:.0f}:1 effective (configured 100.0:1, hard slots 50% filled)"
+    assert easy_hard_line({**s, "effective_easy_hard_ratio": None}).startswith("easy:hard -, no hard negative")
     # empty slots are masked, never a repeated or foreign doc
     for batch in batches:
         for i, row in enumerate(batch.idx):
