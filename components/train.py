@@ -13,20 +13,23 @@ def train_two_tower(day: str, workspace: str, config: str, samples: Input[Datase
     with `two_tower_job.enabled`, as a Kubeflow PyTorchJob of data-parallel ranks (ebr/train/pytorchjob.py)."""
     from components.runtime import step
     from ebr.bundle import champion_model_dir
+    from ebr.train.featurized_cache import with_default_cache_dir
     from ebr.train.pytorchjob import run_two_tower_job
-    from ebr.train.two_tower import train_two_tower
+    from ebr.train.two_tower import easy_hard_line, train_two_tower
 
     with step("train_two_tower", workspace, day, config) as ctx:
         warm = champion_model_dir(ctx.ws.bundles)
+        cfg = with_default_cache_dir(ctx.cfg.two_tower, ctx.ws.featurized)
         if ctx.cfg.two_tower_job.enabled:
-            out = run_two_tower_job(samples.path, features.metadata["features_dir"], model.path, ctx.cfg.two_tower,
+            out = run_two_tower_job(samples.path, features.metadata["features_dir"], model.path, cfg,
                                     ctx.cfg.two_tower_job, day=day, staging_dir=ctx.ws.root / "jobs", warm_start=warm)
             ctx.info["pytorchjob"] = out["job"]["name"]
         else:
-            out = train_two_tower(samples.path, features.metadata["features_dir"], model.path, ctx.cfg.two_tower,
-                                  warm_start=warm)
+            out = train_two_tower(samples.path, features.metadata["features_dir"], model.path, cfg, warm_start=warm)
         model.metadata["model_version"] = out.get("model_version", "")
         ctx.info["model_version"] = out.get("model_version", "")
+        if out.get("summary"):
+            ctx.info["easy_hard"] = easy_hard_line(out["summary"])
 
 
 @dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
@@ -43,11 +46,15 @@ def train_fine_ranker(day: str, workspace: str, config: str, samples: Input[Data
 
 @dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
 def distill_coarse_ranker(data_root: str, day: str, workspace: str, config: str, samples: Input[Dataset],
-                          teacher: Input[Model], features: Input[Artifact], coarse: Output[Model]):
-    """Distil the teacher into the coarse ranker and evaluate teacher, distilled and plain students on `day`."""
+                          teacher: Input[Model], features: Input[Artifact], model: Input[Model],
+                          coarse: Output[Model]):
+    """Distil the teacher into the coarse ranker and evaluate teacher, distilled and plain students on `day`;
+    `model` is the day's two-tower retrieval model, whose cosine the coarse ranker reads when
+    `coarse_ranker.model.retrieval_cosine` is on."""
     from components.runtime import step
     from ebr.train.rankers import distill_coarse_ranker
 
     with step("distill_coarse_ranker", workspace, day, config) as ctx:
         distill_coarse_ranker(samples.path, teacher.path, coarse.path, ctx.cfg.coarse_ranker, data_root=data_root,
-                              eval_day=day, features_dir=features.metadata["features_dir"])
+                              eval_day=day, features_dir=features.metadata["features_dir"],
+                              retrieval_model_dir=model.path)

@@ -1,6 +1,7 @@
-"""The daily DAG: fingerprint -> validate -> features -> samples -> train (two-tower, fine, coarse) -> embed (fanned
-out over shards) -> index -> evaluate -> gate -> publish + rollout, or keep the champion; an exit handler records
-the run's final state. Compiled to pipelines/daily.yaml (committed) with the default `ClusterOptions`.
+"""The daily DAG: fingerprint -> validate -> features -> samples -> train (two-tower, fine, then coarse: it may read
+the two-tower model's cosine) -> embed (fanned out over shards) -> index -> evaluate -> gate -> publish + rollout,
+or keep the champion; an exit handler records the run's final state. Compiled to pipelines/daily.yaml (committed)
+with the default `ClusterOptions`.
 
 `build(opts)` makes the two pipelines for one placement (pipelines/cluster.py): the workspace PVC and Secret,
 resources, timeouts and retries. The local runner runs the same DAG (it ignores the Kubernetes placement).
@@ -50,7 +51,7 @@ def build(opts: ClusterOptions | None = None):
                                         **common), "train-fine-ranker").after(samples_ok)
         coarse = put(distill_coarse_ranker(data_root=data_root, samples=samples.outputs["samples"],
                                            teacher=teacher.outputs["teacher"], features=feats.outputs["features"],
-                                           **common), "distill-coarse-ranker")
+                                           model=model.outputs["model"], **common), "distill-coarse-ranker")
 
         plan = put(plan_export_shards(data_root=data_root, **common), "plan-export-shards").after(model)
         with dsl.ParallelFor(plan.output, name="embedding-shards") as shard_no:

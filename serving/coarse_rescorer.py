@@ -6,10 +6,18 @@ offline). An export directory at the top level with the doc matrix beside it is 
 request row is featurized with the ranker's featurizer, encoded once, and `scorer({"query", "doc"})` scores
 every candidate found in the doc matrix. A three-tower ranker needs cross features of full doc rows, which a
 bundle does not ship: it is loaded as unusable and re-rank requests are answered in ANN order.
+
+A ranker trained with `retrieval_cosine` has a scorer that also takes "retrieval_cosine" [N]: the retrieval
+model's cosine of the request's query vector and each candidate (`retrieval_cosines`): the ANN score of an
+embedding-channel candidate; for one only the lexical channel found, q . d over the vector the index stores
+when the index keeps it exactly (Flat or IVF-Flat under inner product), else 0, counted in
+`missing_retrieval_cosines`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,9 +29,63 @@ from ebr.models.export import ExportedModule, load_exported
 from ebr.train.rankers import DOC_IDS, DOC_VECTORS
 
 if TYPE_CHECKING:
+    import faiss
     import torch
 
+    from ebr.index.search import ShardedSearcher
     from ebr.models.config import FeaturizerConfig
+
+RETRIEVAL_COSINE = "retrieval_cosine"
+SCORER_INPUTS = ({"query", "doc"}, {"query", "doc", RETRIEVAL_COSINE})
+
+
+def stores_exact_vectors(index: faiss.Index) -> bool:
+    """True when `index` keeps every vector as added (Flat, IVF-Flat) under inner product."""
+    import faiss
+
+    top = faiss.downcast_index(index)
+    return top.metric_type == faiss.METRIC_INNER_PRODUCT and isinstance(top, faiss.IndexFlat | faiss.IndexIVFFlat)
+
+
+class StoredVectors:
+    """The doc vectors a searcher's index shards store, by doc id, where every shard stores them exactly.
+
+    The shards are read from the searcher (`ShardedSearcher` keeps its Faiss indexes and the doc id of each
+    position); an IVF shard gets a direct map once (as `ebr.index.filtered.ExactSubset` does)."""
+
+    def __init__(self, searcher: ShardedSearcher) -> None:
+        import faiss
+
+        indexes = list(getattr(searcher, "_indexes", []))
+        doc_ids = list(getattr(searcher, "_doc_ids", []))
+        self.exact = bool(indexes) and len(indexes) == len(doc_ids) and all(stores_exact_vectors(ix)
+                                                                            for ix in indexes)
+        self._shards: list[tuple[Any, np.ndarray, np.ndarray]] = []
+        if not self.exact:
+            return
+        lock = getattr(searcher, "_init_lock", None) or contextlib.nullcontext()
+        for ix, ids in zip(indexes, doc_ids, strict=True):
+            top = faiss.downcast_index(ix)
+            with lock:  # the searcher's own lock: its filtered search makes the same direct map
+                if isinstance(top, faiss.IndexIVF) and top.direct_map.type == faiss.DirectMap.NoMap:
+                    top.make_direct_map()
+            order = np.argsort(ids, kind="stable")
+            self._shards.append((top, np.asarray(ids, dtype=np.int64)[order], order.astype(np.int64)))
+
+    def lookup(self, doc_ids: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray]:
+        """(vectors float32 [n, dim], found bool [n]) of `doc_ids`; rows of unknown ids are 0."""
+        ids = np.asarray(doc_ids, dtype=np.int64)
+        out = np.zeros((len(ids), dim), dtype=np.float32)
+        found = np.zeros(len(ids), dtype=bool)
+        for top, sorted_ids, order in self._shards:
+            if not len(sorted_ids):
+                continue
+            at = np.minimum(np.searchsorted(sorted_ids, ids), len(sorted_ids) - 1)
+            hit = (sorted_ids[at] == ids) & ~found
+            if hit.any():
+                out[hit] = top.reconstruct_batch(order[at[hit]])
+                found |= hit
+        return out, found
 
 
 class CoarseRescorer:
@@ -44,6 +106,10 @@ class CoarseRescorer:
         self.featurizer = featurizer
         self.reason = reason
         self.usable = reason is None
+        self.uses_retrieval_cosine = scorer is not None and RETRIEVAL_COSINE in scorer.input_spec
+        self.missing_retrieval_cosines = 0  # candidates scored with cos_retrieval = 0 (index keeps no exact vector)
+        self._stored: tuple[ShardedSearcher, StoredVectors] | None = None
+        self._lock = threading.Lock()
         if doc_ids is not None and doc_vectors is not None:
             order = np.argsort(doc_ids, kind="stable")
             self._ids = np.ascontiguousarray(doc_ids[order], dtype=np.int64)
@@ -66,7 +132,7 @@ class CoarseRescorer:
         if missing:
             return cls.unusable(f"coarse ranker export has no {' or '.join(missing)} module")
         scorer = exported["scorer"]
-        if set(scorer.input_spec) != {"query", "doc"}:
+        if set(scorer.input_spec) not in SCORER_INPUTS:
             return cls.unusable(
                 f"coarse ranker scorer takes {sorted(scorer.input_spec)}: cross features are not served"
             )
@@ -90,14 +156,62 @@ class CoarseRescorer:
             doc_vectors=vectors,
         )
 
+    def _stored_vectors(self, searcher: ShardedSearcher) -> StoredVectors:
+        with self._lock:
+            if self._stored is None or self._stored[0] is not searcher:
+                self._stored = (searcher, StoredVectors(searcher))
+            return self._stored[1]
+
+    def retrieval_cosines(
+        self,
+        searcher: ShardedSearcher,
+        query_vector: np.ndarray,
+        doc_ids: np.ndarray,
+        ann_ids: np.ndarray,
+        ann_scores: np.ndarray,
+        count: bool = True,
+    ) -> tuple[np.ndarray, int]:
+        """(cos_retrieval float32 [n] of the candidates, how many got 0): the ANN score of a candidate the
+        embedding channel returned (`ann_ids`, `ann_scores`), else q . d over the index's stored vector when the
+        index keeps it exactly, else 0 (counted in `missing_retrieval_cosines` unless `count` is off: warm-up)."""
+        ids = np.asarray(doc_ids, dtype=np.int64)
+        q = np.asarray(query_vector, dtype=np.float32).reshape(-1)
+        if q.shape[0] != searcher.dim:
+            raise ValueError(f"query_vector has {q.shape[0]} dims, the index {searcher.dim}")
+        a_ids = np.asarray(ann_ids, dtype=np.int64)
+        a_scores = np.asarray(ann_scores, dtype=np.float32)
+        if a_ids.shape != a_scores.shape:
+            raise ValueError(f"ann_ids {a_ids.shape} and ann_scores {a_scores.shape} differ in shape")
+        out = np.zeros(len(ids), dtype=np.float32)
+        have = np.zeros(len(ids), dtype=bool)
+        if len(a_ids) and len(ids):
+            order = np.argsort(a_ids, kind="stable")
+            at = np.minimum(np.searchsorted(a_ids[order], ids), len(a_ids) - 1)
+            have = a_ids[order][at] == ids
+            out[have] = a_scores[order][at[have]]
+        rest = np.flatnonzero(~have)
+        if len(rest):
+            stored = self._stored_vectors(searcher)
+            if stored.exact:
+                vecs, found = stored.lookup(ids[rest], searcher.dim)
+                out[rest[found]] = vecs[found] @ q
+                have[rest[found]] = True
+        missing = int((~have).sum())
+        if missing and count:
+            with self._lock:
+                self.missing_retrieval_cosines += missing
+        return out, missing
+
     def score(
         self,
         row: Mapping[str, Any],
         doc_ids: np.ndarray,
         query_inputs: Mapping[str, torch.Tensor] | None = None,
+        retrieval_cosine: np.ndarray | None = None,
     ) -> np.ndarray:
         """Coarse scores [n] (float64) of the candidates, NaN for a doc missing from the doc matrix; `query_inputs`
-        (featurized with the ranker's featurizer config) are reused when given."""
+        (featurized with the ranker's featurizer config) are reused when given; `retrieval_cosine` [n] (see
+        `retrieval_cosines`) is required by a ranker trained with it."""
         import torch
 
         from ebr.models.inputs import featurize_queries
@@ -105,6 +219,12 @@ class CoarseRescorer:
         if not self.usable or self.query_tower is None or self.scorer is None or self.featurizer is None:
             raise RuntimeError(f"coarse ranker is not usable: {self.reason}")
         ids = np.asarray(doc_ids, dtype=np.int64)
+        if self.uses_retrieval_cosine:
+            if retrieval_cosine is None:
+                raise ValueError("this coarse ranker reads retrieval_cosine: pass the candidates' retrieval cosines")
+            rc = np.asarray(retrieval_cosine, dtype=np.float32).reshape(-1)
+            if rc.shape != ids.shape:
+                raise ValueError(f"retrieval_cosine has {rc.shape[0]} values for {len(ids)} candidates")
         out = np.full(len(ids), np.nan, dtype=np.float64)
         if not len(ids) or not len(self._ids):
             return out
@@ -115,6 +235,9 @@ class CoarseRescorer:
         x = query_inputs if query_inputs is not None else featurize_queries([dict(row)], self.featurizer)
         q = self.query_tower(x)
         d = torch.from_numpy(self._vectors[pos[found]])
-        scores = self.scorer({"query": q.expand(len(d), -1).contiguous(), "doc": d})
+        inputs = {"query": q.expand(len(d), -1).contiguous(), "doc": d}
+        if self.uses_retrieval_cosine:
+            inputs[RETRIEVAL_COSINE] = torch.from_numpy(np.ascontiguousarray(rc[found]))
+        scores = self.scorer(inputs)
         out[found] = scores.reshape(-1).double().numpy()
         return out

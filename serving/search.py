@@ -276,6 +276,7 @@ class SearchEngine:
         looked_at = dropped = 0
         if q is not None:
             ids, scores, looked_at, dropped = self._retrieve(bundle, q, req, expect, stages, first)
+        ann_ids, ann_scores = ids, scores  # the embedding channel's cosines, before any fusion
         sources = [("ann",)] * len(ids)
         fusion = None
         if "lexical" in channels:
@@ -297,7 +298,14 @@ class SearchEngine:
         if req.rerank and bundle.rescorer is not None and bundle.rescorer.usable:
             t0 = time.perf_counter()
             same = bundle.rescorer.featurizer == bundle.featurizer
-            coarse = bundle.rescorer.score(row, ids, query_inputs=x if same else None)
+            cos_r = None
+            if bundle.rescorer.uses_retrieval_cosine:
+                if q is None:  # lexical only: one query-tower pass gives the ranker its retrieval cosine
+                    t1 = time.perf_counter()
+                    q = bundle.tower(x).numpy().astype(np.float32, copy=False)
+                    stages["tower"] += time.perf_counter() - t1
+                cos_r, _ = bundle.rescorer.retrieval_cosines(bundle.searcher, q, ids, ann_ids, ann_scores)
+            coarse = bundle.rescorer.score(row, ids, query_inputs=x if same else None, retrieval_cosine=cos_r)
             order = np.argsort(np.where(np.isnan(coarse), np.inf, -coarse), kind="stable")
             ids, scores, coarse = ids[order], scores[order], coarse[order]
             sources = [sources[i] for i in order]
@@ -333,8 +341,13 @@ class SearchEngine:
                 x = featurize_queries([row], bundle.featurizer)
                 q = bundle.tower(x).numpy()
                 for k in (10, min(bundle.ntotal, 100)):
-                    _, ids = bundle.searcher.search(q, max(1, k))
-                    ids = ids[0][ids[0] >= 0]
+                    scores, ids = bundle.searcher.search(q, max(1, k))
+                    scores, ids = scores[0][ids[0] >= 0], ids[0][ids[0] >= 0]
                     removed(ids, bundle.docs, [Expectation(category_leaf="warm-up")])
                     if bundle.rescorer is not None and bundle.rescorer.usable:
-                        bundle.rescorer.score(row, ids)
+                        cos_r = None
+                        if bundle.rescorer.uses_retrieval_cosine:  # the ANN half, then the stored-vector half
+                            half = len(ids) // 2
+                            cos_r, _ = bundle.rescorer.retrieval_cosines(bundle.searcher, q, ids, ids[:half],
+                                                                         scores[:half], count=False)
+                        bundle.rescorer.score(row, ids, retrieval_cosine=cos_r)

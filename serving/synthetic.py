@@ -189,10 +189,13 @@ def build_coarse_ranker(
     q_in = featurize_queries(example_query_rows(), fz)
     with torch.no_grad():
         q = model.encode_queries(q_in)
+    scorer_in = {"query": q, "doc": torch.from_numpy(vecs[:2])}
+    if model.uses_retrieval_cosine:
+        scorer_in["retrieval_cosine"] = torch.tensor([0.5, -0.25])
     export_modules(
         out / EXPORT_DIR,
         {"query_tower": model.query_tower, "scorer": PairScorer(model)},
-        {"query_tower": q_in, "scorer": {"query": q, "doc": torch.from_numpy(vecs[:2])}},
+        {"query_tower": q_in, "scorer": scorer_in},
         model_version=model_version,
         featurizer=fz,
         config={"coarse_ranker": config.model_dump(mode="json"), "embedding_dim": config.doc_tower.out_dim},

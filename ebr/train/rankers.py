@@ -2,8 +2,9 @@
 
 - `train_fine_ranker(samples_dir, out_dir, cfg, features_dir)`: multi-task BCE (seed 002 formula 19) on the
   ranking samples; writes the model, per-epoch curves and metrics.
-- `distill_coarse_ranker(samples_dir, teacher_dir, out_dir, cfg, data_root, features_dir)`: the student with
-  L = alpha * L_hard + beta * KL(teacher_T || student_T) and, for comparison, the same student with beta = 0;
+- `distill_coarse_ranker(samples_dir, teacher_dir, out_dir, cfg, data_root, features_dir, retrieval_model_dir)`:
+  the student with L = alpha * L_hard + beta * KL(teacher_T || student_T) and, for comparison, the same student
+  with beta = 0 (with `model.retrieval_cosine`, its head also reads the same day's retrieval model's cosine);
   both and the teacher are evaluated on the samples' day D (the temporal holdout: NDCG against relevance
   labels, teacher agreement, scoring cost); exports the student (`torch.export` programs through
   `ebr.models.export`) with the doc matrix the serving bundle ships.
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
     from ebr.models.rankers.fine_ranker import FineRanker
     from ebr.models.rankers.rows import RankingRows
     from ebr.models.rankers.tensors import ListBatch, RankingTensors
+    from ebr.models.two_tower import TwoTowerModel
 
 MANIFEST = "manifest.json"
 MODEL_FILE = "model.pt"
@@ -150,25 +152,45 @@ def split_requests(rows: RankingRows, valid_share: float) -> tuple[np.ndarray, n
 
 
 class _Featurized:
-    """Cross features of some rows computed once, tensors built per model (cached by featurizer and names)."""
+    """Cross features (and, with a retrieval model, the pairs' retrieval cosines) of some rows computed once,
+    tensors built per model (cached by featurizer and names)."""
 
-    def __init__(self, rows: RankingRows) -> None:
+    def __init__(self, rows: RankingRows, retrieval: TwoTowerModel | None = None) -> None:
         from ebr.models.rankers.cross_features import CROSS_FEATURE_NAMES
+        from ebr.models.rankers.retrieval_cosine import retrieval_cosines
         from ebr.models.rankers.tensors import rows_cross_features
 
         self.rows = rows
         self.names = list(CROSS_FEATURE_NAMES)
         self.cross = rows_cross_features(rows, self.names)
+        self.retrieval_cosine = retrieval_cosines(retrieval, rows) if retrieval is not None else None
         self._cache: dict[str, RankingTensors] = {}
 
     def tensors(self, featurizer: FeaturizerConfig, names: Sequence[str]) -> RankingTensors:
+        import dataclasses
+
+        import torch
+
         from ebr.models.rankers.tensors import build_tensors
 
         key = featurizer.model_dump_json() + "|" + ",".join(names)
         if key not in self._cache:
             cols = [self.names.index(n) for n in names]
-            self._cache[key] = build_tensors(self.rows, featurizer, self.cross[:, cols], names)
+            t = build_tensors(self.rows, featurizer, self.cross[:, cols], names)
+            if self.retrieval_cosine is not None:
+                t = dataclasses.replace(t, retrieval_cosine=torch.from_numpy(self.retrieval_cosine))
+            self._cache[key] = t
         return self._cache[key]
+
+
+def forward_batch(model: torch.nn.Module, b: ListBatch) -> torch.Tensor:
+    """A ranker's scores [M] of a batch; a coarse ranker reading the retrieval cosine gets the batch's."""
+    if getattr(model, "uses_retrieval_cosine", False):
+        if b.retrieval_cosine is None:
+            raise ValueError("the coarse ranker reads retrieval_cosine, but the tensors carry none (computed only "
+                             "with a retrieval model: distill_coarse_ranker's retrieval_model_dir)")
+        return model(b.query, b.doc, b.cross, b.cross_buckets, b.pair_request, b.retrieval_cosine)
+    return model(b.query, b.doc, b.cross, b.cross_buckets, b.pair_request)
 
 
 # --------------------------------------------------------------------------------------------- training
@@ -250,7 +272,7 @@ def score_all_pairs(model: torch.nn.Module, t: RankingTensors, batch_requests: i
         with torch.no_grad():
             for start in range(0, t.n_requests, batch_requests):
                 b = make_batch(t, torch.arange(start, min(start + batch_requests, t.n_requests)))
-                s = model(b.query, b.doc, b.cross, b.cross_buckets, b.pair_request)
+                s = forward_batch(model, b)
                 out[b.pair_index.numpy()] = s.numpy()
     finally:
         model.train(was)
@@ -437,7 +459,7 @@ def _train_student(
     teacher_all = torch.from_numpy(teacher_train)
 
     def loss_fn(b: ListBatch) -> tuple[torch.Tensor, dict[str, float]]:
-        s = model(b.query, b.doc, b.cross, b.cross_buckets, b.pair_request)
+        s = forward_batch(model, b)
         t = b.lists(teacher_all[b.pair_index]) if distill.beta > 0 else None
         return distillation_loss(distill, b.lists(s), t, b.lists(b.labels[:, 0]), b.mask)
 
@@ -492,14 +514,17 @@ def distill_coarse_ranker(
     data_root: str | Path | None = None,
     eval_day: str | None = None,
     features_dir: str | Path | None = None,
+    retrieval_model_dir: str | Path | None = None,
 ) -> dict[str, Any]:
     """Distil the teacher into the coarse ranker, train the plain student, evaluate all three, export.
 
     `data_root` gives the evaluation day's candidates and labels (day D of the samples, or `eval_day`) and the
     corpus of the doc matrix; their features come from the feature store in `features_dir` (as do the training
     rows' when the samples carry no joined ranking features). Without `data_root` the metrics are those of the
-    validation requests (clicks only) and the doc matrix covers the sampled docs. Returns paths, the metrics of
-    every system and the MLflow run id."""
+    validation requests (clicks only) and the doc matrix covers the sampled docs. With `model.retrieval_cosine`
+    (both students) every training and evaluation pair gets the cosine of the two-tower retrieval model in
+    `retrieval_model_dir` (the same day's `train_two_tower` output), which is then required. Returns paths, the
+    metrics of every system and the MLflow run id."""
     from ebr.models.rankers.coarse_ranker import encode_corpus
     from ebr.models.rankers.cost import student_cost_ms, teacher_cost_ms
     from ebr.models.rankers.evaluation import judgement_counts, judgements, ranking_metrics
@@ -507,6 +532,9 @@ def distill_coarse_ranker(
 
     cfg = cfg or CoarseRankerStepConfig()
     mc, tc, ec = cfg.model, cfg.train, cfg.evaluation
+    if mc.retrieval_cosine and retrieval_model_dir is None:
+        raise ValueError("model.retrieval_cosine is on but retrieval_model_dir is not given: the coarse ranker's "
+                         "retrieval-cosine feature needs the two-tower retrieval model's directory")
     out = check_out_dir(out_dir)
     info = _manifest_info(samples_dir)
     day = eval_day or info["day"]
@@ -515,11 +543,16 @@ def distill_coarse_ranker(
                          "come from the feature store")
     teacher = load_fine_ranker(teacher_dir)
     tcfg = teacher.config
+    retrieval = None
+    if mc.retrieval_cosine and retrieval_model_dir is not None:
+        from ebr.train.checkpoint import load_two_tower
+
+        retrieval = load_two_tower(retrieval_model_dir)
     rows = load_training_rows(samples_dir, features_dir)
     train_idx, valid_idx = split_requests(rows, tc.valid_share)
     train_rows, valid_rows = rows.select_requests(train_idx), rows.select_requests(valid_idx)
-    train_f = _Featurized(train_rows)
-    valid_f = _Featurized(valid_rows) if len(valid_idx) else None
+    train_f = _Featurized(train_rows, retrieval)
+    valid_f = _Featurized(valid_rows, retrieval) if len(valid_idx) else None
 
     teacher_train = score_all_pairs(teacher, train_f.tensors(tcfg.featurizer, tcfg.cross_features))
     teacher_valid = (score_all_pairs(teacher, valid_f.tensors(tcfg.featurizer, tcfg.cross_features))
@@ -537,6 +570,10 @@ def distill_coarse_ranker(
         histories["student_plain"] = plain_hist
 
     notes = list(rows.notes)
+    if retrieval is not None:
+        notes.append(f"both students' heads read the retrieval cosine of the two-tower model in {retrieval_model_dir}")
+    elif retrieval_model_dir is not None:
+        notes.append("retrieval_model_dir given but model.retrieval_cosine is off: the retrieval model is not read")
     if data_root is not None:
         ev_rows = load_eval_rows(data_root, day, features_dir)
         eval_desc = (f"Holdout day {day}: {ev_rows.n_requests} requests, {len(ev_rows.pairs)} logged candidates "
@@ -549,7 +586,7 @@ def distill_coarse_ranker(
         notes.append("no data_root: evaluated on validation requests, not on the holdout day")
     else:
         raise ValueError("nothing to evaluate on: pass data_root or set train.valid_share > 0")
-    ev_f = _Featurized(ev_rows)
+    ev_f = _Featurized(ev_rows, retrieval)
     ev_teacher_t = ev_f.tensors(tcfg.featurizer, tcfg.cross_features)
     ev_student_t = ev_f.tensors(mc.featurizer, mc.cross_features)
     t_scores = score_all_pairs(teacher, ev_teacher_t)
@@ -600,17 +637,23 @@ def distill_coarse_ranker(
                                                            f"{model_version}.{run.run_id[:8]}",
                                                            f"coarse ranker ({mc.kind}) for day {day}")
 
-        # only a two-tower student serves from the shipped doc matrix; a three-tower one is not registered
-        can_register = bool(cfg.mlflow.registered_model) and not student.three_tower
+        # only a two-tower student on query and doc vectors serves from the registry's pyfunc: a three-tower one
+        # (cross features) and one reading the retrieval cosine (the request's retrieval vector) are not registered
+        can_register = (bool(cfg.mlflow.registered_model) and not student.three_tower
+                        and not student.uses_retrieval_cosine)
         run_id = _track(cfg.mlflow, "distill_coarse_ranker", cfg.model_dump(mode="json"), histories, final,
                         tmp, {"ebr.day": str(day), "ebr.teacher_dir": str(teacher_dir)},
                         register if can_register else None)
         notes += untracked_note(run_id)
         if cfg.mlflow.registered_model and student.three_tower and run_id is not None:
             notes.append("three-tower coarse ranker: not registered (its cross tower needs doc rows online)")
+        elif cfg.mlflow.registered_model and student.uses_retrieval_cosine and run_id is not None:
+            notes.append("coarse ranker reading the retrieval cosine: not registered (the pyfunc has no retrieval "
+                         "vectors; the serving bundle scores it)")
         manifest = {
             "format": FORMAT, "kind": "coarse_ranker", "model_kind": mc.kind, **info, "eval_day": day,
             "feature_source": rows.feature_source, "teacher_dir": str(teacher_dir), "mlflow_run_id": run_id,
+            "retrieval_model_dir": str(retrieval_model_dir) if retrieval is not None else None,
             "registered_model": cfg.mlflow.registered_model if registered else None,
             "registered_version": registered.get("version"),
             "rows": {"requests": rows.n_requests, "pairs": len(rows.pairs), "train_requests": len(train_idx),
@@ -643,6 +686,10 @@ def export_student(student: CoarseRanker, t: RankingTensors, path: Path, model_v
     scorer_in = {"query": q, "doc": d}
     if student.three_tower:
         scorer_in.update(cross=b.cross[idx], cross_buckets=b.cross_buckets[idx])
+    if student.uses_retrieval_cosine:
+        if b.retrieval_cosine is None:
+            raise ValueError("export_student: the coarse ranker reads retrieval_cosine, the tensors carry none")
+        scorer_in["retrieval_cosine"] = b.retrieval_cosine[idx]
     cfg = student.config
     return export_modules(
         path,
@@ -651,5 +698,6 @@ def export_student(student: CoarseRanker, t: RankingTensors, path: Path, model_v
         model_version=model_version,
         featurizer=cfg.featurizer,
         config={"coarse_ranker": cfg.model_dump(mode="json"), "embedding_dim": cfg.doc_tower.out_dim,
-                "cross_features": cfg.cross_features if student.three_tower else []},
+                "cross_features": cfg.cross_features if student.three_tower else [],
+                "retrieval_cosine": student.uses_retrieval_cosine},
     )

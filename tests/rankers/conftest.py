@@ -88,3 +88,20 @@ def small_tensors(small_rows, small_cross):
     from ebr.models.rankers.tensors import build_tensors
 
     return build_tensors(small_rows, TINY_FEATURIZER, small_cross, CROSS_FEATURE_NAMES)
+
+
+@pytest.fixture(scope="session")
+def retrieval_model_dir(tmp_path_factory):
+    """A tiny untrained two-tower retrieval model saved as `train_two_tower` saves one (checkpoint + config)."""
+    from ebr.models.config import TwoTowerConfig
+    from ebr.models.two_tower import TwoTowerModel
+    from ebr.train.checkpoint import save_two_tower
+
+    cfg = TwoTowerConfig(featurizer=TINY_FEATURIZER, seed=4,
+                         query_tower=QueryTowerConfig(hidden_dim=8, out_dim=8, num_heads=2, lstm_layers=1,
+                                                      dcn_layers=1),
+                         doc_tower=DocTowerConfig(hidden_dim=8, out_dim=8, mlp_dims=[16]))
+    out = tmp_path_factory.mktemp("retrieval") / "model"
+    out.mkdir()
+    save_two_tower(TwoTowerModel(cfg).eval(), out)
+    return out

@@ -150,3 +150,43 @@ def test_the_holdout_evaluation_needs_the_feature_store(samples_dir, tiny_data, 
         distill_coarse_ranker(samples_dir, teacher[0], tmp_path / "coarse", CoarseRankerStepConfig(
             model=coarse_config()), data_root=tiny_data)
     assert not (tmp_path / "coarse").exists()
+
+
+@pytest.fixture(scope="module")
+def coarse_rc(samples_dir, tiny_data, features_dir, tracking, teacher, retrieval_model_dir, tmp_path_factory):
+    """The distillation with the retrieval cosine on (distilled student only, 2 epochs)."""
+    out = tmp_path_factory.mktemp("coarse_rc") / "coarse"
+    cfg = CoarseRankerStepConfig(
+        model=coarse_config(retrieval_cosine=True), train=_train(2), distill=DistillConfig(),
+        evaluation=RankerEvalConfig(compare_plain=False, cost_candidates=200, cost_repeats=3),
+        mlflow=tracking.model_copy(update={"registered_model": "ebr-coarse-ranker-rc"}),
+    )
+    return out, distill_coarse_ranker(samples_dir, teacher[0], out, cfg, data_root=tiny_data,
+                                      features_dir=features_dir, retrieval_model_dir=retrieval_model_dir)
+
+
+def test_distillation_with_the_retrieval_cosine_trains_evaluates_and_exports(coarse_rc, retrieval_model_dir):
+    out, res = coarse_rc
+    assert list(res["systems"]) == ["teacher", "student_distilled"]
+    m = res["systems"]["student_distilled"]
+    for key in ("ndcg@10", "true_ndcg@10", "teacher_agreement@10"):
+        assert m[key]["n_requests"] > 0 and 0.0 <= m[key]["value"] <= 1.0
+    hist = res["history"]["student_distilled"]
+    assert len(hist) == 2 and all(np.isfinite(h["train_loss"]) for h in hist)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["retrieval_model_dir"] == str(retrieval_model_dir)
+    assert manifest["config"]["model"]["retrieval_cosine"] is True
+    assert res["mlflow_run_id"] is not None and res["registered_version"] is None
+    assert any("retrieval cosine: not registered" in n for n in res["notes"])
+    model = load_coarse_ranker(out)
+    assert model.uses_retrieval_cosine
+    assert float(model.head.retrieval_weight) != coarse_config().retrieval_cosine_init  # it was trained
+    bundle = load_exported(out / "export")
+    assert set(bundle["scorer"].input_spec) == {"query", "doc", "retrieval_cosine"}
+    q = torch.nn.functional.normalize(torch.randn(6, 8, generator=torch.Generator().manual_seed(1)), dim=1)
+    d = torch.from_numpy(np.load(out / "doc_vectors.npy")[:6])
+    rc = torch.linspace(-0.5, 0.9, 6)
+    with torch.no_grad():
+        eager = model.score_pairs(q, d, retrieval_cosine=rc)
+    torch.testing.assert_close(bundle["scorer"]({"query": q, "doc": d, "retrieval_cosine": rc}), eager,
+                               atol=1e-5, rtol=0)

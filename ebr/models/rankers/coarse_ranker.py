@@ -3,7 +3,9 @@
 Two towers: score = s * cos(q, d) + b with the MGDSPR query tower and the doc tower of `ebr.models`; the doc
 side depends on the doc alone, so every doc vector is computed offline (`encode_corpus`) and shipped as a
 matrix. Three towers add a cross tower over the query-doc and user-doc cross features (computed online with
-`ebr.models.rankers.cross_features`) and score += MLP_post([q * d, cross_tower(x)]).
+`ebr.models.rankers.cross_features`) and score += MLP_post([q * d, cross_tower(x)]). With `retrieval_cosine`
+the head also reads the retrieval model's cosine of the pair (`ebr.models.rankers.retrieval_cosine`):
+score += w * cos_retrieval.
 """
 
 from __future__ import annotations
@@ -41,11 +43,13 @@ class CrossTower(nn.Module):
 
 
 class ScoringHead(nn.Module):
-    """The per-candidate part of the coarse ranker: s * <q, d> + b (+ MLP_post([q * d, cross_tower(x)]))."""
+    """The per-candidate part of the coarse ranker: s * <q, d> + b (+ MLP_post([q * d, cross_tower(x)]))
+    (+ w * cos_retrieval)."""
 
     def __init__(self, config: CoarseRankerConfig) -> None:
         super().__init__()
         self.three_tower = config.kind == "three_tower"
+        self.uses_retrieval_cosine = config.retrieval_cosine
         log_s = torch.tensor(math.log(config.scale_init))
         if config.learn_scale:
             self.log_scale = nn.Parameter(log_s)
@@ -60,6 +64,10 @@ class ScoringHead(nn.Module):
         else:
             self.cross_tower = None
             self.post = None
+        if self.uses_retrieval_cosine:
+            self.retrieval_weight: nn.Parameter | None = nn.Parameter(torch.tensor(float(config.retrieval_cosine_init)))
+        else:
+            self.retrieval_weight = None
 
     def forward(
         self,
@@ -67,14 +75,20 @@ class ScoringHead(nn.Module):
         doc_vecs: torch.Tensor,
         cross: torch.Tensor | None = None,
         cross_buckets: torch.Tensor | None = None,
+        retrieval_cosine: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Scores [N] of paired vectors [N, k]; three towers also need the pairs' cross features."""
+        """Scores [N] of paired vectors [N, k]; three towers also need the pairs' cross features, and
+        `retrieval_cosine` on, the pairs' retrieval cosines [N]."""
         score = torch.exp(self.log_scale) * (query_vecs * doc_vecs).sum(dim=-1) + self.bias
         if self.cross_tower is not None and self.post is not None:
             if cross is None or cross_buckets is None:
                 raise ValueError("a three-tower coarse ranker needs cross and cross_buckets to score pairs")
             c = self.cross_tower(cross, cross_buckets)
             score = score + self.post(torch.cat([query_vecs * doc_vecs, c], dim=1)).squeeze(-1)
+        if self.retrieval_weight is not None:
+            if retrieval_cosine is None:
+                raise ValueError("a coarse ranker with retrieval_cosine on needs the pairs' retrieval_cosine [N]")
+            score = score + self.retrieval_weight * retrieval_cosine.reshape(-1).to(score.dtype)
         return score
 
 
@@ -95,6 +109,11 @@ class CoarseRanker(nn.Module):
     def three_tower(self) -> bool:
         return self.head.three_tower
 
+    @property
+    def uses_retrieval_cosine(self) -> bool:
+        """True when the head reads the retrieval model's cosine of each pair."""
+        return self.head.uses_retrieval_cosine
+
     def encode_queries(self, query: dict[str, torch.Tensor]) -> torch.Tensor:
         """Query-tower inputs [R] -> unit query vectors [R, k] (once per request online)."""
         return self.query_tower(query)
@@ -109,9 +128,10 @@ class CoarseRanker(nn.Module):
         doc_vecs: torch.Tensor,
         cross: torch.Tensor | None = None,
         cross_buckets: torch.Tensor | None = None,
+        retrieval_cosine: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Scores [N] of paired vectors [N, k] (see `ScoringHead`)."""
-        return self.head(query_vecs, doc_vecs, cross, cross_buckets)
+        return self.head(query_vecs, doc_vecs, cross, cross_buckets, retrieval_cosine)
 
     def forward(
         self,
@@ -120,28 +140,30 @@ class CoarseRanker(nn.Module):
         cross: torch.Tensor | None = None,
         cross_buckets: torch.Tensor | None = None,
         pair_request: torch.Tensor | None = None,
+        retrieval_cosine: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Scores [N] of N pairs: doc row i pairs with query row pair_request[i] (None: row i)."""
         q = self.encode_queries(query)
         if pair_request is not None:
             q = q[pair_request]
-        return self.score_pairs(q, self.encode_docs(doc), cross, cross_buckets)
+        return self.score_pairs(q, self.encode_docs(doc), cross, cross_buckets, retrieval_cosine)
 
 
 class PairScorer(nn.Module):
     """The scoring head behind the one-dict convention of export and serving: {"query", "doc"[, "cross",
-    "cross_buckets"]} -> scores [N]; the server repeats the query vector once per candidate. It holds the head
-    alone, so the exported program carries no tower weights."""
+    "cross_buckets"][, "retrieval_cosine"]} -> scores [N]; the server repeats the query vector once per
+    candidate. It holds the head alone, so the exported program carries no tower weights."""
 
     def __init__(self, model: CoarseRanker) -> None:
         super().__init__()
         self.head = model.head
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Paired vectors (and cross features) -> [N]."""
+        """Paired vectors (and cross features, retrieval cosines) -> [N]."""
+        rc = inputs["retrieval_cosine"] if self.head.uses_retrieval_cosine else None
         if self.head.three_tower:
-            return self.head(inputs["query"], inputs["doc"], inputs["cross"], inputs["cross_buckets"])
-        return self.head(inputs["query"], inputs["doc"])
+            return self.head(inputs["query"], inputs["doc"], inputs["cross"], inputs["cross_buckets"], rc)
+        return self.head(inputs["query"], inputs["doc"], retrieval_cosine=rc)
 
 
 def encode_corpus(

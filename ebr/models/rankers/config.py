@@ -109,7 +109,8 @@ class CoarseRankerConfig(Section):
     """The student: MGDSPR query tower and doc tower of `ebr.models` (smaller), cosine scaled by a learned s.
 
     score = s * cos(q, d) + b (two towers; seed 002 prefers cosine to the raw inner product) and, with three
-    towers, + MLP_post([q * d, cross_tower(cross features)]) (seed 002 "引入交叉塔", "引入后交互层").
+    towers, + MLP_post([q * d, cross_tower(cross features)]) (seed 002 "引入交叉塔", "引入后交互层"); with
+    `retrieval_cosine`, + w * cos_retrieval(q, d) (the retrieval model's cosine as a feature, Facebook EBR).
     """
 
     kind: Literal["two_tower", "three_tower"] = Field(
@@ -133,6 +134,19 @@ class CoarseRankerConfig(Section):
     cross_embed_dim: int = Field(8, ge=1, description="three towers: bucket embedding size per cross feature")
     cross_dims: list[int] = Field(default_factory=lambda: [32], description="three towers: cross-tower MLP")
     post_dims: list[int] = Field(default_factory=lambda: [32], description="three towers: post-interaction MLP")
+    retrieval_cosine: bool = Field(
+        False,
+        description="add w * cos_retrieval(q, d) to the score, the cosine of the two-tower retrieval model trained "
+        "the same day (Facebook EBR: the cosine as a ranking feature); training needs the retrieval model's "
+        "directory, serving the request's query vector and the candidates' ANN scores. Small day, distilled student, "
+        "seeds 0/1: ndcg@10 0.795/0.787 -> 0.800/0.801, true_ndcg@10 0.886/0.879 -> 0.892/0.894, "
+        "teacher_agreement@10 0.937/0.935 -> 0.945/0.944 (docs/rankers.md). Off by default until the MLflow pyfunc "
+        "of the coarse ranker (ebr.train.registry) and bench/bench_rankers.py pass the cosine: a student reading it "
+        "is not registered",
+    )
+    retrieval_cosine_init: float = Field(
+        1.0, description="initial w of w * cos_retrieval (the student's own cosine starts at s = scale_init)"
+    )
     sparse_embeddings: bool = Field(True, description="sparse gradients for the hashed id/text tables (SparseAdam)")
     seed: int = Field(0, description="initial weights are a function of this seed")
 

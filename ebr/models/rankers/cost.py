@@ -31,6 +31,7 @@ def candidate_slice(t: RankingTensors, n: int, seed: int = 0) -> dict[str, objec
         "doc": {k: v[docs] for k, v in t.doc.items()},
         "cross": t.cross[pick],
         "cross_buckets": t.cross_buckets[pick],
+        "retrieval_cosine": t.retrieval_cosine[pick] if t.retrieval_cosine is not None else None,
     }
 
 
@@ -80,10 +81,13 @@ def student_cost_ms(
             doc_vecs = model.encode_docs(x["doc"])  # offline: the shipped doc matrix
         cross = x["cross"] if model.three_tower else None
         buckets = x["cross_buckets"] if model.three_tower else None
+        rc = x["retrieval_cosine"] if model.uses_retrieval_cosine else None
+        if model.uses_retrieval_cosine and rc is None:
+            raise ValueError("student_cost_ms: the coarse ranker reads retrieval_cosine, the tensors carry none")
 
         def run() -> torch.Tensor:
             q = model.encode_queries(x["query"]).expand(n, -1)
-            return model.score_pairs(q, doc_vecs, cross, buckets)
+            return model.score_pairs(q, doc_vecs, cross, buckets, rc)
 
         return _median_ms(run, repeats, threads)
     finally:

@@ -43,6 +43,7 @@ class RankingTensors:
     doc_row: torch.Tensor  # int64 [N]
     labels: torch.Tensor  # float32 [N, len(TASKS)]
     offsets: torch.Tensor  # int64 [R + 1]: pairs of request r are offsets[r]:offsets[r + 1]
+    retrieval_cosine: torch.Tensor | None = None  # float32 [N]: the retrieval model's cosine of each pair
 
     @property
     def n_requests(self) -> int:
@@ -92,6 +93,7 @@ class ListBatch:
     pair_index: torch.Tensor  # [M] pair numbers in the full tensors
     labels: torch.Tensor  # [M, len(TASKS)]
     slots: torch.Tensor  # [B, C] indices into 0..M-1, -1 = padding
+    retrieval_cosine: torch.Tensor | None = None  # [M], when the tensors carry it
 
     @property
     def mask(self) -> torch.Tensor:
@@ -127,4 +129,5 @@ def make_batch(t: RankingTensors, requests: torch.Tensor) -> ListBatch:
         pair_index=pair_index,
         labels=t.labels[pair_index],
         slots=slots,
+        retrieval_cosine=t.retrieval_cosine[pair_index] if t.retrieval_cosine is not None else None,
     )
