@@ -8,12 +8,12 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from serving.admission import Overloaded, SearchAdmission
@@ -37,6 +37,8 @@ from serving.schema import (
 )
 from serving.search import NotReady, RetrievalDefaults, SearchEngine, SearchResult
 from serving.settings import ServerSettings
+
+BodyT = TypeVar("BodyT", bound=BaseModel)
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +91,23 @@ class ServerRuntime:
 
 
 ADMIN_WINDOW_S = 60.0
+
+
+async def _json_body(request: Request, model: type[BodyT], max_query_chars: int) -> BodyT:
+    """The request's JSON body validated as `model`, or an InputError naming what is wrong: a content type that
+    is not JSON (415), bytes that are not UTF-8 (400), a field the model refuses (422)."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype and ctype != "application/json" and not ctype.endswith("+json"):
+        raise InputError.one(415, "content-type", f"{ctype!r} is not JSON: send Content-Type: application/json")
+    body = await request.body()
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise InputError.one(400, "body", f"not valid UTF-8 (byte {e.start})") from e
+    try:
+        return model.model_validate_json(body, context={"max_query_chars": max_query_chars})
+    except ValidationError as e:
+        raise from_validation(e) from e
 
 
 def _error(status: int, field: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -184,19 +203,8 @@ def create_app(settings: ServerSettings, runtime: ServerRuntime | None = None, s
     )
     async def search(request: Request) -> Response:
         t0 = time.perf_counter()
-        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if ctype and ctype != "application/json" and not ctype.endswith("+json"):
-            return _error(415, "content-type", f"{ctype!r} is not JSON: send Content-Type: application/json")
-        body = await request.body()
         try:
-            try:
-                body.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise InputError.one(400, "body", f"not valid UTF-8 (byte {e.start})") from e
-            try:
-                req = SearchRequest.model_validate_json(body, context={"max_query_chars": settings.max_query_chars})
-            except ValidationError as e:
-                raise from_validation(e) from e
+            req = await _json_body(request, SearchRequest, settings.max_query_chars)
             result = await rt.admission.run(lambda: rt.engine.search(req))
         except InputError as e:
             return JSONResponse(e.body().model_dump(), status_code=e.status)
@@ -220,21 +228,11 @@ def create_app(settings: ServerSettings, runtime: ServerRuntime | None = None, s
         "features: the next search of the user sees them",
     )
     async def events(request: Request) -> JSONResponse:
-        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if ctype and ctype != "application/json" and not ctype.endswith("+json"):
-            return _error(415, "content-type", f"{ctype!r} is not JSON: send Content-Type: application/json")
-        body = await request.body()
         try:
-            try:
-                body.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise InputError.one(400, "body", f"not valid UTF-8 (byte {e.start})") from e
-            try:
-                req = EventsRequest.model_validate_json(body, context={"max_query_chars": settings.max_query_chars})
-            except ValidationError as e:
-                raise from_validation(e) from e
+            req = await _json_body(request, EventsRequest, settings.max_query_chars)
         except InputError as e:
-            rt.metrics.events.labels("rejected").inc(_batch_size(body))
+            if e.status != 415:  # a body of another type was never read as events
+                rt.metrics.events.labels("rejected").inc(_batch_size(await request.body()))
             return JSONResponse(e.body().model_dump(), status_code=e.status)
         if rt.events is None:
             rt.metrics.events.labels("failed").inc(len(req.events))

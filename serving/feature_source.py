@@ -301,17 +301,22 @@ class OnlineFeatureSource:
                     self.cache.put(entity, keys[entity], {n: fresh[n] for n in ENTITY_FEATURES[entity]}, generation)
         return values
 
+    def _reserve(self, what: str) -> tuple[int, float]:
+        """Count one more outstanding call (StoreBusy when `max_pending` are outstanding): (how many are now,
+        how long to wait for it: the lookup timeout once the store answered, else the connect timeout)."""
+        with self._lock:
+            if self._pending >= self.max_pending:
+                raise StoreBusy(f"{self._pending} {what} still waiting for the store: not asking it again")
+            self._pending += 1
+            set_up = self._store is not None and self._store is self._answered
+            return self._pending, self.timeout_s if set_up else self.connect_timeout_s
+
     def _call(self, user_id: int | None, query: str, wait_s: float | None = None) -> dict[str, Any]:
         """The lookup on a lookup thread, waited for at most `wait_s` (default: by whether the store is set up);
         raises StoreTimeout, _OpenFailed or the store's error."""
-        with self._lock:
-            if self._pending >= self.max_pending:
-                raise StoreBusy(f"{self._pending} lookups still waiting for the store: not asking it again")
-            self._pending += 1
-            outstanding = self._pending
-            set_up = self._store is not None and self._store is self._answered
+        outstanding, default_wait_s = self._reserve("lookups")
         if wait_s is None:
-            wait_s = self.timeout_s if set_up else self.connect_timeout_s
+            wait_s = default_wait_s
         future = self._threads.submit(lambda: self._lookup(user_id, query), outstanding)
         done, _ = wait([future], timeout=wait_s)
         if not done:
@@ -325,13 +330,7 @@ class OnlineFeatureSource:
         StoreUnavailable when the store cannot be opened, else `fn`'s error."""
         if time.monotonic() < self._down_until:
             raise StoreUnavailable(self.last_error or "the online store failed recently")
-        with self._lock:
-            if self._pending >= self.max_pending:
-                raise StoreBusy(f"{self._pending} calls still waiting for the store: not asking it again")
-            self._pending += 1
-            outstanding = self._pending
-            set_up = self._store is not None and self._store is self._answered
-        wait_s = self.timeout_s if set_up else self.connect_timeout_s
+        outstanding, wait_s = self._reserve("calls")
 
         def call() -> Any:
             try:

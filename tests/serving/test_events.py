@@ -12,12 +12,11 @@ import pandas as pd
 import pytest
 
 from ebr.features import online_features, open_store
-from ebr.features.definitions import VIEW_BY_NAME
-from ebr.features.encoding import encode_list
 from serving.app import create_app
 from serving.schema import MAX_EVENTS
 from serving.settings import ServerSettings
 from tests.serving.clients import InProcessClient, LiveServer, metric_value
+from tests.serving.online_rows import write_online_row
 
 FRESH = 31  # a user without any row in the store
 OTHER = 32
@@ -27,13 +26,7 @@ T = "2024-03-05T10:00:00Z"
 
 
 def _write(store, view: str, key: object, values: dict) -> None:
-    spec = VIEW_BY_NAME[view]
-    join_key = {"user": "user_id", "doc": "doc_id"}[spec.entity]
-    row: dict[str, list] = {join_key: [key], "event_timestamp": [pd.Timestamp("2024-03-01", tz="UTC")]}
-    for f in spec.features:
-        value = values.get(f.name)
-        row[f.name] = [encode_list(value) if f.dtype.startswith("list") else value]
-    store.write_to_online_store(view, pd.DataFrame(row))
+    write_online_row(store, view, key, values, pd.Timestamp("2024-03-01", tz="UTC"))
 
 
 @pytest.fixture(scope="module")

@@ -14,13 +14,13 @@ import pandas as pd
 import pytest
 
 from ebr.features import open_store
-from ebr.features.definitions import PROJECT, VIEW_BY_NAME
-from ebr.features.encoding import encode_list
+from ebr.features.definitions import PROJECT
 from ebr.features.store import ONLINE_DB
 from serving.app import ServerRuntime, create_app
 from serving.feature_source import OnlineFeatureSource, open_feature_store
 from serving.settings import ServerSettings
 from tests.serving.clients import InProcessClient, metric_value, wait_for
+from tests.serving.online_rows import write_online_row
 
 ANN = {"retrieval": "ann"}  # the embedding channel alone: personalization moves its scores
 
@@ -30,13 +30,7 @@ QUERY = "acme running shoes"
 
 
 def _write(store, view: str, key: object, values: dict) -> None:
-    spec = VIEW_BY_NAME[view]
-    join_key = {"user": "user_id", "query": "query"}[spec.entity]
-    row: dict[str, list] = {join_key: [key], "event_timestamp": [pd.Timestamp.now(tz="UTC")]}
-    for f in spec.features:
-        value = values.get(f.name)
-        row[f.name] = [encode_list(value) if f.dtype.startswith("list") else value]
-    store.write_to_online_store(view, pd.DataFrame(row))
+    write_online_row(store, view, key, values, pd.Timestamp.now(tz="UTC"))
 
 
 @pytest.fixture(scope="session")
