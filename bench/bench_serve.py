@@ -506,9 +506,11 @@ def _notes(ip: dict[str, Any], c1: dict[str, Any] | None, ct: dict[str, Any] | N
         f"In-process, the query tower takes {st['tower']:.1f} ms of {sum(st.values()):.1f} ms per request (mean): "
         f"the shipped default tower ({_tower_shape()}) on one thread at batch 1. Everything else (store lookups, "
         f"featurize, search, filter) takes {rest:.1f} ms.",
-        "Relevance control runs inside retrieval (the allowed docs as a Faiss selector with nprobe scaled by "
-        "1/selectivity, BM25 restricted to them), so nothing is dropped after the search; the search stage "
-        "includes the wider probe of a constrained request and the lexical stage BM25 and the merge.",
+        "Relevance control runs inside retrieval, so nothing is dropped after the search: a constraint with fewer "
+        "allowed docs than the scaled probe would walk is scored exactly over the allowed docs' own vectors "
+        "(gathered once per constraint), a wider one probes the IVF with a bitmap selector and a list-aware "
+        "nprobe; BM25 is restricted to the same docs. The search stage includes that work, the lexical stage BM25 "
+        "and the merge.",
     ]
     if c1 is not None:
         notes.append(f"HTTP adds {c1['stages_mean_ms']['http']:.2f} ms per request at concurrency 1 (uvicorn, ASGI, "
