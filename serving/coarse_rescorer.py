@@ -16,7 +16,6 @@ when the index keeps it exactly (Flat or IVF-Flat under inner product), else 0, 
 
 from __future__ import annotations
 
-import contextlib
 import threading
 from collections.abc import Mapping
 from pathlib import Path
@@ -29,7 +28,6 @@ from ebr.models.export import ExportedModule, load_exported
 from ebr.train.rankers import DOC_IDS, DOC_VECTORS
 
 if TYPE_CHECKING:
-    import faiss
     import torch
 
     from ebr.index.search import ShardedSearcher
@@ -37,55 +35,6 @@ if TYPE_CHECKING:
 
 RETRIEVAL_COSINE = "retrieval_cosine"
 SCORER_INPUTS = ({"query", "doc"}, {"query", "doc", RETRIEVAL_COSINE})
-
-
-def stores_exact_vectors(index: faiss.Index) -> bool:
-    """True when `index` keeps every vector as added (Flat, IVF-Flat) under inner product."""
-    import faiss
-
-    top = faiss.downcast_index(index)
-    return top.metric_type == faiss.METRIC_INNER_PRODUCT and isinstance(top, faiss.IndexFlat | faiss.IndexIVFFlat)
-
-
-class StoredVectors:
-    """The doc vectors a searcher's index shards store, by doc id, where every shard stores them exactly.
-
-    The shards are read from the searcher (`ShardedSearcher` keeps its Faiss indexes and the doc id of each
-    position); an IVF shard gets a direct map once (as `ebr.index.filtered.ExactSubset` does)."""
-
-    def __init__(self, searcher: ShardedSearcher) -> None:
-        import faiss
-
-        indexes = list(getattr(searcher, "_indexes", []))
-        doc_ids = list(getattr(searcher, "_doc_ids", []))
-        self.exact = bool(indexes) and len(indexes) == len(doc_ids) and all(stores_exact_vectors(ix)
-                                                                            for ix in indexes)
-        self._shards: list[tuple[Any, np.ndarray, np.ndarray]] = []
-        if not self.exact:
-            return
-        lock = getattr(searcher, "_init_lock", None) or contextlib.nullcontext()
-        for ix, ids in zip(indexes, doc_ids, strict=True):
-            top = faiss.downcast_index(ix)
-            with lock:  # the searcher's own lock: its filtered search makes the same direct map
-                if isinstance(top, faiss.IndexIVF) and top.direct_map.type == faiss.DirectMap.NoMap:
-                    top.make_direct_map()
-            order = np.argsort(ids, kind="stable")
-            self._shards.append((top, np.asarray(ids, dtype=np.int64)[order], order.astype(np.int64)))
-
-    def lookup(self, doc_ids: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray]:
-        """(vectors float32 [n, dim], found bool [n]) of `doc_ids`; rows of unknown ids are 0."""
-        ids = np.asarray(doc_ids, dtype=np.int64)
-        out = np.zeros((len(ids), dim), dtype=np.float32)
-        found = np.zeros(len(ids), dtype=bool)
-        for top, sorted_ids, order in self._shards:
-            if not len(sorted_ids):
-                continue
-            at = np.minimum(np.searchsorted(sorted_ids, ids), len(sorted_ids) - 1)
-            hit = (sorted_ids[at] == ids) & ~found
-            if hit.any():
-                out[hit] = top.reconstruct_batch(order[at[hit]])
-                found |= hit
-        return out, found
 
 
 class CoarseRescorer:
@@ -108,7 +57,6 @@ class CoarseRescorer:
         self.usable = reason is None
         self.uses_retrieval_cosine = scorer is not None and RETRIEVAL_COSINE in scorer.input_spec
         self.missing_retrieval_cosines = 0  # candidates scored with cos_retrieval = 0 (index keeps no exact vector)
-        self._stored: tuple[ShardedSearcher, StoredVectors] | None = None
         self._lock = threading.Lock()
         if doc_ids is not None and doc_vectors is not None:
             order = np.argsort(doc_ids, kind="stable")
@@ -156,12 +104,6 @@ class CoarseRescorer:
             doc_vectors=vectors,
         )
 
-    def _stored_vectors(self, searcher: ShardedSearcher) -> StoredVectors:
-        with self._lock:
-            if self._stored is None or self._stored[0] is not searcher:
-                self._stored = (searcher, StoredVectors(searcher))
-            return self._stored[1]
-
     def retrieval_cosines(
         self,
         searcher: ShardedSearcher,
@@ -190,12 +132,10 @@ class CoarseRescorer:
             have = a_ids[order][at] == ids
             out[have] = a_scores[order][at[have]]
         rest = np.flatnonzero(~have)
-        if len(rest):
-            stored = self._stored_vectors(searcher)
-            if stored.exact:
-                vecs, found = stored.lookup(ids[rest], searcher.dim)
-                out[rest[found]] = vecs[found] @ q
-                have[rest[found]] = True
+        if len(rest) and searcher.stores_exact_vectors:
+            vecs, found = searcher.stored_vectors(ids[rest])
+            out[rest[found]] = vecs[found] @ q
+            have[rest[found]] = True
         missing = int((~have).sum())
         if missing and count:
             with self._lock:

@@ -55,6 +55,27 @@ class AllowedPositions:
         return self.count / self.total if self.total else 0.0
 
 
+def stores_exact_vectors(index: faiss.Index) -> bool:
+    """True when `index` keeps every vector as added (Flat, IVF-Flat) under inner product, so a stored vector
+    can be read back and scored exactly."""
+    top = faiss.downcast_index(index)
+    return top.metric_type == faiss.METRIC_INNER_PRODUCT and isinstance(top, faiss.IndexIVFFlat | faiss.IndexFlat)
+
+
+def ensure_direct_map(index: faiss.Index) -> None:
+    """Give an IVF index its position -> (list, offset) map (once; the caller serializes the first call)."""
+    top = faiss.downcast_index(index)
+    if isinstance(top, faiss.IndexIVF) and top.direct_map.type == faiss.DirectMap.NoMap:
+        top.make_direct_map()
+
+
+def reconstruct_positions(index: faiss.Index, positions: np.ndarray) -> np.ndarray:
+    """The stored vectors at `positions` (float32 [n, d]); an IVF gets its direct map on first use."""
+    ensure_direct_map(index)
+    top = faiss.downcast_index(index)
+    return np.ascontiguousarray(top.reconstruct_batch(np.asarray(positions, dtype=np.int64)), dtype=np.float32)
+
+
 class ExactSubset:
     """The allowed docs' own vectors (gathered once per constraint) and their positions: a query scores them
     with one matrix product, exactly."""
@@ -71,9 +92,9 @@ class ExactSubset:
     def worth_it(index: faiss.Index, allowed: AllowedPositions, search_params: Mapping[str, float]) -> bool:
         """True when `index` stores exact vectors under inner product and the allowed docs are fewer than the
         docs the 1 / selectivity probe would walk (for Flat: every doc)."""
-        top = faiss.downcast_index(index)
-        if top.metric_type != faiss.METRIC_INNER_PRODUCT or not isinstance(top, faiss.IndexIVFFlat | faiss.IndexFlat):
+        if not stores_exact_vectors(index):
             return False
+        top = faiss.downcast_index(index)
         if isinstance(top, faiss.IndexFlat):
             return allowed.count < top.ntotal
         base = int(search_params.get("nprobe", top.nprobe))
@@ -83,11 +104,8 @@ class ExactSubset:
     @classmethod
     def attach(cls, index: faiss.Index, allowed: AllowedPositions, mask: np.ndarray) -> None:
         """Gather the vectors at the allowed positions of `index` (a direct map is made once for IVF)."""
-        top = faiss.downcast_index(index)
-        if isinstance(top, faiss.IndexIVF) and top.direct_map.type == faiss.DirectMap.NoMap:
-            top.make_direct_map()
         positions = np.flatnonzero(mask).astype(np.int64)
-        allowed.exact = cls(positions, np.ascontiguousarray(top.reconstruct_batch(positions), dtype=np.float32))
+        allowed.exact = cls(positions, reconstruct_positions(index, positions))
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(scores [nq, k] descending, positions [nq, k]) of the top k allowed docs; -inf / -1 pad."""

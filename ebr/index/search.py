@@ -24,9 +24,12 @@ from ebr.index.factory import IndexLayout, inspect_index, vector_bytes
 from ebr.index.filtered import (
     AllowedPositions,
     ExactSubset,
+    ensure_direct_map,
     filtered_params,
     list_assignment,
     positions_mask,
+    reconstruct_positions,
+    stores_exact_vectors,
 )
 from ebr.index.manifest import MANIFEST_NAME, ManifestError, read_manifest
 
@@ -182,14 +185,12 @@ class ShardedSearcher:
         ids = np.asarray(allowed, dtype=np.int64)
         if len(ids) > 1 and not bool((ids[1:] > ids[:-1]).all()):  # sorted and unique already: skip the sort
             ids = np.unique(ids)
-        if self._sorted is None:
-            self._sorted = [(ids_[order], order) for ids_ in self._doc_ids
-                            for order in [np.argsort(ids_, kind="stable")]]
+        sorted_ids = self._sorted_ids()
         if self._lists is None:
             self._lists = [list_assignment(ix) for ix in self._indexes]
         shards: list[AllowedPositions | None] = []
         for i, ix in enumerate(self._indexes):
-            mask = positions_mask(self._doc_ids[i], *self._sorted[i], ids)
+            mask = positions_mask(self._doc_ids[i], *sorted_ids[i], ids)
             if not mask.any():
                 shards.append(None)
                 continue
@@ -199,6 +200,39 @@ class ShardedSearcher:
                     ExactSubset.attach(ix, sel, mask)
             shards.append(sel)
         return AllowedSet(shards, int(sum(s.count for s in shards if s is not None)), self)
+
+    @property
+    def stores_exact_vectors(self) -> bool:
+        """Every shard keeps its vectors as added (Flat / IVF-Flat, inner product): `stored_vectors` can answer."""
+        return all(stores_exact_vectors(ix) for ix in self._indexes)
+
+    def _sorted_ids(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per shard (doc ids sorted, their argsort), built once."""
+        with self._init_lock:
+            if self._sorted is None:
+                self._sorted = [(ids_[order], order) for ids_ in self._doc_ids
+                                for order in [np.argsort(ids_, kind="stable")]]
+            return self._sorted
+
+    def stored_vectors(self, doc_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(vectors float32 [n, dim], found bool [n]) of `doc_ids` read back from the shards (rows of unknown ids
+        are 0); only for an index that `stores_exact_vectors`, where a read-back vector is the vector itself."""
+        if not self.stores_exact_vectors:
+            raise ValueError("this index does not store exact vectors (only Flat / IVF-Flat under inner product)")
+        ids = np.asarray(doc_ids, dtype=np.int64)
+        out = np.zeros((len(ids), self.dim), dtype=np.float32)
+        found = np.zeros(len(ids), dtype=bool)
+        for ix, (sorted_ids, order) in zip(self._indexes, self._sorted_ids(), strict=True):
+            if not len(sorted_ids) or not len(ids):
+                continue
+            at = np.minimum(np.searchsorted(sorted_ids, ids), len(sorted_ids) - 1)
+            hit = (sorted_ids[at] == ids) & ~found
+            if hit.any():
+                with self._init_lock:  # the first read makes an IVF's direct map
+                    ensure_direct_map(ix)
+                out[hit] = reconstruct_positions(ix, order[at[hit]])
+                found |= hit
+        return out, found
 
     def _filtered(self, q: np.ndarray, k: int, allowed: AllowedSet) -> list[tuple[np.ndarray, np.ndarray]]:
         if allowed.searcher is not self:

@@ -177,3 +177,19 @@ def test_a_narrow_constraint_is_scored_exactly_over_its_own_vectors(data, factor
         assert all(s.exact is None for s in searcher.prepare(wide).shards), "half the corpus: the probe is cheaper"
     _, few = searcher.search(q[:2], K, allowed=narrow[:5])
     assert (few[:, 5:] == -1).all() and set(few[0][:5]) == set(narrow[:5])
+
+
+@pytest.mark.parametrize(("factory", "exact"), [("Flat", True), ("IVF64,Flat", True), ("IVF64,SQ8", False)])
+def test_stored_vectors_read_back_exactly_where_the_index_keeps_them(data, factory, exact):
+    x, _, doc_ids = data
+    searcher = _searcher(x, doc_ids, factory, {"nprobe": 4} if factory != "Flat" else {}, shards=2)
+    assert searcher.stores_exact_vectors is exact
+    want = np.concatenate([doc_ids[[5, 4000, 17]], [-3]])
+    if not exact:
+        with pytest.raises(ValueError, match="does not store exact vectors"):
+            searcher.stored_vectors(want)
+        return
+    vecs, found = searcher.stored_vectors(want)
+    assert found.tolist() == [True, True, True, False]
+    np.testing.assert_array_equal(vecs[:3], x[[5, 4000, 17]])
+    assert (vecs[3] == 0).all()
