@@ -84,7 +84,7 @@ def evaluate_day(data_root: str | Path, day: str, ws: Workspace, cfg: TwoTowerEv
 
     tracking_uri = resolve_tracking_uri(cfg.mlflow)  # before the run: tracking scopes its URI
     res = evaluate_two_tower(model_dir, embeddings_dir, features_dir, data_root, day, out_dir, cfg,
-                             champion_dir=champion_dir, index_dir=index_dir)
+                             champion_dir=champion_dir, index_dir=index_dir, coarse_dir=coarse_dir)
     retrieval_md = (Path(res["report_dir"]) / "report.md").read_text(encoding="utf-8")
     rankers_md, rankers = ranker_rows(coarse_dir)
     examples = example_queries(Path(out_dir) / EVALSET_FILE, model_dir, index_dir, features_dir, data_root, day)

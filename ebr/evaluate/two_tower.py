@@ -24,6 +24,7 @@ from pydantic import Field
 
 from ebr.artifacts.atomic import atomic_output_dir
 from ebr.evaluate.config import EvaluateConfig, GateConfig
+from ebr.evaluate.funnel import FUNNEL_SYSTEM
 from ebr.judgements.metrics import EMPTY
 from ebr.settings import Section
 from ebr.train.tracking import MlflowConfig, write_json
@@ -145,6 +146,24 @@ def _champion_ids(
     return flat_search(table["doc_id"].to_numpy(dtype=np.int64), vectors, queries, k), version
 
 
+def _funnel(coarse_dir: str | Path, evalset: Any, corpus: Any, emb: Any, queries: np.ndarray, bm25: Any,
+            rows: pd.DataFrame, kmax: int, cfg: TwoTowerEvalConfig) -> dict[str, Any] | None:
+    """The served funnel's top-kmax ids (key `ids`) and what survived from each channel: N candidates of the
+    served hybrid (each channel at N among the allowed docs), coarse-ranked; None without a usable ranker."""
+    from ebr.evaluate.funnel import FUNNEL_CANDIDATES, CoarseScorer, funnel_ids, survival
+    from ebr.evaluate.hybrid import hybrid_systems, served_channels
+
+    scorer = CoarseScorer.load(coarse_dir)
+    if scorer is None:
+        return None
+    n = max(FUNNEL_CANDIDATES, kmax)
+    served_ann, served_lex = served_channels(evalset, corpus, emb.ids, emb.vectors, queries, bm25.index, n)
+    candidates = hybrid_systems(evalset.queries, served_ann, served_lex, n, bm25.index.tokenize)["hybrid"]
+    kept = funnel_ids(scorer, encode_queries(scorer.bundle, rows, cfg.batch_size), candidates, kmax)
+    return {"ids": kept, "candidates": n, "kept": kmax,
+            "survival": survival(candidates, kept, {"ann": served_ann[0], "lexical": served_lex[0]})}
+
+
 def evaluate_two_tower(
     model_dir: str | Path,
     embeddings_dir: str | Path,
@@ -155,8 +174,10 @@ def evaluate_two_tower(
     cfg: TwoTowerEvalConfig | None = None,
     champion_dir: str | Path | None = None,
     index_dir: str | Path | None = None,
+    coarse_dir: str | Path | None = None,
 ) -> dict[str, Any]:
     """Evaluate the model (its exported towers and doc embeddings) on day `day`; write the report into `out_dir`.
+    With the day's coarse ranker (`coarse_dir`), the served funnel too (`ebr.evaluate.funnel`).
 
     `out_dir` gets report/ (metrics.json, report.md, recall_at_k.png), evalset.parquet and evaluation.json,
     whole or not at all. Returns the report's metrics, the gate inputs and the gate decision."""
@@ -228,6 +249,15 @@ def evaluate_two_tower(
         systems["hybrid_served"] = hybrid_systems(evalset.queries, served_ann, served_lex, kmax,
                                                   bm25.index.tokenize)["hybrid"]
         timings["hybrid"] = time.perf_counter() - t1
+        funnel = None
+        if coarse_dir is not None:
+            t1 = time.perf_counter()
+            funnel = _funnel(coarse_dir, evalset, corpus, emb, queries, bm25, rows, kmax, cfg)
+            if funnel is None:
+                notes.append(f"coarse ranker in {coarse_dir} cannot score from vectors alone: no funnel system")
+            else:
+                systems[FUNNEL_SYSTEM] = funnel.pop("ids")
+            timings["funnel"] = time.perf_counter() - t1
         index_info = index_manifest = None
         if index_dir is not None:
             from ebr.index import load_index
@@ -265,7 +295,7 @@ def evaluate_two_tower(
         "n_requests": evalset.n_requests, "corpus_docs": len(corpus), "embedded_docs": int(len(emb.ids)),
         "systems": sorted(report.systems), "gate_inputs": gate_inputs,
         "gate": {"publish": decision.publish, "reasons": decision.reasons}, "index": index_info, "notes": notes,
-        "realtime_skew": skew,
+        "realtime_skew": skew, "funnel": funnel,
         "timings_s": {k: round(v, 2) for k, v in timings.items()},
     }
     out = Path(out_dir)

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from tests.train.test_two_tower_pipeline import pipe, trained  # noqa: F401
@@ -37,16 +38,31 @@ def evaluated(pipe, tmp_path_factory):  # noqa: F811
                           ExportEmbeddingsConfig(num_shards=2, progress=False))
     build_index(emb, index, IndexConfig(factory="IVF8,Flat", num_eval_queries=50, latency_queries=5, recall_k=20,
                                         progress=False, target_recall=0.5))
+    # a coarse ranker laid out as the distill step writes it (untrained; its doc matrix covers the corpus)
+    from ebr.index.embeddings import read_embeddings
+    from ebr.models.rankers.config import CoarseRankerConfig
+    from serving.synthetic import build_coarse_ranker
+
+    ids = read_embeddings(emb, mmap=False).ids
+    vecs = np.random.default_rng(0).standard_normal((len(ids), 32)).astype(np.float32)
+    coarse = build_coarse_ranker(work / "coarse", pd.DataFrame({"doc_id": ids}), CoarseRankerConfig(),
+                                 doc_vectors=vecs / np.linalg.norm(vecs, axis=1, keepdims=True))
     # the champion is the model itself: re-embedding the corpus with its own doc tower must give the same results
     result = evaluate_two_tower(model["model_dir"], emb, pipe.features, pipe.data, pipe.day, work / "out",
-                                _eval_config(work), champion_dir=model["model_dir"], index_dir=index)
+                                _eval_config(work), champion_dir=model["model_dir"], index_dir=index,
+                                coarse_dir=coarse)
     return model, emb, index, work, result
 
 
 def test_report_has_model_champion_and_baselines(evaluated):
     _, _, _, work, result = evaluated
     assert set(result["systems"]) == {"model", "champion", "popularity", "bm25", "hybrid", "model_served",
-                                      "hybrid_served"}
+                                      "hybrid_served", "funnel_served"}
+    funnel = result["funnel"]
+    assert funnel["candidates"] == 500 and funnel["kept"] == 100
+    assert set(funnel["survival"]) == {"ann", "lexical"} and all(0 <= v <= 1 for v in funnel["survival"].values())
+    metrics = result["metrics"]["systems"]["funnel_served"]
+    assert metrics["click_recall"]["100"]["n_requests"] == metrics["click_recall"]["10"]["n_requests"] > 0
     out = work / "out"
     assert {"report", "evalset.parquet", "evaluation.json"} <= {p.name for p in out.iterdir()}
     assert {"metrics.json", "report.md", "recall_at_k.png"} <= {p.name for p in (out / "report").iterdir()}

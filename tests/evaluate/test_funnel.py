@@ -1,0 +1,64 @@
+"""The served funnel offline: candidates ordered by the coarse ranker's exported scorer (a real export), unknown
+docs and padding last, the top M kept; survival per channel; a ranker that needs more than vectors is refused."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ebr.evaluate.funnel import CoarseScorer, funnel_ids, survival
+from ebr.models.rankers.config import CoarseRankerConfig
+from serving.synthetic import build_coarse_ranker
+
+DIM = 32
+
+
+@pytest.fixture(scope="module")
+def scorer(tmp_path_factory) -> CoarseScorer:
+    rng = np.random.default_rng(3)
+    ids = np.arange(10, 60, dtype=np.int64)
+    vecs = rng.standard_normal((len(ids), DIM)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    out = build_coarse_ranker(tmp_path_factory.mktemp("funnel") / "coarse", pd.DataFrame({"doc_id": ids}),
+                              CoarseRankerConfig(), doc_vectors=vecs)
+    loaded = CoarseScorer.load(out)
+    assert loaded is not None
+    return loaded
+
+
+def test_candidates_are_ordered_by_the_coarse_score_and_cut_to_m(scorer):
+    rng = np.random.default_rng(4)
+    q = rng.standard_normal((3, DIM)).astype(np.float32)
+    cand = np.array([[12, 40, 33, 57, 21, -1],
+                     [999, 15, 16, -1, -1, -1],  # 999: not in the doc matrix
+                     [-1, -1, -1, -1, -1, -1]])
+    top = funnel_ids(scorer, q, cand, 4)
+    assert top.shape == (3, 4)
+    # the two-tower student scores s * <q, d> + b with s > 0: the order of the inner products
+    pos = np.searchsorted(scorer.doc_ids, cand[0])
+    want = cand[0][:5][np.argsort(-(scorer.doc_vectors[pos[:5]] @ q[0]), kind="stable")][:4]
+    assert top[0].tolist() == want.tolist()
+    second = cand[1][1:3][np.argsort(-(scorer.doc_vectors[np.searchsorted(scorer.doc_ids, cand[1][1:3])] @ q[1]))]
+    assert top[1].tolist() == [*second.tolist(), 999, -1], "an unknown doc after the scored ones, padding last"
+    assert top[2].tolist() == [-1] * 4
+    scores = scorer.scores(q, cand)
+    assert np.isnan(scores[1, 0]) and np.isnan(scores[2]).all() and np.isfinite(scores[0, :5]).all()
+    with pytest.raises(ValueError, match="m must be >= 1"):
+        funnel_ids(scorer, q, cand, 0)
+
+
+def test_survival_counts_each_channels_candidates_kept_in_the_top_m():
+    cand = np.array([[1, 2, 3, 4], [5, 6, 7, -1]])
+    kept = np.array([[3, 1], [7, 5]])
+    channels = {"ann": np.array([[1, 2, 9], [5, 6, -1]]), "lexical": np.array([[3, 4, -1], [7, -1, -1]])}
+    assert survival(cand, kept, channels) == {"ann": 0.5, "lexical": 0.6667}
+
+
+def test_a_ranker_that_needs_more_than_vectors_gives_no_funnel(tmp_path):
+    ids = np.arange(1, 5, dtype=np.int64)
+    out = build_coarse_ranker(tmp_path / "coarse", pd.DataFrame({"doc_id": ids}),
+                              CoarseRankerConfig(retrieval_cosine=True),
+                              doc_vectors=np.eye(4, DIM, dtype=np.float32))
+    assert CoarseScorer.load(out) is None
+    assert CoarseScorer.load(tmp_path / "missing") is None
