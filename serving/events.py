@@ -68,9 +68,17 @@ class EventPusher:
     def __init__(self, features: OnlineFeatureSource, rules: RealtimeRules | None = None,
                  timeout_s: float = PUSH_TIMEOUT_S) -> None:
         self.features = features
-        self.rules = rules or rules_of(features.directory)
+        self._rules = rules
         self.timeout_s = timeout_s
         self._serial = threading.Lock()
+
+    @property
+    def rules(self) -> RealtimeRules:
+        """The sequence rules the feature directory was built with, read on the first push (a server whose
+        store is not reachable yet still starts)."""
+        if self._rules is None:
+            self._rules = rules_of(self.features.directory)
+        return self._rules
 
     def _push(self, store: Any, events: list[RealtimeEvent]) -> PushReport:
         """On a lookup thread: push, then drop the users' cached features (before the answer is sent)."""

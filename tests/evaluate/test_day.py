@@ -35,8 +35,9 @@ def test_evaluate_day_evaluates_against_the_given_champion_and_records_the_day(
     reasons = ["click_recall@100: new 0.5000 vs champion 0.4000 (...): not worse"]
 
     def fake_evaluate(model_dir, embeddings_dir, features_dir, data_root, day, out_dir, cfg, champion_dir=None,
-                      index_dir=None):  # fmt: skip
-        seen.update(model_dir=model_dir, champion_dir=champion_dir, index_dir=index_dir, cfg=cfg, day=day)
+                      index_dir=None, coarse_dir=None):  # fmt: skip
+        seen.update(model_dir=model_dir, champion_dir=champion_dir, index_dir=index_dir, cfg=cfg, day=day,
+                    coarse_dir=coarse_dir)
         report = Path(out_dir) / "report"
         report.mkdir(parents=True)
         (report / "report.md").write_text("| system | click_recall@100 |\n", encoding="utf-8")
@@ -59,7 +60,7 @@ def test_evaluate_day_evaluates_against_the_given_champion_and_records_the_day(
 
     assert decision == GateDecision(publish, reasons)
     assert seen == {"model_dir": "model", "champion_dir": tmp_path / "champion/model", "index_dir": "idx",
-                    "cfg": cfg, "day": DAY}  # fmt: skip
+                    "cfg": cfg, "day": DAY, "coarse_dir": coarse}  # fmt: skip
     record = ws.read(DAY, "evaluation")
     assert record is not None
     assert record["table"] == "| system | click_recall@100 |\n\n| ranker | auc |"

@@ -229,7 +229,7 @@ def test_retrieval_loss_dispatches_and_names_missing_inputs():
     q, p, n = t(Q), t(P), t(N)
     ids, nids = torch.tensor([1, 2]), torch.tensor([3])
     plq, nlq = t([0.5, 0.5]).log(), t([0.2]).log()
-    cfg = RetrievalLossConfig(hard_negative_mixing=False)
+    cfg = RetrievalLossConfig(hard_negative_mixing=False, log_q_correction=True)
     assert cfg.temperature == 2.0  # Taobao MGDSPR tau
     got = retrieval_loss(cfg, q, p, n, pos_ids=ids, neg_ids=nids, pos_log_q=plq, neg_log_q=nlq)
     want = sampled_softmax_loss(
@@ -246,7 +246,7 @@ def test_retrieval_loss_dispatches_and_names_missing_inputs():
     assert retrieval_loss(nce, q, p, n).item() == pytest.approx(nce_loss(q, p, n, temperature=2.0).item())
     trip = RetrievalLossConfig(kind="triplet", triplet_margin=0.3, mask_accidental_hits=False)
     assert retrieval_loss(trip, q, p).item() == pytest.approx(triplet_loss(q, p, margin=0.3).item())
-    mixing = RetrievalLossConfig(num_hard_negatives=1)
+    mixing = RetrievalLossConfig(num_hard_negatives=1, log_q_correction=True)
     a = retrieval_loss(mixing, q, p, n, pos_ids=ids, neg_ids=nids, pos_log_q=plq, neg_log_q=nlq,
                        generator=torch.Generator().manual_seed(1))  # fmt: skip
     b = retrieval_loss(mixing, q, p, n, pos_ids=ids, neg_ids=nids, pos_log_q=plq, neg_log_q=nlq,
