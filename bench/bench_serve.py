@@ -72,8 +72,9 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--requests", type=int, default=4000, help="request bodies in the mix (default 4000)")
     p.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
     p.add_argument("--servers", nargs="+", default=["1x1", "4x1", "4x16", "8x16"],
-                   help="server variants side by side, WORKERSxMAX_BATCH (search workers x micro-batch rows); "
-                        "the last is the one the targets are checked on (default 1x1 4x1 4x16 8x16)")
+                   help="server variants side by side, WORKERSxMAX_BATCH[xPROCESSES] (search workers x micro-batch "
+                        "rows [x server processes]); the last is the one the targets are checked on (default 1x1 "
+                        "4x1 4x16 8x16)")
     p.add_argument("--batch-wait-ms", dest="batch_wait_ms", type=float, default=2.0,
                    help="EBR_BATCH_WAIT_MS of the batching variants (default 2)")
     p.add_argument("--seconds", type=float, default=20.0, help="measured seconds per level (default 20)")
@@ -411,26 +412,30 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _variant(spec: str) -> tuple[int, int]:
-    """(search workers, max batch) of a WORKERSxMAX_BATCH spec such as 4x16."""
+def _variant(spec: str) -> tuple[int, int, int]:
+    """(search workers, max batch, server processes) of a WORKERSxMAX_BATCH[xPROCESSES] spec such as 4x16 or
+    1x16x2 (two `--workers` processes on one port)."""
     try:
-        workers, batch = (int(x) for x in spec.lower().split("x"))
+        parts = [int(x) for x in spec.lower().split("x")]
+        if len(parts) not in (2, 3):
+            raise ValueError(spec)
     except ValueError as e:
-        raise SystemExit(f"--servers: {spec!r} is not WORKERSxMAX_BATCH (e.g. 4x16)") from e
-    if workers < 1 or batch < 1:
-        raise SystemExit(f"--servers: {spec!r} needs workers >= 1 and max batch >= 1")
-    return workers, batch
+        raise SystemExit(f"--servers: {spec!r} is not WORKERSxMAX_BATCH[xPROCESSES] (e.g. 4x16, 1x16x2)") from e
+    workers, batch, processes = (*parts, 1) if len(parts) == 2 else parts
+    if workers < 1 or batch < 1 or processes < 1:
+        raise SystemExit(f"--servers: {spec!r} needs workers, max batch and processes >= 1")
+    return workers, batch, processes
 
 
 def _start_server(root: Path, features: Path, port: int, log: Path, spec: str = "1x1",
                   batch_wait_ms: float = 2.0) -> subprocess.Popen:
-    workers, batch = _variant(spec)
+    workers, batch, processes = _variant(spec)
     env = {**os.environ, "EBR_LOG_LEVEL": "WARNING", "EBR_COMPUTE_THREADS": "1", "EBR_WATCH_INTERVAL_S": "3600",
            "EBR_SEARCH_WORKERS": str(workers), "EBR_MAX_BATCH": str(batch), "EBR_BATCH_WAIT_MS": str(batch_wait_ms),
            "EBR_MAX_QUEUE": "256",
            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     cmd = [sys.executable, "-m", "serving", "serve", "--bundles", str(root), "--feature-repo", str(features),
-           "--port", str(port)]
+           "--port", str(port), "--workers", str(processes)]
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
     import httpx
 
