@@ -89,6 +89,23 @@ def compare(
     return GateDecision(publish, reasons)
 
 
+def served_gate(
+    new_served: Mapping[str, MetricValue | float],
+    champion_served: Mapping[str, MetricValue | float] | None,
+    keys: Sequence[str] = DEFAULT_KEYS,
+    tolerance: float = 0.005,
+    min_requests: int = 1,
+    tolerances: Mapping[str, float] | None = None,
+) -> GateDecision:
+    """`compare` on what the server answers (the bundle's hybrid system with relevance control inside retrieval)
+    against the champion's, reasons prefixed `served`: a model that retrieves better alone can still serve worse
+    once merged and constrained. No champion: publish, no reason (the model's own rule says why)."""
+    if champion_served is None:
+        return GateDecision(True, [])
+    d = compare(new_served, champion_served, keys, tolerance, min_requests, tolerances)
+    return GateDecision(d.publish, [f"served {r}" for r in d.reasons])
+
+
 def combine(*decisions: GateDecision) -> GateDecision:
     """One decision from several rules: publish only when all of them publish; their reasons in order."""
     if not decisions:

@@ -36,6 +36,8 @@ SUMMARY_JSON = "evaluation.json"
 REPORT_DIR = "report"
 EVALSET_FILE = "evalset.parquet"
 QUERY_SERVICE = "query_tower_online"
+SERVED_SYSTEM = "hybrid_served"  # what the server answers: hybrid, relevance control inside retrieval
+CHAMPION_SERVED = "champion_served"  # the same from the champion's towers (the served gate compares the two)
 SKEW_SYSTEM = "model_realtime_day_start"  # the model with real-time features as served without pushed events
 
 
@@ -126,16 +128,16 @@ def _export_version(model_dir: str | Path) -> tuple[ExportedBundle, str]:
     return bundle, bundle.model_version
 
 
-def _champion_ids(
+def _champion_vectors(
     champion_dir: str | Path,
     features_dir: str | Path,
     data_root: str | Path,
     day: str,
     rows: pd.DataFrame,
-    k: int,
     cfg: TwoTowerEvalConfig,
-) -> tuple[np.ndarray, str]:
-    """The champion's exact top-k: its doc tower over the corpus as of `day`, its query tower over the requests."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+    """(doc ids, doc vectors, query vectors, version) of the champion: its doc tower over the corpus as of `day`,
+    its query tower over the requests."""
     from ebr.features.doc_features import corpus_docs, doc_feature_table
     from ebr.index.export import encode_docs
 
@@ -143,7 +145,7 @@ def _champion_ids(
     table = doc_feature_table(features_dir, corpus_docs(data_root, day), day, cfg.features_as_of)
     vectors = encode_docs(bundle, table, cfg.batch_size, cfg.progress, "champion doc tower")
     queries = encode_queries(bundle, rows, cfg.batch_size)
-    return flat_search(table["doc_id"].to_numpy(dtype=np.int64), vectors, queries, k), version
+    return table["doc_id"].to_numpy(dtype=np.int64), vectors, queries, version
 
 
 def _funnel(coarse_dir: str | Path, evalset: Any, corpus: Any, emb: Any, queries: np.ndarray, bm25: Any,
@@ -184,7 +186,7 @@ def evaluate_two_tower(
     import torch
 
     from ebr.evaluate.baselines import BM25Retriever, baseline_systems
-    from ebr.evaluate.gate import compare
+    from ebr.evaluate.gate import combine, compare, served_gate
     from ebr.evaluate.hybrid import hybrid_systems, scores_of, served_channels
     from ebr.evaluate.report import evaluate_systems, metric_gap, render_gap_markdown, write_report
     from ebr.features.realtime import REALTIME_FEATURES
@@ -227,11 +229,11 @@ def evaluate_two_tower(
         timings["realtime_skew"] = time.perf_counter() - t1
         extra: dict[str, Any] = {}
         notes: list[str] = []
-        champion_version = None
+        champion_version = champ_vectors = None
         if champion_dir is not None:
             t1 = time.perf_counter()
-            systems["champion"], champion_version = _champion_ids(champion_dir, features_dir, data_root, day, rows,
-                                                                  kmax, cfg)
+            *champ_vectors, champion_version = _champion_vectors(champion_dir, features_dir, data_root, day, rows, cfg)
+            systems["champion"] = flat_search(*champ_vectors, kmax)
             timings["champion"] = time.perf_counter() - t1
         else:
             notes.append("no champion: first model, the gate publishes")
@@ -246,8 +248,12 @@ def evaluate_two_tower(
         # as served: relevance control inside retrieval (the request's query-understanding fields), each channel
         served_ann, served_lex = served_channels(evalset, corpus, emb.ids, emb.vectors, queries, bm25.index, kmax)
         systems["model_served"] = served_ann[0]
-        systems["hybrid_served"] = hybrid_systems(evalset.queries, served_ann, served_lex, kmax,
+        systems[SERVED_SYSTEM] = hybrid_systems(evalset.queries, served_ann, served_lex, kmax,
                                                   bm25.index.tokenize)["hybrid"]
+        if champ_vectors is not None:  # what the champion's bundle serves, for the served gate
+            c_ann, c_lex = served_channels(evalset, corpus, *champ_vectors, bm25.index, kmax)
+            systems[CHAMPION_SERVED] = hybrid_systems(evalset.queries, c_ann, c_lex, kmax,
+                                                      bm25.index.tokenize)["hybrid"]
         timings["hybrid"] = time.perf_counter() - t1
         funnel = None
         if coarse_dir is not None:
@@ -282,12 +288,23 @@ def evaluate_two_tower(
             "metrics": metric_gap(report.system("model"), skew_report.system(SKEW_SYSTEM))}
     new = report.system("model")
     champ = report.systems.get("champion")
-    decision = compare(new, champ, cfg.gate.keys, cfg.gate.tolerance, cfg.gate.min_requests, cfg.gate.key_tolerances)
+    g = cfg.gate
+    decision = combine(
+        compare(new, champ, g.keys, g.tolerance, g.min_requests, g.key_tolerances),
+        served_gate(report.system(SERVED_SYSTEM), report.systems.get(CHAMPION_SERVED), g.keys, g.tolerance,
+                    g.min_requests, g.key_tolerances),
+    )
     gate_inputs = {
         "new": {k: new[k].to_json() for k in cfg.gate.keys if k in new},
         "champion": {k: champ[k].to_json() for k in cfg.gate.keys if k in champ} if champ is not None else None,
         "keys": list(cfg.gate.keys), "tolerance": cfg.gate.tolerance, "min_requests": cfg.gate.min_requests,
         "key_tolerances": dict(cfg.gate.key_tolerances),
+    }
+    served_new, served_champ = report.system(SERVED_SYSTEM), report.systems.get(CHAMPION_SERVED)
+    gate_inputs["served"] = {
+        "new": {k: served_new[k].to_json() for k in cfg.gate.keys if k in served_new},
+        "champion": ({k: served_champ[k].to_json() for k in cfg.gate.keys if k in served_champ}
+                     if served_champ is not None else None),
     }
     timings["total"] = time.perf_counter() - t0
     summary = {

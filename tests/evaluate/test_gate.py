@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 
 from ebr.evaluate import MetricValue, Report, compare
-from ebr.evaluate.gate import GateDecision, ann_gate, combine
+from ebr.evaluate.gate import GateDecision, ann_gate, combine, served_gate
 from ebr.index.manifest import FORMAT
 
 KEYS = ["click_recall@100", "true_recall@100"]
@@ -31,6 +31,18 @@ def test_worse_beyond_tolerance_blocks_and_names_the_metric() -> None:
     assert not d.publish
     blocking = [r for r in d.reasons if "worse beyond tolerance" in r]
     assert len(blocking) == 1 and blocking[0].startswith("true_recall@100")
+
+
+def test_a_model_that_serves_worse_is_refused_even_when_it_retrieves_better() -> None:
+    model = compare(_m(0.50, 0.40), _m(0.45, 0.38), KEYS, tolerance=0.005)
+    served = served_gate(_m(0.44, 0.30), _m(0.45, 0.36), KEYS, tolerance=0.005)
+    assert model.publish and not served.publish
+    assert all(r.startswith("served ") for r in served.reasons)
+    assert any(r.startswith("served true_recall@100") and "worse beyond tolerance" in r for r in served.reasons)
+    both = combine(model, served)
+    assert not both.publish and both.reasons == model.reasons + served.reasons
+    first = served_gate(_m(0.44, 0.30), None, KEYS)
+    assert first.publish and first.reasons == [], "no champion: the model rule's first-run reason stands alone"
 
 
 def test_drop_within_tolerance_publishes() -> None:

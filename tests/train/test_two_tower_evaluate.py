@@ -57,7 +57,7 @@ def evaluated(pipe, tmp_path_factory):  # noqa: F811
 def test_report_has_model_champion_and_baselines(evaluated):
     _, _, _, work, result = evaluated
     assert set(result["systems"]) == {"model", "champion", "popularity", "bm25", "hybrid", "model_served",
-                                      "hybrid_served", "funnel_served"}
+                                      "hybrid_served", "funnel_served", "champion_served"}
     funnel = result["funnel"]
     assert funnel["candidates"] == 500 and funnel["kept"] == 100
     assert set(funnel["survival"]) == {"ann", "lexical"} and all(0 <= v <= 1 for v in funnel["survival"].values())
@@ -84,6 +84,13 @@ def test_champion_equal_to_the_model_scores_the_same_and_passes_the_gate(evaluat
             assert champion["value"] == pytest.approx(value["value"], abs=1e-3)
     assert result["gate"]["publish"] is True
     assert result["gate_inputs"]["champion"].keys() == result["gate_inputs"]["new"].keys()
+    # the served gate compares what each bundle would serve: the same towers serve the same
+    served = result["gate_inputs"]["served"]
+    assert served["champion"].keys() == served["new"].keys() == set(result["gate_inputs"]["keys"])
+    for key, value in served["new"].items():
+        assert served["champion"][key]["value"] == pytest.approx(value["value"], abs=1e-3)
+    served_reasons = [r for r in result["gate"]["reasons"] if r.startswith("served ")]
+    assert len(served_reasons) == len(served["new"]) and all("not worse" in r for r in served_reasons)
 
 
 def test_ann_recall_of_the_built_index_is_reported_for_the_model(evaluated):
