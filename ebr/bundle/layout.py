@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 
-from ebr.artifacts.atomic import write_text_atomic
+from ebr.artifacts.atomic import atomic_output_dir, write_text_atomic
 from ebr.artifacts.checksums import sha256_file
 from ebr.lexical import DEFAULT_B, DEFAULT_K1, LexicalIndex, save_lexical_index
 from ebr.lexical import MANIFEST as LEXICAL_MANIFEST
@@ -69,11 +69,7 @@ def assemble_bundle(
     missing = [c for c in DOC_COLUMNS if c not in docs.columns]
     if missing:
         raise BundleError(f"docs frame for the bundle lacks columns {missing}")
-    tmp = dest.parent / f".{dest.name}.assembling"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    try:
+    with atomic_output_dir(dest, marker=MANIFEST) as tmp:  # a unique temp dir: two assemblies cannot collide
         shutil.copytree(model_dir, tmp / "model")
         shutil.copytree(index_dir, tmp / "index")
         if coarse_ranker_dir is not None:
@@ -101,10 +97,6 @@ def assemble_bundle(
             "files": {name: sha256_file(tmp / name) for name in _files(tmp)},
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False, default=str), "utf-8")
-        os.replace(tmp, dest)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     return manifest
 
 

@@ -10,14 +10,13 @@ missing or mis-shaped key is an error that names it). torch is imported inside f
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ebr.artifacts.atomic import atomic_output_dir
 from ebr.artifacts.checksums import sha256_file
 from ebr.models.config import FeaturizerConfig
 
@@ -127,11 +126,7 @@ def export_modules(
         raise ExportError(f"export directory {out} already exists (pass overwrite=True to replace it)")
     import torch
 
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    try:
+    with atomic_output_dir(out, marker=MANIFEST) as tmp:
         entries = {
             name: _export_one(name, m, example_inputs[name], tmp / f"{name}.pt2")
             for name, m in modules.items()
@@ -145,12 +140,6 @@ def export_modules(
             "config": dict(config) if config is not None else {},
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     return out
 
 
