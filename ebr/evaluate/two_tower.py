@@ -24,7 +24,7 @@ from pydantic import Field
 
 from ebr.artifacts.atomic import atomic_output_dir
 from ebr.evaluate.config import EvaluateConfig, GateConfig
-from ebr.evaluate.funnel import FUNNEL_SYSTEM
+from ebr.evaluate.funnel import FUNNEL_CANDIDATES, FUNNEL_SYSTEM, CoarseScorer
 from ebr.judgements.metrics import EMPTY
 from ebr.settings import Section
 from ebr.train.tracking import MlflowConfig, write_json
@@ -148,18 +148,14 @@ def _champion_vectors(
     return table["doc_id"].to_numpy(dtype=np.int64), vectors, queries, version
 
 
-def _funnel(coarse_dir: str | Path, evalset: Any, corpus: Any, emb: Any, queries: np.ndarray, bm25: Any,
-            rows: pd.DataFrame, kmax: int, cfg: TwoTowerEvalConfig) -> dict[str, Any] | None:
-    """The served funnel's top-kmax ids (key `ids`) and what survived from each channel: N candidates of the
-    served hybrid (each channel at N among the allowed docs), coarse-ranked; None without a usable ranker."""
-    from ebr.evaluate.funnel import FUNNEL_CANDIDATES, CoarseScorer, funnel_ids, survival
-    from ebr.evaluate.hybrid import hybrid_systems, served_channels
+def _funnel(scorer: Any, served_ann: tuple[np.ndarray, np.ndarray], served_lex: tuple[np.ndarray, np.ndarray],
+            evalset: Any, bm25: Any, rows: pd.DataFrame, kmax: int, cfg: TwoTowerEvalConfig) -> dict[str, Any]:
+    """The served funnel's top-kmax ids (key `ids`) and what survived from each channel: the served channels'
+    N candidates (each at N among the allowed docs) merged, coarse-ranked by `scorer`, the top kmax kept."""
+    from ebr.evaluate.funnel import funnel_ids, survival
+    from ebr.evaluate.hybrid import hybrid_systems
 
-    scorer = CoarseScorer.load(coarse_dir)
-    if scorer is None:
-        return None
-    n = max(FUNNEL_CANDIDATES, kmax)
-    served_ann, served_lex = served_channels(evalset, corpus, emb.ids, emb.vectors, queries, bm25.index, n)
+    n = served_ann[0].shape[1]
     candidates = hybrid_systems(evalset.queries, served_ann, served_lex, n, bm25.index.tokenize)["hybrid"]
     kept = funnel_ids(scorer, encode_queries(scorer.bundle, rows, cfg.batch_size), candidates, kmax)
     return {"ids": kept, "candidates": n, "kept": kmax,
@@ -245,8 +241,13 @@ def evaluate_two_tower(
         ann = (systems["model"], scores_of(emb.ids, emb.vectors, queries, systems["model"]))
         lexical = bm25.index.search_many(evalset.queries, kmax)
         systems.update(hybrid_systems(evalset.queries, ann, lexical, kmax, bm25.index.tokenize))
-        # as served: relevance control inside retrieval (the request's query-understanding fields), each channel
-        served_ann, served_lex = served_channels(evalset, corpus, emb.ids, emb.vectors, queries, bm25.index, kmax)
+        # as served: relevance control inside retrieval (the request's query-understanding fields), each channel;
+        # searched once, as deep as the funnel needs (each channel's top kmax is the head of its top N)
+        scorer = CoarseScorer.load(coarse_dir) if coarse_dir is not None else None
+        depth = max(FUNNEL_CANDIDATES, kmax) if scorer is not None else kmax
+        deep_ann, deep_lex = served_channels(evalset, corpus, emb.ids, emb.vectors, queries, bm25.index, depth)
+        served_ann = (deep_ann[0][:, :kmax], deep_ann[1][:, :kmax])
+        served_lex = (deep_lex[0][:, :kmax], deep_lex[1][:, :kmax])
         systems["model_served"] = served_ann[0]
         systems[SERVED_SYSTEM] = hybrid_systems(evalset.queries, served_ann, served_lex, kmax,
                                                   bm25.index.tokenize)["hybrid"]
@@ -256,14 +257,14 @@ def evaluate_two_tower(
                                                       bm25.index.tokenize)["hybrid"]
         timings["hybrid"] = time.perf_counter() - t1
         funnel = None
-        if coarse_dir is not None:
+        if scorer is not None:
             t1 = time.perf_counter()
-            funnel = _funnel(coarse_dir, evalset, corpus, emb, queries, bm25, rows, kmax, cfg)
-            if funnel is None:
-                notes.append(f"coarse ranker in {coarse_dir} cannot score from vectors alone: no funnel system")
-            else:
-                systems[FUNNEL_SYSTEM] = funnel.pop("ids")
+            funnel = _funnel(scorer, deep_ann, deep_lex, evalset, bm25, rows, kmax, cfg)
+            systems[FUNNEL_SYSTEM] = funnel.pop("ids")
             timings["funnel"] = time.perf_counter() - t1
+        elif coarse_dir is not None:
+            notes.append(f"coarse ranker in {coarse_dir} cannot score from vectors alone: no funnel system")
+        del deep_ann, deep_lex
         index_info = index_manifest = None
         if index_dir is not None:
             from ebr.index import load_index
