@@ -240,7 +240,7 @@ def batch_loss(
     if len(neg_rows):  # each distinct doc of the negatives is encoded once
         uniq, inv = np.unique(neg_rows, return_inverse=True)
         d = model.encode_docs(_cat_inputs(pos_in, _doc_inputs(docs, uniq)))
-        pos, neg_vecs = d[:b], d[b:][torch.from_numpy(inv.reshape(-1))]
+        pos, neg_vecs = d[:b], d[b:].index_select(0, torch.from_numpy(inv.reshape(-1)))
     else:
         pos, neg_vecs = model.encode_docs(pos_in), None
     pos_ids = torch.from_numpy(rows.doc_ids[idx])
