@@ -4,8 +4,12 @@ The directory is what `ebr.train.rankers.distill_coarse_ranker` writes: `export/
 and `scorer` programs (`ebr.models.export`), `doc_ids.npy` and `doc_vectors.npy` (the doc matrix computed
 offline). An export directory at the top level with the doc matrix beside it is accepted too. Online: the
 request row is featurized with the ranker's featurizer, encoded once, and `scorer({"query", "doc"})` scores
-every candidate found in the doc matrix. A three-tower ranker needs cross features of full doc rows, which a
-bundle does not ship: it is loaded as unusable and re-rank requests are answered in ANN order.
+every candidate found in the doc matrix. A three-tower ranker's scorer also takes "cross" / "cross_buckets": the
+query-doc and user-doc cross features of each pair (`ebr.models.rankers.cross_features`, the function training
+used), computed from the request row (query, the store's query understanding and the user's profile tags and
+behaviour sequences) and the candidate's row of `doc_rows.parquet`, which the distill step ships beside the doc
+matrix (the doc side is prepared once per bundle); a candidate without a doc row scores NaN, like one missing from
+the doc matrix.
 
 A ranker trained with `retrieval_cosine` has a scorer that also takes "retrieval_cosine" [N]: the retrieval
 model's cosine of the request's query vector and each candidate (`retrieval_cosines`): the ANN score of an
@@ -25,16 +29,69 @@ import numpy as np
 
 from ebr.index.export import export_dir_of
 from ebr.models.export import ExportedModule, load_exported
-from ebr.train.rankers import DOC_IDS, DOC_VECTORS
+from ebr.train.rankers import DOC_IDS, DOC_ROWS, DOC_VECTORS
 
 if TYPE_CHECKING:
     import torch
 
     from ebr.index.search import ShardedSearcher
     from ebr.models.config import FeaturizerConfig
+    from ebr.models.rankers.cross_features import PreparedDocs
 
 RETRIEVAL_COSINE = "retrieval_cosine"
-SCORER_INPUTS = ({"query", "doc"}, {"query", "doc", RETRIEVAL_COSINE})
+CROSS_INPUTS = frozenset({"cross", "cross_buckets"})
+SCORER_INPUTS = tuple(
+    {"query", "doc"} | extra for extra in ({*c, *r} for c in (set(), CROSS_INPUTS) for r in (set(), {RETRIEVAL_COSINE}))
+)
+# The request row's query-understanding fields as the cross features name them (training reads the log's
+# columns), from the fields the feature store serves for the query.
+CROSS_QU_FIELDS = {"query_category_leaf": "qu_category_leaf", "query_brand": "qu_brand"}
+
+
+class CrossDocs:
+    """The doc side of a three-tower ranker's cross features: the corpus rows prepared once, by doc id."""
+
+    def __init__(self, prepared: PreparedDocs, doc_ids: np.ndarray, names: list[str]) -> None:
+        self.prepared = prepared
+        self.names = names
+        order = np.argsort(doc_ids, kind="stable")
+        self._ids = np.ascontiguousarray(doc_ids[order], dtype=np.int64)
+        self._rows = order.astype(np.int64)
+
+    @classmethod
+    def open(cls, path: Path, names: list[str], text: Any) -> CrossDocs:
+        """Read `doc_rows.parquet` (doc_id, title, categories, brand, attributes, tags, author_id)."""
+        import pandas as pd
+
+        from ebr.models.rankers.cross_features import check_names, prepare_docs
+
+        rows = pd.read_parquet(path)
+        if "doc_id" not in rows.columns:
+            raise ValueError(f"{path}: no doc_id column")
+        ids = rows["doc_id"].to_numpy(dtype=np.int64)
+        if len(np.unique(ids)) != len(ids):
+            raise ValueError(f"{path}: doc ids are not distinct")
+        return cls(prepare_docs(rows, text), ids, check_names(names))
+
+    def rows_of(self, doc_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(prepared row numbers of the docs found, mask [n] of the docs found)."""
+        if not len(self._ids):
+            return np.zeros(0, np.int64), np.zeros(len(doc_ids), dtype=bool)
+        pos = np.minimum(np.searchsorted(self._ids, doc_ids), len(self._ids) - 1)
+        found = self._ids[pos] == doc_ids
+        return self._rows[pos[found]], found
+
+    def features(self, row: Mapping[str, Any], rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """(cross float32 [n, F], cross_buckets int64 [n, F]) of one request row paired with prepared doc rows."""
+        import torch
+
+        from ebr.models.rankers.cross_features import bucketize, compute_cross_features
+
+        request = dict(row)
+        for name, served in CROSS_QU_FIELDS.items():
+            request.setdefault(name, row.get(served))
+        values = compute_cross_features([request], self.prepared, (np.zeros(len(rows), np.int64), rows), self.names)
+        return torch.from_numpy(values), torch.from_numpy(bucketize(values, self.names))
 
 
 class CoarseRescorer:
@@ -48,14 +105,19 @@ class CoarseRescorer:
         featurizer: FeaturizerConfig | None = None,
         doc_ids: np.ndarray | None = None,
         doc_vectors: np.ndarray | None = None,
+        cross_docs: CrossDocs | None = None,
         reason: str | None = None,
     ) -> None:
         self.query_tower = query_tower
         self.scorer = scorer
         self.featurizer = featurizer
+        self.cross_docs = cross_docs
         self.reason = reason
         self.usable = reason is None
         self.uses_retrieval_cosine = scorer is not None and RETRIEVAL_COSINE in scorer.input_spec
+        self.three_tower = scorer is not None and CROSS_INPUTS <= set(scorer.input_spec)
+        if self.three_tower and cross_docs is None and self.usable:
+            raise ValueError("a three-tower coarse ranker needs its doc rows (cross_docs)")
         self.missing_retrieval_cosines = 0  # candidates scored with cos_retrieval = 0 (index keeps no exact vector)
         self._lock = threading.Lock()
         if doc_ids is not None and doc_vectors is not None:
@@ -81,11 +143,17 @@ class CoarseRescorer:
             return cls.unusable(f"coarse ranker export has no {' or '.join(missing)} module")
         scorer = exported["scorer"]
         if set(scorer.input_spec) not in SCORER_INPUTS:
-            return cls.unusable(
-                f"coarse ranker scorer takes {sorted(scorer.input_spec)}: cross features are not served"
-            )
+            return cls.unusable(f"coarse ranker scorer takes {sorted(scorer.input_spec)}, which the server cannot feed")
         if exported.featurizer is None:
             return cls.unusable("coarse ranker export records no featurizer config")
+        cross_docs = None
+        if CROSS_INPUTS <= set(scorer.input_spec):
+            if not (root / DOC_ROWS).is_file():
+                return cls.unusable(f"three-tower coarse ranker has no doc rows ({DOC_ROWS} is missing)")
+            names = (exported.manifest.get("config") or {}).get("coarse_ranker", {}).get("cross_features")
+            if not names:
+                return cls.unusable("three-tower coarse ranker export records no cross_features")
+            cross_docs = CrossDocs.open(root / DOC_ROWS, list(names), exported.featurizer.text)
         for name in (DOC_IDS, DOC_VECTORS):
             if not (root / name).is_file():
                 return cls.unusable(f"coarse ranker has no doc matrix ({name} is missing)")
@@ -102,6 +170,7 @@ class CoarseRescorer:
             featurizer=exported.featurizer,
             doc_ids=ids,
             doc_vectors=vectors,
+            cross_docs=cross_docs,
         )
 
     def retrieval_cosines(
@@ -149,9 +218,10 @@ class CoarseRescorer:
         query_inputs: Mapping[str, torch.Tensor] | None = None,
         retrieval_cosine: np.ndarray | None = None,
     ) -> np.ndarray:
-        """Coarse scores [n] (float64) of the candidates, NaN for a doc missing from the doc matrix; `query_inputs`
-        (featurized with the ranker's featurizer config) are reused when given; `retrieval_cosine` [n] (see
-        `retrieval_cosines`) is required by a ranker trained with it."""
+        """Coarse scores [n] (float64) of the candidates, NaN for a doc missing from the doc matrix (or, three
+        towers, from the doc rows); `query_inputs` (featurized with the ranker's featurizer config) are reused when
+        given; `retrieval_cosine` [n] (see `retrieval_cosines`) is required by a ranker trained with it. A
+        three-tower ranker reads the cross features of `row` (the query, the store's user and query fields)."""
         import torch
 
         from ebr.models.inputs import featurize_queries
@@ -170,6 +240,11 @@ class CoarseRescorer:
             return out
         pos = np.minimum(np.searchsorted(self._ids, ids), len(self._ids) - 1)
         found = self._ids[pos] == ids
+        cross_rows = None
+        if self.three_tower:
+            assert self.cross_docs is not None
+            cross_rows, has_row = self.cross_docs.rows_of(ids[found])
+            found[np.flatnonzero(found)[~has_row]] = False
         if not found.any():
             return out
         x = query_inputs if query_inputs is not None else featurize_queries([dict(row)], self.featurizer)
@@ -178,6 +253,9 @@ class CoarseRescorer:
         inputs = {"query": q.expand(len(d), -1).contiguous(), "doc": d}
         if self.uses_retrieval_cosine:
             inputs[RETRIEVAL_COSINE] = torch.from_numpy(np.ascontiguousarray(rc[found]))
+        if cross_rows is not None:
+            assert self.cross_docs is not None
+            inputs["cross"], inputs["cross_buckets"] = self.cross_docs.features(row, cross_rows)
         scores = self.scorer(inputs)
         out[found] = scores.reshape(-1).double().numpy()
         return out

@@ -305,6 +305,8 @@ class SearchEngine:
                     q = bundle.tower(x).numpy().astype(np.float32, copy=False)
                     stages["tower"] += time.perf_counter() - t1
                 cos_r, _ = bundle.rescorer.retrieval_cosines(bundle.searcher, q, ids, ann_ids, ann_scores)
+            if bundle.rescorer.three_tower:  # its cross features read the query's understanding whoever asks
+                row = {**row, QU_CATEGORY: found.get_text(QU_CATEGORY), QU_BRAND: found.get_text(QU_BRAND)}
             coarse = bundle.rescorer.score(row, ids, query_inputs=x if same else None, retrieval_cosine=cos_r)
             order = np.argsort(np.where(np.isnan(coarse), np.inf, -coarse), kind="stable")
             ids, scores, coarse = ids[order], scores[order], coarse[order]

@@ -169,14 +169,16 @@ def build_coarse_ranker(
     model_version: str = "coarse-synthetic",
     doc_vectors: np.ndarray | None = None,
 ) -> Path:
-    """An untrained two-tower coarse ranker laid out as `distill_coarse_ranker` writes it (`export/`, doc matrix,
-    manifest); the doc matrix is its doc tower over `docs`, or `doc_vectors` when given."""
+    """An untrained coarse ranker laid out as `distill_coarse_ranker` writes it (`export/`, doc matrix, manifest,
+    and for three towers the doc rows of the cross features); the doc matrix is its doc tower over `docs`, or
+    `doc_vectors` when given."""
     import torch
 
     from ebr.models.export import export_modules
     from ebr.models.inputs import featurize_queries
     from ebr.models.rankers.coarse_ranker import CoarseRanker, PairScorer, encode_corpus
-    from ebr.train.rankers import DOC_IDS, DOC_VECTORS, EXPORT_DIR
+    from ebr.models.rankers.cross_features import bucketize, compute_cross_features
+    from ebr.train.rankers import DOC_IDS, DOC_ROW_COLUMNS, DOC_ROWS, DOC_VECTORS, EXPORT_DIR
 
     out = Path(out_dir)
     out.mkdir(parents=True)
@@ -192,13 +194,19 @@ def build_coarse_ranker(
     scorer_in = {"query": q, "doc": torch.from_numpy(vecs[:2])}
     if model.uses_retrieval_cosine:
         scorer_in["retrieval_cosine"] = torch.tensor([0.5, -0.25])
+    if model.three_tower:
+        names = config.cross_features
+        cross = compute_cross_features(example_query_rows()[:1], docs.iloc[:2], None, names, fz.text)
+        scorer_in.update(cross=torch.from_numpy(cross), cross_buckets=torch.from_numpy(bucketize(cross, names)))
+        docs[DOC_ROW_COLUMNS].to_parquet(out / DOC_ROWS, index=False)
     export_modules(
         out / EXPORT_DIR,
         {"query_tower": model.query_tower, "scorer": PairScorer(model)},
         {"query_tower": q_in, "scorer": scorer_in},
         model_version=model_version,
         featurizer=fz,
-        config={"coarse_ranker": config.model_dump(mode="json"), "embedding_dim": config.doc_tower.out_dim},
+        config={"coarse_ranker": config.model_dump(mode="json"), "embedding_dim": config.doc_tower.out_dim,
+                "cross_features": config.cross_features if model.three_tower else []},
     )
     np.save(out / DOC_IDS, ids, allow_pickle=False)
     np.save(out / DOC_VECTORS, vecs, allow_pickle=False)
