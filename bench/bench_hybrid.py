@@ -13,7 +13,9 @@ plus the share of queries each selection rule routes to each channel and the per
     python bench/bench_hybrid.py --data data/bench-scale/small/data \
         --workspace data/bench-scale/small/workspace [--day 2026-11-08] [--out bench/results]
 
-Writes OUT/hybrid.json and OUT/hybrid.md.
+Writes OUT/hybrid.json and OUT/hybrid.md (OUT/hybrid_<name>.* with `--name`, e.g. one per kind of logs). A merge
+"beats both channels" when its true_recall@100 is at least the embedding channel's and its ndcg@10 at least
+BM25's: the served default is the merge that does so on every kind of logs measured (docs/evaluation.md).
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--day", help="holdout day (default: the bundle's evaluation day, else the last day of the logs)")
     p.add_argument("--k", type=int, default=200, help="list length per channel and merge (default 200)")
     p.add_argument("--out", type=Path, default=REPO / "bench" / "results")
+    p.add_argument("--name", help="suffix of the output files (hybrid_<name>.json/.md), e.g. the kind of logs")
     return p.parse_args(argv)
 
 
@@ -113,8 +116,10 @@ def main(argv: list[str] | None = None) -> int:
     share = {"both": sum(len(r) == 2 for r in routes) / len(routes),
              "ann_only": sum(r == ("ann",) for r in routes) / len(routes),
              "lexical_only": sum(r == ("lexical",) for r in routes) / len(routes)}
-    best = max((n for n in systems if n not in ("ann", "lexical")),
-               key=lambda n: (table[n]["true_recall@100"] or 0) + (table[n]["ndcg@10"] or 0))
+    merges = [n for n in systems if n not in ("ann", "lexical")]
+    best = max(merges, key=lambda n: (table[n]["true_recall@100"] or 0) + (table[n]["ndcg@10"] or 0))
+    beats_both = [n for n in merges if (table[n]["true_recall@100"] or 0) >= (table["ann"]["true_recall@100"] or 0)
+                  and (table[n]["ndcg@10"] or 0) >= (table["lexical"]["ndcg@10"] or 0)]
     doc = {
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
@@ -128,10 +133,13 @@ def main(argv: list[str] | None = None) -> int:
         "cost_ms_per_query": {"tower_batch1": round(tower_ms, 3), "ann_search": round(ann_ms, 3),
                               "lexical_search": round(lex_ms, 3), "fusion": round(fuse_ms, 3)},
         "best_by_true_recall_plus_ndcg": best,
+        "beats_both_channels": beats_both,
+        "logs": args.name,
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "hybrid.json").write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
-    (args.out / "hybrid.md").write_text(_md(doc), encoding="utf-8")
+    stem = f"hybrid_{args.name}" if args.name else "hybrid"
+    (args.out / f"{stem}.json").write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    (args.out / f"{stem}.md").write_text(_md(doc), encoding="utf-8")
     print(_md(doc))
     return 0
 
@@ -139,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
 def _md(doc: dict[str, Any]) -> str:
     s, c = doc["setup"], doc["cost_ms_per_query"]
     lines = [
-        "# Hybrid retrieval on the holdout day",
+        "# Hybrid retrieval on the holdout day" + (f" ({doc['logs']} logs)" if doc.get("logs") else ""),
         "",
         f"{doc['created_at']} · {doc['machine']['cpus']} CPUs · load average before/after "
         f"{doc['machine']['loadavg_before']} / {doc['machine']['loadavg_after']} · `python bench/bench_hybrid.py`",
@@ -155,7 +163,8 @@ def _md(doc: dict[str, Any]) -> str:
     ]
     for name, row in doc["metrics"].items():
         cells = [("" if v is None else f"{v:.4f}") for v in row.values()]
-        mark = " (best)" if name == doc["best_by_true_recall_plus_ndcg"] else ""
+        mark = (" (best)" if name == doc["best_by_true_recall_plus_ndcg"] else "") + \
+            (" *" if name in doc.get("beats_both_channels", []) else "")
         lines.append(f"| {name}{mark} | " + " | ".join(cells) + " |")
     sh = doc["selection_share"]
     lines += [
@@ -167,7 +176,9 @@ def _md(doc: dict[str, Any]) -> str:
         f"{c['ann_search']:.2f} ms (batched over all requests), BM25 {c['lexical_search']:.2f} ms, fusion "
         f"{c['fusion']:.3f} ms. A lexical-only request skips the tower and the ANN search.",
         "",
-        f"Best merge by true_recall@100 + ndcg@10: `{doc['best_by_true_recall_plus_ndcg']}`.",
+        f"Best merge by true_recall@100 + ndcg@10: `{doc['best_by_true_recall_plus_ndcg']}`. Marked `*`: the "
+        "merges that beat both channels (true_recall@100 at least the embedding channel's, ndcg@10 at least "
+        "BM25's): " + (", ".join(f"`{n}`" for n in doc.get("beats_both_channels", [])) or "none") + ".",
     ]
     return "\n".join(lines) + "\n"
 
