@@ -29,6 +29,7 @@ import numpy as np
 
 from ebr.index.export import export_dir_of
 from ebr.models.export import ExportedModule, load_exported
+from ebr.models.rankers.cross_features import CrossDocs
 from ebr.train.rankers import DOC_IDS, DOC_ROWS, DOC_VECTORS
 
 if TYPE_CHECKING:
@@ -36,7 +37,6 @@ if TYPE_CHECKING:
 
     from ebr.index.search import ShardedSearcher
     from ebr.models.config import FeaturizerConfig
-    from ebr.models.rankers.cross_features import PreparedDocs
 
 RETRIEVAL_COSINE = "retrieval_cosine"
 CROSS_INPUTS = frozenset({"cross", "cross_buckets"})
@@ -46,52 +46,6 @@ SCORER_INPUTS = tuple(
 # The request row's query-understanding fields as the cross features name them (training reads the log's
 # columns), from the fields the feature store serves for the query.
 CROSS_QU_FIELDS = {"query_category_leaf": "qu_category_leaf", "query_brand": "qu_brand"}
-
-
-class CrossDocs:
-    """The doc side of a three-tower ranker's cross features: the corpus rows prepared once, by doc id."""
-
-    def __init__(self, prepared: PreparedDocs, doc_ids: np.ndarray, names: list[str]) -> None:
-        self.prepared = prepared
-        self.names = names
-        order = np.argsort(doc_ids, kind="stable")
-        self._ids = np.ascontiguousarray(doc_ids[order], dtype=np.int64)
-        self._rows = order.astype(np.int64)
-
-    @classmethod
-    def open(cls, path: Path, names: list[str], text: Any) -> CrossDocs:
-        """Read `doc_rows.parquet` (doc_id, title, categories, brand, attributes, tags, author_id)."""
-        import pandas as pd
-
-        from ebr.models.rankers.cross_features import check_names, prepare_docs
-
-        rows = pd.read_parquet(path)
-        if "doc_id" not in rows.columns:
-            raise ValueError(f"{path}: no doc_id column")
-        ids = rows["doc_id"].to_numpy(dtype=np.int64)
-        if len(np.unique(ids)) != len(ids):
-            raise ValueError(f"{path}: doc ids are not distinct")
-        return cls(prepare_docs(rows, text), ids, check_names(names))
-
-    def rows_of(self, doc_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(prepared row numbers of the docs found, mask [n] of the docs found)."""
-        if not len(self._ids):
-            return np.zeros(0, np.int64), np.zeros(len(doc_ids), dtype=bool)
-        pos = np.minimum(np.searchsorted(self._ids, doc_ids), len(self._ids) - 1)
-        found = self._ids[pos] == doc_ids
-        return self._rows[pos[found]], found
-
-    def features(self, row: Mapping[str, Any], rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        """(cross float32 [n, F], cross_buckets int64 [n, F]) of one request row paired with prepared doc rows."""
-        import torch
-
-        from ebr.models.rankers.cross_features import bucketize, compute_cross_features
-
-        request = dict(row)
-        for name, served in CROSS_QU_FIELDS.items():
-            request.setdefault(name, row.get(served))
-        values = compute_cross_features([request], self.prepared, (np.zeros(len(rows), np.int64), rows), self.names)
-        return torch.from_numpy(values), torch.from_numpy(bucketize(values, self.names))
 
 
 class CoarseRescorer:
@@ -255,7 +209,11 @@ class CoarseRescorer:
             inputs[RETRIEVAL_COSINE] = torch.from_numpy(np.ascontiguousarray(rc[found]))
         if cross_rows is not None:
             assert self.cross_docs is not None
-            inputs["cross"], inputs["cross_buckets"] = self.cross_docs.features(row, cross_rows)
+            request = dict(row)
+            for name, served in CROSS_QU_FIELDS.items():
+                request.setdefault(name, row.get(served))
+            values, buckets = self.cross_docs.features([request], np.zeros(len(cross_rows), np.int64), cross_rows)
+            inputs["cross"], inputs["cross_buckets"] = torch.from_numpy(values), torch.from_numpy(buckets)
         scores = self.scorer(inputs)
         out[found] = scores.reshape(-1).double().numpy()
         return out

@@ -157,7 +157,11 @@ def _funnel(scorer: Any, served_ann: tuple[np.ndarray, np.ndarray], served_lex: 
 
     n = served_ann[0].shape[1]
     candidates = hybrid_systems(evalset.queries, served_ann, served_lex, n, bm25.index.tokenize)["hybrid"]
-    kept = funnel_ids(scorer, encode_queries(scorer.bundle, rows, cfg.batch_size), candidates, kmax)
+    requests = None
+    if scorer.three_tower:  # the cross features read the request's query understanding as training did (the log's)
+        requests = rows.assign(query_category_leaf=evalset.frame["query_category_leaf"].to_numpy(),
+                               query_brand=evalset.frame["query_brand"].to_numpy())
+    kept = funnel_ids(scorer, encode_queries(scorer.bundle, rows, cfg.batch_size), candidates, kmax, requests)
     return {"ids": kept, "candidates": n, "kept": kmax,
             "survival": survival(candidates, kept, {"ann": served_ann[0], "lexical": served_lex[0]})}
 
@@ -263,7 +267,8 @@ def evaluate_two_tower(
             systems[FUNNEL_SYSTEM] = funnel.pop("ids")
             timings["funnel"] = time.perf_counter() - t1
         elif coarse_dir is not None:
-            notes.append(f"coarse ranker in {coarse_dir} cannot score from vectors alone: no funnel system")
+            notes.append(f"coarse ranker in {coarse_dir} needs inputs the offline funnel does not pass (the "
+                         "retrieval cosine): no funnel system")
         del deep_ann, deep_lex
         index_info = index_manifest = None
         if index_dir is not None:

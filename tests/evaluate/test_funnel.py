@@ -1,5 +1,6 @@
 """The served funnel offline: candidates ordered by the coarse ranker's exported scorer (a real export), unknown
-docs and padding last, the top M kept; survival per channel; a ranker that needs more than vectors is refused."""
+docs and padding last, the top M kept; survival per channel; a three-tower ranker scores with the requests' cross
+features exactly as the server does; a ranker that needs the retrieval cosine is refused."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ import pandas as pd
 import pytest
 
 from ebr.evaluate.funnel import CoarseScorer, funnel_ids, survival
+from ebr.models.inputs import featurize_queries
 from ebr.models.rankers.config import CoarseRankerConfig
-from serving.synthetic import build_coarse_ranker
+from serving.coarse_rescorer import CoarseRescorer
+from serving.synthetic import build_coarse_ranker, synthetic_docs
 
 DIM = 32
 
@@ -55,10 +58,35 @@ def test_survival_counts_each_channels_candidates_kept_in_the_top_m():
     assert survival(cand, kept, channels) == {"ann": 0.5, "lexical": 0.6667}
 
 
-def test_a_ranker_that_needs_more_than_vectors_gives_no_funnel(tmp_path):
+def test_a_ranker_that_needs_the_retrieval_cosine_gives_no_funnel(tmp_path):
     ids = np.arange(1, 5, dtype=np.int64)
     out = build_coarse_ranker(tmp_path / "coarse", pd.DataFrame({"doc_id": ids}),
                               CoarseRankerConfig(retrieval_cosine=True),
                               doc_vectors=np.eye(4, DIM, dtype=np.float32))
     assert CoarseScorer.load(out) is None
     assert CoarseScorer.load(tmp_path / "missing") is None
+
+
+def test_a_three_tower_ranker_scores_with_the_requests_cross_features_as_the_server_does(tmp_path):
+    docs = synthetic_docs(40, seed=5, id_offset=1)
+    out = build_coarse_ranker(tmp_path / "coarse", docs, CoarseRankerConfig(kind="three_tower"))
+    scorer = CoarseScorer.load(out)
+    assert scorer is not None and scorer.three_tower
+    cat, brand, seen = docs["category_leaf"].iloc[0], docs["brand"].dropna().iloc[0], int(docs["doc_id"].iloc[1])
+    requests = pd.DataFrame({
+        "query": [f"{brand} {cat}", "red case"], "query_category_leaf": [cat, None], "query_brand": [brand, None],
+        "seq_rt_doc_ids": [[seen], []], "seq_rt_categories": [[docs["category_leaf"].iloc[1]], []],
+        "seq_rt_authors": [[int(docs["author_id"].iloc[1])], []], "seq_rt_event_types": [["click"], []],
+    })  # fmt: skip
+    cand = np.array([docs["doc_id"].to_numpy()[:12], np.r_[docs["doc_id"].to_numpy()[20:31], 999]])
+    q = scorer.bundle["query_tower"](featurize_queries(requests, scorer.bundle.featurizer)).numpy()
+    scores = scorer.scores(q, cand, requests)
+    assert np.isfinite(scores[0]).all() and np.isnan(scores[1, -1]), "a doc without a doc row scores NaN"
+    server = CoarseRescorer.open(out)  # the server's re-rank path on the same files
+    for i, row in enumerate(requests.to_dict("records")):
+        np.testing.assert_allclose(scores[i], server.score(row, cand[i]), rtol=1e-5, atol=1e-5)
+    # the cross features matter: the same pairs scored with the first request's fields blanked differ
+    blank = requests.assign(query_category_leaf=None, query_brand=None, seq_rt_doc_ids=[[], []])
+    assert np.abs(scorer.scores(q, cand, blank)[0] - scores[0]).max() > 1e-4
+    with pytest.raises(ValueError, match="request row"):
+        scorer.scores(q, cand)

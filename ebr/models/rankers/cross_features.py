@@ -13,6 +13,7 @@ import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -326,3 +327,42 @@ def compute_cross_features(
     if not n:
         return np.zeros((0, len(names)), dtype=np.float32)
     return np.stack([cols[name] for name in names], axis=1).astype(np.float32)
+
+
+class CrossDocs:
+    """The doc side of a three-tower coarse ranker's cross features, prepared once per doc set and looked up by
+    doc id: the server (per request) and the offline funnel (per holdout day) pair request rows with it."""
+
+    def __init__(self, prepared: PreparedDocs, doc_ids: np.ndarray, names: Sequence[str]) -> None:
+        self.prepared = prepared
+        self.names = check_names(names)
+        order = np.argsort(doc_ids, kind="stable")
+        self._ids = np.ascontiguousarray(np.asarray(doc_ids)[order], dtype=np.int64)
+        self._rows = order.astype(np.int64)
+
+    @classmethod
+    def open(cls, path: str | Path, names: Sequence[str], text: TextConfig | None = None) -> CrossDocs:
+        """Read a doc-rows parquet file (doc_id, title, category_l1/l2/leaf, brand, attributes, tags, author_id),
+        the one the distill step writes beside a three-tower ranker."""
+        rows = pd.read_parquet(path)
+        if "doc_id" not in rows.columns:
+            raise ValueError(f"{path}: no doc_id column")
+        ids = rows["doc_id"].to_numpy(dtype=np.int64)
+        if len(np.unique(ids)) != len(ids):
+            raise ValueError(f"{path}: doc ids are not distinct")
+        return cls(prepare_docs(rows, text), ids, names)
+
+    def rows_of(self, doc_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(prepared row numbers of the docs found, mask [n] of the docs found)."""
+        doc_ids = np.asarray(doc_ids, dtype=np.int64)
+        if not len(self._ids):
+            return np.zeros(0, np.int64), np.zeros(len(doc_ids), dtype=bool)
+        pos = np.minimum(np.searchsorted(self._ids, doc_ids), len(self._ids) - 1)
+        found = self._ids[pos] == doc_ids
+        return self._rows[pos[found]], found
+
+    def features(self, requests: Rows, request_rows: np.ndarray, doc_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(values float32 [n, F], bucket ids int64 [n, F]) of the pairs (request_rows[i], doc_rows[i]), doc rows
+        as `rows_of` gives them."""
+        values = compute_cross_features(requests, self.prepared, (request_rows, doc_rows), self.names)
+        return values, bucketize(values, self.names)
