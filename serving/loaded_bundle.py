@@ -130,6 +130,13 @@ class LoadedBundle:
                 total -= self._constraints.popitem(last=False)[1].nbytes
         return made
 
+    @property
+    def retrieval_defaults(self) -> dict[str, Any] | None:
+        """The merge the bundle's evaluation chose ({"fusion", "lexical_weight"}), or None (an older bundle)."""
+        info = self.manifest.get("info") or {}
+        tuned = info.get("retrieval")
+        return tuned if isinstance(tuned, dict) else None
+
     @classmethod
     def open(cls, path: str | Path, version: str | None = None) -> LoadedBundle:
         """Verify and load the bundle directory `path`; `version` (the name CURRENT gave) must match it."""

@@ -36,11 +36,12 @@ FETCH_GROWTH = 4
 class RetrievalDefaults:
     """How a request retrieves when it does not say: `auto` lets query selection pick the channels, `hybrid`
     runs both, `ann` / `lexical` one; merged lists use `fusion` with the lexical channel weighted
-    `lexical_weight` against the embedding channel's 1."""
+    `lexical_weight` against the embedding channel's 1 (None: the weight the bundle's evaluation chose for this
+    fusion rule, else DEFAULT_LEXICAL_WEIGHT)."""
 
     retrieval: str = DEFAULT_RETRIEVAL
     fusion: str = DEFAULT_FUSION
-    lexical_weight: float = DEFAULT_LEXICAL_WEIGHT
+    lexical_weight: float | None = None
     selection: QuerySelection = field(default_factory=QuerySelection)
 
 
@@ -223,6 +224,16 @@ class SearchEngine:
         stages["lexical"] += time.perf_counter() - t0
         return ids[~drop][: req.k], scores[~drop][: req.k], len(ids), int(drop.sum())
 
+    def lexical_weight(self, bundle: LoadedBundle, fusion: str) -> float:
+        """The lexical weight of a merge whose request names none: the server's setting, else the weight the
+        bundle's evaluation chose for `fusion` (its manifest's info.retrieval), else DEFAULT_LEXICAL_WEIGHT."""
+        if self.retrieval.lexical_weight is not None:
+            return self.retrieval.lexical_weight
+        tuned = bundle.retrieval_defaults
+        if tuned is not None and tuned.get("fusion") == fusion and tuned.get("lexical_weight") is not None:
+            return float(tuned["lexical_weight"])
+        return DEFAULT_LEXICAL_WEIGHT
+
     def _on_the_way(self) -> contextlib.AbstractContextManager[Ticket | None]:
         return self.batcher.on_the_way() if self.batcher is not None else contextlib.nullcontext()
 
@@ -285,7 +296,7 @@ class SearchEngine:
             if "ann" in channels:
                 t0 = time.perf_counter()
                 fusion = req.fusion or self.retrieval.fusion
-                weight = self.retrieval.lexical_weight if req.lexical_weight is None else req.lexical_weight
+                weight = self.lexical_weight(bundle, fusion) if req.lexical_weight is None else req.lexical_weight
                 fused = fuse(fusion, [ChannelHits("ann", ids, scores), ChannelHits("lexical", lex_ids, lex_scores)],
                              req.k, {"ann": 1.0, "lexical": weight})
                 ids, scores, sources = fused.ids, fused.scores.astype(np.float32), fused.channels

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ebr.hybrid.defaults import DEFAULT_FUSION, DEFAULT_LEXICAL_WEIGHT, DEFAULT_RETRIEVAL
+from ebr.hybrid.defaults import DEFAULT_FUSION, DEFAULT_RETRIEVAL
 from ebr.hybrid.fusion import FUSION_METHODS
 
 RETRIEVAL_MODES = ("auto", "hybrid", "ann", "lexical")
@@ -36,7 +36,7 @@ ENV: dict[str, tuple[str, Any]] = {
     "funnel_candidates": ("EBR_FUNNEL_CANDIDATES", 500),
     "retrieval": ("EBR_RETRIEVAL", DEFAULT_RETRIEVAL),
     "fusion": ("EBR_FUSION", DEFAULT_FUSION),
-    "lexical_weight": ("EBR_LEXICAL_WEIGHT", DEFAULT_LEXICAL_WEIGHT),
+    "lexical_weight": ("EBR_LEXICAL_WEIGHT", None),  # unset: the bundle's tuned weight, else the default
     "retry_after_s": ("EBR_RETRY_AFTER_S", 1),
     "body_timeout_s": ("EBR_BODY_TIMEOUT_S", 10.0),
     "header_timeout_s": ("EBR_HEADER_TIMEOUT_S", 10.0),
@@ -72,7 +72,9 @@ class ServerSettings:
     funnel_candidates: int = 500  # a re-rank request retrieves this many, coarse-ranks them, returns the top k
     retrieval: str = DEFAULT_RETRIEVAL  # channels when a request does not say: auto, hybrid, ann, lexical
     fusion: str = DEFAULT_FUSION  # merge of the two channels: rrf or weighted
-    lexical_weight: float = DEFAULT_LEXICAL_WEIGHT  # lexical weight in the merge (embedding: 1)
+    # lexical weight in the merge (embedding: 1); None: the weight the bundle's evaluation chose (its manifest's
+    # info.retrieval), else DEFAULT_LEXICAL_WEIGHT
+    lexical_weight: float | None = None
     retry_after_s: int = 1
     body_timeout_s: float = 10.0  # a request body must be complete within this long, else 408 and close
     header_timeout_s: float = 10.0  # request line + headers must be complete within this long, else closed
@@ -114,7 +116,7 @@ class ServerSettings:
              f"retrieval (EBR_RETRIEVAL) must be one of {', '.join(RETRIEVAL_MODES)}, got {self.retrieval!r}"),
             (self.fusion in FUSION_METHODS,
              f"fusion (EBR_FUSION) must be one of {', '.join(FUSION_METHODS)}, got {self.fusion!r}"),
-            (0 <= self.lexical_weight <= 100,
+            (self.lexical_weight is None or 0 <= self.lexical_weight <= 100,
              f"lexical weight (EBR_LEXICAL_WEIGHT) must be in 0..100, got {self.lexical_weight}"),
             (self.retry_after_s >= 0, f"retry after must be >= 0 seconds, got {self.retry_after_s}"),
             (self.body_timeout_s > 0, f"body timeout must be > 0 seconds, got {self.body_timeout_s}"),
@@ -157,9 +159,14 @@ def to_environment(settings: ServerSettings) -> dict[str, str]:
     return out
 
 
+FLOAT_SETTINGS = frozenset({"lexical_weight"})  # settings whose default is None but whose values are numbers
+
+
 def _parse(name: str, var: str, raw: str) -> Any:
     """An environment value converted to the type of the setting's default; the error names the variable."""
     default = ENV[name][1]
+    if name in FLOAT_SETTINGS:
+        default = 0.0
     try:
         if isinstance(default, bool):
             return raw.lower() in ("1", "true", "yes")

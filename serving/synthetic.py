@@ -124,6 +124,7 @@ def build_bundle(
     index_config: IndexConfig | None = None,
     coarse_ranker_dir: str | Path | None = None,
     publish: bool = True,
+    info: dict | None = None,
 ) -> Path:
     """Build bundle `version` under `root` from `model_dir` (or an export of `model`) and `vectors` (or the doc
     tower over `docs`); publish it, or with `publish=False` leave it staged. Returns its directory."""
@@ -155,7 +156,7 @@ def build_bundle(
             index_dir=work / "index",
             docs=docs,
             coarse_ranker_dir=coarse_ranker_dir,
-            info={"synthetic": True, "docs": len(docs)},
+            info={"synthetic": True, "docs": len(docs), **(info or {})},
         )
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -54,6 +54,7 @@ def publish_day(data_root: str | Path, day: str, ws: Workspace, cfg: EbrConfig, 
         "metrics": (evaluation.get("gate_inputs") or {}).get("new"),
         "registered_model": model_manifest.get("registered_model"),
         "registered_version": model_manifest.get("registered_version"),
+        "retrieval": retrieval_defaults(evaluation.get("fusion")),
     }
     assemble_bundle(staging, version=version, model_dir=model_dir, index_dir=index_dir, docs=docs,
                     coarse_ranker_dir=coarse_dir, info=info)
@@ -75,6 +76,14 @@ def publish_day(data_root: str | Path, day: str, ws: Workspace, cfg: EbrConfig, 
     ws.record(day, "decision", {"publish": True, "reason": reason, "bundle": str(final), "version": version,
                                 "mlflow_alias": alias, "coarse_ranker_alias": coarse_alias, "current_from": source})
     return final
+
+
+def retrieval_defaults(fusion: dict | None) -> dict | None:
+    """The merge the day's evaluation chose (`ebr.evaluate.hybrid.tune_lexical_weight`) as the bundle states it:
+    the server merges with it unless its operator or the request says otherwise."""
+    if not fusion or fusion.get("lexical_weight") is None:
+        return None
+    return {"fusion": fusion.get("fusion"), "lexical_weight": float(fusion["lexical_weight"])}
 
 
 def _set_champion_alias(tracking_uri: str | None, name: str | None, version: str | int | None,

@@ -92,6 +92,7 @@ def evaluate_day(data_root: str | Path, day: str, ws: Workspace, cfg: TwoTowerEv
     ws.record(day, "evaluation", {
         "day": day, "table": retrieval_md.strip() + ("\n\n" + rankers_md.strip() if rankers_md else ""),
         "retrieval": res["metrics"], "rankers": rankers, "gate_inputs": res["gate_inputs"],
+        "fusion": res.get("fusion"),
         "model_version": res["model_version"], "champion_version": res["champion_version"],
         "report_dir": str(Path(out_dir) / REPORT_DIR), "examples": examples,
         "mlflow_run_id": res.get("mlflow_run_id"), "mlflow_tracking_uri": tracking_uri,

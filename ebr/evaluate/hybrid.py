@@ -47,12 +47,16 @@ def hybrid_ids(
     k: int,
     variant: HybridVariant,
     tokenize: Callable[[str], list[str]],
+    lexical_weights: np.ndarray | None = None,
 ) -> np.ndarray:
-    """[n, k] merged doc ids (-1 pads) of every request; `ann` and `lexical` are (ids, scores) [n, >= k]."""
+    """[n, k] merged doc ids (-1 pads) of every request; `ann` and `lexical` are (ids, scores) [n, >= k];
+    `lexical_weights` [n], when given, is each request's lexical weight instead of the variant's."""
     rule = QuerySelection(enabled=variant.selection)
     weights = {"ann": 1.0, "lexical": variant.lexical_weight}
     out = np.full((len(queries), k), EMPTY, dtype=np.int64)
     for i, query in enumerate(queries):
+        if lexical_weights is not None:
+            weights["lexical"] = float(lexical_weights[i])
         channels = select_channels(query, tokenize, rule)
         hits = []
         if "ann" in channels:
@@ -74,12 +78,108 @@ def hybrid_systems(
     k: int,
     tokenize: Callable[[str], list[str]],
     variants: Sequence[HybridVariant] = (SERVED,),
+    lexical_weights: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
-    """{variant name: [n, k] ids} for each variant."""
+    """{variant name: [n, k] ids} for each variant (`lexical_weights`: per-request weights, see `hybrid_ids`)."""
     names = [v.name for v in variants]
     if len(set(names)) != len(names):
         raise ValueError(f"hybrid variant names must be distinct, got {names}")
-    return {v.name: hybrid_ids(queries, ann, lexical, k, v, tokenize) for v in variants}
+    return {v.name: hybrid_ids(queries, ann, lexical, k, v, tokenize, lexical_weights) for v in variants}
+
+
+# --------------------------------------------------------------------------------------- the tuned lexical weight
+
+WEIGHT_GRID = (0.25, 0.5, 1.0, 2.0, 4.0)  # lexical weights tried (embedding = 1)
+TUNE_RECALL, TUNE_TOP = "true_recall@100", "ndcg@10"  # coverage must not fall below the embedding channel's,
+# the top of the list not below BM25's
+TUNE_FOLDS = 2
+
+
+@dataclass(frozen=True)
+class FusionTuning:
+    """The lexical weight chosen on a day and the honest estimate of what choosing it is worth.
+
+    `lexical_weight` is chosen on every request (what the bundle ships, served from the next day on);
+    `fold_weights[f]` on the requests outside fold f (folds by query), and `weights` [n] holds, per request, the
+    weight chosen without its fold, so the `hybrid` lists merged with them measure the procedure out of sample.
+    `grid` holds the merges' metrics on every request."""
+
+    lexical_weight: float
+    fold_weights: list[float]
+    weights: np.ndarray
+    grid: dict[str, dict[str, float | None]]
+    channels: dict[str, dict[str, float | None]]
+
+    def to_json(self) -> dict:
+        return {"fusion": DEFAULT_FUSION, "lexical_weight": self.lexical_weight, "fold_weights": self.fold_weights,
+                "rule": f"merges with {TUNE_RECALL} >= the embedding channel's and {TUNE_TOP} >= BM25's, the "
+                        f"best {TUNE_RECALL} + {TUNE_TOP} among them (else among all); folds by query",
+                "grid": self.grid, "channels": self.channels}
+
+
+def choose_weight(merges: dict[float, dict[str, float | None]], ann: dict[str, float | None],
+                  lexical: dict[str, float | None]) -> float:
+    """The lexical weight whose merge beats both channels (true_recall@100 >= the embedding channel's, ndcg@10
+    >= BM25's) with the best sum of the two; when none does, the best sum; ties go to the smaller weight."""
+    def val(m: dict[str, float | None], key: str) -> float:
+        return float(m.get(key) or 0.0)
+
+    both = [w for w, m in merges.items()
+            if val(m, TUNE_RECALL) >= val(ann, TUNE_RECALL) and val(m, TUNE_TOP) >= val(lexical, TUNE_TOP)]
+    pool = both or list(merges)
+    return max(sorted(pool), key=lambda w: val(merges[w], TUNE_RECALL) + val(merges[w], TUNE_TOP))
+
+
+def tune_lexical_weight(
+    evalset: EvalSet,
+    ann: tuple[np.ndarray, np.ndarray],
+    lexical: tuple[np.ndarray, np.ndarray],
+    k: int,
+    ks: Sequence[int],
+    tokenize: Callable[[str], list[str]],
+    grid: Sequence[float] = WEIGHT_GRID,
+    folds: int = TUNE_FOLDS,
+) -> FusionTuning:
+    """Choose the served merge's lexical weight on the day's requests (`choose_weight` over `grid`), with
+    cross-fitting: each fold of queries (crc32 of the query) gets the weight chosen on the other folds."""
+    import zlib
+
+    from ebr.evaluate.report import evaluate_systems
+
+    if folds < 2:
+        raise ValueError(f"folds must be >= 2, got {folds}")
+    if not grid or any(w < 0 for w in grid):
+        raise ValueError(f"the weight grid must be non-empty and >= 0, got {list(grid)}")
+    queries = evalset.queries
+    merged = {float(w): hybrid_ids(queries, ann, lexical, k, HybridVariant(f"w{w:g}", lexical_weight=float(w)),
+                                   tokenize) for w in grid}
+    channel_ids = {"ann": ann[0][:, :k], "lexical": lexical[0][:, :k]}
+    fold = np.array([zlib.crc32(q.encode("utf-8")) % folds for q in queries], dtype=np.int64)
+
+    def metrics(rows: np.ndarray) -> tuple[dict[float, dict], dict[str, dict]]:
+        sub = EvalSet(evalset.day, evalset.frame.iloc[rows].reset_index(drop=True))
+        systems = {f"w{w:g}": ids[rows] for w, ids in merged.items()} | {n: v[rows] for n, v in channel_ids.items()}
+        report = evaluate_systems(sub, systems, ks)
+
+        def pick(name: str) -> dict[str, float | None]:
+            m = report.systems[name]
+            return {key: (m[key].value if key in m else None) for key in (TUNE_RECALL, TUNE_TOP)}
+
+        return {w: pick(f"w{w:g}") for w in merged}, {n: pick(n) for n in channel_ids}
+
+    by_w, ch = metrics(np.arange(len(queries)))
+    overall = choose_weight(by_w, ch["ann"], ch["lexical"])
+    fold_weights = []
+    weights = np.full(len(queries), overall, dtype=np.float64)
+    for f in range(folds):
+        inside, outside = np.flatnonzero(fold == f), np.flatnonzero(fold != f)
+        if not len(inside) or not len(outside):  # every query in one fold (tiny days): nothing to hold out
+            fold_weights.append(overall)
+            continue
+        f_w, f_ch = metrics(outside)
+        fold_weights.append(choose_weight(f_w, f_ch["ann"], f_ch["lexical"]))
+        weights[inside] = fold_weights[-1]
+    return FusionTuning(overall, fold_weights, weights, {f"{w:g}": m for w, m in by_w.items()}, ch)
 
 
 def allowed_positions(corpus: Corpus, category_leaf: object, brand: object) -> np.ndarray | None:

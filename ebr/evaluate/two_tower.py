@@ -149,14 +149,16 @@ def _champion_vectors(
 
 
 def _funnel(scorer: Any, served_ann: tuple[np.ndarray, np.ndarray], served_lex: tuple[np.ndarray, np.ndarray],
-            evalset: Any, bm25: Any, rows: pd.DataFrame, kmax: int, cfg: TwoTowerEvalConfig) -> dict[str, Any]:
+            evalset: Any, bm25: Any, rows: pd.DataFrame, kmax: int, cfg: TwoTowerEvalConfig,
+            lexical_weights: np.ndarray | None = None) -> dict[str, Any]:
     """The served funnel's top-kmax ids (key `ids`) and what survived from each channel: the served channels'
     N candidates (each at N among the allowed docs) merged, coarse-ranked by `scorer`, the top kmax kept."""
     from ebr.evaluate.funnel import funnel_ids, survival
     from ebr.evaluate.hybrid import hybrid_systems
 
     n = served_ann[0].shape[1]
-    candidates = hybrid_systems(evalset.queries, served_ann, served_lex, n, bm25.index.tokenize)["hybrid"]
+    candidates = hybrid_systems(evalset.queries, served_ann, served_lex, n, bm25.index.tokenize,
+                                lexical_weights=lexical_weights)["hybrid"]
     requests = None
     if scorer.three_tower:  # the cross features read the request's query understanding as training did (the log's)
         requests = rows.assign(query_category_leaf=evalset.frame["query_category_leaf"].to_numpy(),
@@ -187,7 +189,7 @@ def evaluate_two_tower(
 
     from ebr.evaluate.baselines import BM25Retriever, baseline_systems
     from ebr.evaluate.gate import combine, compare, served_gate
-    from ebr.evaluate.hybrid import hybrid_systems, scores_of, served_channels
+    from ebr.evaluate.hybrid import hybrid_systems, scores_of, served_channels, tune_lexical_weight
     from ebr.evaluate.report import evaluate_systems, metric_gap, render_gap_markdown, write_report
     from ebr.features.realtime import REALTIME_FEATURES
     from ebr.index.embeddings import read_embeddings
@@ -244,7 +246,11 @@ def evaluate_two_tower(
         t1 = time.perf_counter()  # the served default: embedding + lexical channels merged, query selection on
         ann = (systems["model"], scores_of(emb.ids, emb.vectors, queries, systems["model"]))
         lexical = bm25.index.search_many(evalset.queries, kmax)
-        systems.update(hybrid_systems(evalset.queries, ann, lexical, kmax, bm25.index.tokenize))
+        # the merge's lexical weight, chosen on the day (cross-fitted by query: `hybrid` is out of sample) and
+        # shipped in the bundle; the served systems and the funnel merge with the same per-request weights
+        tuning = tune_lexical_weight(evalset, ann, lexical, kmax, ec.ks, bm25.index.tokenize)
+        lw = tuning.weights
+        systems.update(hybrid_systems(evalset.queries, ann, lexical, kmax, bm25.index.tokenize, lexical_weights=lw))
         # as served: relevance control inside retrieval (the request's query-understanding fields), each channel;
         # searched once, as deep as the funnel needs (each channel's top kmax is the head of its top N)
         scorer = CoarseScorer.load(coarse_dir) if coarse_dir is not None else None
@@ -254,16 +260,16 @@ def evaluate_two_tower(
         served_lex = (deep_lex[0][:, :kmax], deep_lex[1][:, :kmax])
         systems["model_served"] = served_ann[0]
         systems[SERVED_SYSTEM] = hybrid_systems(evalset.queries, served_ann, served_lex, kmax,
-                                                  bm25.index.tokenize)["hybrid"]
+                                                  bm25.index.tokenize, lexical_weights=lw)["hybrid"]
         if champ_vectors is not None:  # what the champion's bundle serves, for the served gate
             c_ann, c_lex = served_channels(evalset, corpus, *champ_vectors, bm25.index, kmax)
             systems[CHAMPION_SERVED] = hybrid_systems(evalset.queries, c_ann, c_lex, kmax,
-                                                      bm25.index.tokenize)["hybrid"]
+                                                      bm25.index.tokenize, lexical_weights=lw)["hybrid"]
         timings["hybrid"] = time.perf_counter() - t1
         funnel = None
         if scorer is not None:
             t1 = time.perf_counter()
-            funnel = _funnel(scorer, deep_ann, deep_lex, evalset, bm25, rows, kmax, cfg)
+            funnel = _funnel(scorer, deep_ann, deep_lex, evalset, bm25, rows, kmax, cfg, lw)
             systems[FUNNEL_SYSTEM] = funnel.pop("ids")
             timings["funnel"] = time.perf_counter() - t1
         elif coarse_dir is not None:
@@ -318,7 +324,7 @@ def evaluate_two_tower(
         "n_requests": evalset.n_requests, "corpus_docs": len(corpus), "embedded_docs": int(len(emb.ids)),
         "systems": sorted(report.systems), "gate_inputs": gate_inputs,
         "gate": {"publish": decision.publish, "reasons": decision.reasons}, "index": index_info, "notes": notes,
-        "realtime_skew": skew, "funnel": funnel,
+        "realtime_skew": skew, "funnel": funnel, "fusion": tuning.to_json(),
         "timings_s": {k: round(v, 2) for k, v in timings.items()},
     }
     out = Path(out_dir)

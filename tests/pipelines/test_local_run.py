@@ -24,6 +24,7 @@ from mlflow import MlflowClient
 
 from ebr.bundle import current_version, verify_bundle
 from ebr.config import load_ebr_config
+from ebr.evaluate.hybrid import WEIGHT_GRID
 from ebr.train.registry import COARSE_RANKER_MODEL, TWO_TOWER_MODEL
 from ebr.train.tracking import using_tracking_uri
 from pipelines.local import run_local
@@ -107,6 +108,10 @@ def test_first_day_publishes_a_verified_bundle(two_days):
     assert two_days["v1"] == r1["decision"]["version"]
     manifest = verify_bundle(ws / "bundles" / two_days["v1"])
     assert manifest["index"]["ann_recall"] >= 0.95
+    tuned = r1["evaluation"]["fusion"]  # the merge's lexical weight chosen on the day, shipped to the server
+    assert tuned["lexical_weight"] in WEIGHT_GRID and len(tuned["fold_weights"]) == 2
+    assert set(tuned["grid"]) == {f"{w:g}" for w in WEIGHT_GRID}
+    assert manifest["info"]["retrieval"] == {"fusion": tuned["fusion"], "lexical_weight": tuned["lexical_weight"]}
     for step in ("data_fingerprint", "validate_data", "build_features", "build_samples", "validate_samples",
                  "train_two_tower", "train_fine_ranker", "distill_coarse_ranker", "plan_export_shards",
                  "export_embedding_shard_0", "export_embedding_shard_1", "finalize_embeddings", "build_index",

@@ -11,8 +11,10 @@ import numpy as np
 import pytest
 
 from ebr.hybrid import ChannelHits, fuse
+from ebr.hybrid.defaults import DEFAULT_LEXICAL_WEIGHT
 from serving.app import create_app
 from serving.settings import ServerSettings
+from serving.synthetic import build_bundle
 from tests.serving.clients import InProcessClient
 
 QUERY = "wayne red phone case"
@@ -116,3 +118,35 @@ def test_bad_hybrid_settings_are_refused_by_name(published_root: Path):
         ServerSettings(bundles_dir=published_root, fusion="max")
     with pytest.raises(ValueError, match=r"lexical weight \(EBR_LEXICAL_WEIGHT\) must be in 0..100"):
         ServerSettings(bundles_dir=published_root, lexical_weight=-1)
+
+
+def test_the_bundles_tuned_lexical_weight_is_the_default_unless_the_operator_or_request_says(parts, tmp_path):
+    root = tmp_path / "bundles"
+    build_bundle(root, "tuned", docs=parts.docs_v1, model_dir=parts.model_dir, vectors=parts.vectors_v1,
+                 info={"retrieval": {"fusion": "weighted", "lexical_weight": 3.0}})
+    body = {"query": QUERY, "k": 20, "relevance_control": False, "retrieval": "hybrid", "fusion": "weighted"}
+
+    def answer(settings: dict, **extra) -> list[int]:
+        app = create_app(ServerSettings(bundles_dir=root, **settings), start=False)
+        app.state.runtime.manager.reload()
+        client = InProcessClient(app)
+        try:
+            return [it["doc_id"] for it in _search(client, **body, **extra)["items"]]
+        finally:
+            client.close()
+
+    tuned = answer({})
+    assert tuned == answer({}, lexical_weight=3.0), "no weight named: the bundle's"
+    assert tuned != answer({}, lexical_weight=0.1), "the weight matters for this query"
+    assert answer({"lexical_weight": 0.1}) == answer({}, lexical_weight=0.1), "the operator's setting wins"
+    assert answer({"lexical_weight": 0.1}, lexical_weight=3.0) == tuned, "and the request's over it"
+    rrf = {**body, "fusion": "rrf"}  # tuned for weighted fusion: another rule keeps the default weight
+    app = create_app(ServerSettings(bundles_dir=root), start=False)
+    app.state.runtime.manager.reload()
+    client = InProcessClient(app)
+    try:
+        got = [it["doc_id"] for it in _search(client, **rrf)["items"]]
+        want = [it["doc_id"] for it in _search(client, **rrf, lexical_weight=DEFAULT_LEXICAL_WEIGHT)["items"]]
+    finally:
+        client.close()
+    assert got == want

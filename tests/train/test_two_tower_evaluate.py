@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ebr.evaluate.hybrid import WEIGHT_GRID
 from tests.train.test_two_tower_pipeline import pipe, trained  # noqa: F401
 
 pytestmark = pytest.mark.slow
@@ -71,6 +72,9 @@ def test_report_has_model_champion_and_baselines(evaluated):
         assert name in text
     summary = json.loads((out / "evaluation.json").read_text())
     assert summary["model_version"] == result["model_version"] and summary["n_requests"] > 0
+    fusion = summary["fusion"]  # the lexical weight chosen on the day, with the grid it was chosen from
+    assert fusion["lexical_weight"] in WEIGHT_GRID and all(w in WEIGHT_GRID for w in fusion["fold_weights"])
+    assert set(fusion["channels"]) == {"ann", "lexical"} and set(fusion["grid"]) == {f"{w:g}" for w in WEIGHT_GRID}
 
 
 def test_champion_equal_to_the_model_scores_the_same_and_passes_the_gate(evaluated):
