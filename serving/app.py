@@ -65,7 +65,8 @@ class ServerRuntime:
             before_first_load=features.open if features is not None else None,
         )
         self.batcher = TowerBatcher(settings.max_batch, settings.batch_wait_ms / 1000, self.metrics)
-        retrieval = RetrievalDefaults(settings.retrieval, settings.fusion, settings.lexical_weight)
+        retrieval = RetrievalDefaults(settings.retrieval, settings.fusion, settings.lexical_weight,
+                                      relax=settings.relax)
         self.engine = SearchEngine(lambda: self.manager.current, features, self.metrics, batcher=self.batcher,
                                    retrieval=retrieval, funnel_candidates=settings.funnel_candidates)
         self.admission = SearchAdmission(settings.search_workers, settings.max_queue, self.metrics)
@@ -117,10 +118,14 @@ def _error(status: int, field: str, message: str, headers: dict[str, str] | None
 
 def _payload(result: SearchResult, took_s: float) -> dict[str, Any]:
     items = []
-    for (d, s, c), channels in zip(result.items, result.channels or [()] * len(result.items), strict=True):
+    relaxed = result.relaxed or [False] * len(result.items)
+    for (d, s, c), channels, loose in zip(result.items, result.channels or [()] * len(result.items), relaxed,
+                                          strict=True):
         item: dict[str, Any] = {"doc_id": d, "score": s, "channels": list(channels)}
         if c is not None:
             item["coarse_score"] = c
+        if loose:
+            item["relaxed"] = True
         items.append(item)
     return {"items": items, "bundle_version": result.version, "personalized": result.personalized,
             "degraded": DEGRADED.get(result.fallback),

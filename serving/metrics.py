@@ -91,6 +91,8 @@ class ServerMetrics:
                                    "and lexical search", registry=r)
         self.short_results = Counter("ebr_serve_short_results",
                                      "answers with fewer than k items (corpus, radius or fetch bound)", registry=r)
+        self.relaxed_items = Counter("ebr_serve_relaxed_items",
+                                     "items filled in without the query-understanding constraint (relax)", registry=r)
         self.rerank_unavailable = Counter("ebr_serve_rerank_unavailable",
                                           "re-rank requests answered in ANN order (no usable coarse ranker)",
                                           registry=r)

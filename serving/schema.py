@@ -69,6 +69,10 @@ class SearchRequest(_Strict):
     lexical_weight: float | None = Field(
         None, ge=0.0, le=100.0, description="weight of the lexical channel in the merge (embedding = 1); null = "
         "the server's EBR_LEXICAL_WEIGHT")
+    relax: bool | None = Field(
+        None, description="when relevance control leaves fewer than k docs, fill the rest from retrieval without the "
+        "query-understanding constraint (explicit `filters` still apply), each such item marked `relaxed`; null = "
+        "the server's EBR_RELAX")
 
     @field_validator("query")
     @classmethod
@@ -158,6 +162,7 @@ class SearchItem(BaseModel):
     score: float
     channels: list[Literal["ann", "lexical"]] = Field(default_factory=list)
     coarse_score: float | None = None
+    relaxed: bool = Field(False, description="filled in without the query-understanding constraint (`relax`)")
 
 
 class SearchResponse(BaseModel):

@@ -43,11 +43,27 @@ class RetrievalDefaults:
     fusion: str = DEFAULT_FUSION
     lexical_weight: float | None = None
     selection: QuerySelection = field(default_factory=QuerySelection)
+    relax: bool = False  # fill a short relevance-controlled answer without the query-understanding constraint
 
 
 def first_fetch(n: int, req: SearchRequest, expect: list[Expectation]) -> int:
     """Candidates of the first search round: k, or 2k when relevance control or filters may drop some."""
     return min(n, 2 * req.k if any(e.active for e in expect) else req.k)
+
+
+@dataclass(frozen=True)
+class Merged:
+    """One retrieval round: the merged ids, scores and channels per item, the fusion rule (None: one channel), the
+    embedding channel's own ids and cosines, and how many candidates were looked at and dropped."""
+
+    ids: np.ndarray
+    scores: np.ndarray
+    sources: list[tuple[str, ...]]
+    fusion: str | None
+    ann_ids: np.ndarray
+    ann_scores: np.ndarray
+    looked: int
+    dropped: int
 
 
 class NotReady(Exception):
@@ -73,6 +89,7 @@ class SearchResult:
     @property
     def seconds(self) -> float:
         return sum(self.stages.values())
+    relaxed: list[bool] = field(default_factory=list)  # per item: filled in without the QU constraint (relax)
 
 
 class SearchEngine:
@@ -224,6 +241,32 @@ class SearchEngine:
         stages["lexical"] += time.perf_counter() - t0
         return ids[~drop][: req.k], scores[~drop][: req.k], len(ids), int(drop.sum())
 
+    def _merged(self, bundle: LoadedBundle, q: np.ndarray | None, req: SearchRequest, expect: list[Expectation],
+                channels: tuple[str, ...], stages: dict[str, float],
+                first: tuple[np.ndarray, np.ndarray] | None) -> Merged:
+        """Each channel that runs, under `expect`, merged (`first`: the batcher's search of the first round)."""
+        ids, scores = np.zeros(0, np.int64), np.zeros(0, np.float32)
+        looked_at = dropped = 0
+        if q is not None:
+            ids, scores, looked_at, dropped = self._retrieve(bundle, q, req, expect, stages, first)
+        ann_ids, ann_scores = ids, scores
+        sources: list[tuple[str, ...]] = [("ann",)] * len(ids)
+        fusion = None
+        if "lexical" in channels:
+            lex_ids, lex_scores, lex_looked, lex_dropped = self._lexical(bundle, req, expect, stages)
+            looked_at, dropped = looked_at + lex_looked, dropped + lex_dropped
+            if "ann" in channels:
+                t0 = time.perf_counter()
+                fusion = req.fusion or self.retrieval.fusion
+                weight = self.lexical_weight(bundle, fusion) if req.lexical_weight is None else req.lexical_weight
+                fused = fuse(fusion, [ChannelHits("ann", ids, scores), ChannelHits("lexical", lex_ids, lex_scores)],
+                             req.k, {"ann": 1.0, "lexical": weight})
+                ids, scores, sources = fused.ids, fused.scores.astype(np.float32), fused.channels
+                stages["lexical"] += time.perf_counter() - t0
+            else:
+                ids, scores, sources = lex_ids, lex_scores, [("lexical",)] * len(lex_ids)
+        return Merged(ids, scores, sources, fusion, ann_ids, ann_scores, looked_at, dropped)
+
     def lexical_weight(self, bundle: LoadedBundle, fusion: str) -> float:
         """The lexical weight of a merge whose request names none: the server's setting, else the weight the
         bundle's evaluation chose for `fusion` (its manifest's info.retrieval), else DEFAULT_LEXICAL_WEIGHT."""
@@ -283,26 +326,21 @@ class SearchEngine:
                 q = bundle.tower(x).numpy().astype(np.float32, copy=False)
                 stages["tower"] = time.perf_counter() - t0
 
-        ids, scores = np.zeros(0, np.int64), np.zeros(0, np.float32)
-        looked_at = dropped = 0
-        if q is not None:
-            ids, scores, looked_at, dropped = self._retrieve(bundle, q, req, expect, stages, first)
-        ann_ids, ann_scores = ids, scores  # the embedding channel's cosines, before any fusion
-        sources = [("ann",)] * len(ids)
-        fusion = None
-        if "lexical" in channels:
-            lex_ids, lex_scores, lex_looked, lex_dropped = self._lexical(bundle, req, expect, stages)
-            looked_at, dropped = looked_at + lex_looked, dropped + lex_dropped
-            if "ann" in channels:
-                t0 = time.perf_counter()
-                fusion = req.fusion or self.retrieval.fusion
-                weight = self.lexical_weight(bundle, fusion) if req.lexical_weight is None else req.lexical_weight
-                fused = fuse(fusion, [ChannelHits("ann", ids, scores), ChannelHits("lexical", lex_ids, lex_scores)],
-                             req.k, {"ann": 1.0, "lexical": weight})
-                ids, scores, sources = fused.ids, fused.scores.astype(np.float32), fused.channels
-                stages["lexical"] += time.perf_counter() - t0
-            else:
-                ids, scores, sources = lex_ids, lex_scores, [("lexical",)] * len(lex_ids)
+        m = self._merged(bundle, q, req, expect, channels, stages, first)
+        ids, scores, sources, fusion, looked_at, dropped = m.ids, m.scores, m.sources, m.fusion, m.looked, m.dropped
+        ann_ids, ann_scores = m.ann_ids, m.ann_scores  # the embedding channel's cosines, before any fusion
+        relaxed = np.zeros(len(ids), dtype=bool)
+        relax = self.retrieval.relax if req.relax is None else req.relax
+        if relax and expect and req.relevance_control and expect[0].active and len(ids) < req.k:
+            # query relaxation: the rest of the list from the same channels under the explicit filters alone
+            loose = self._merged(bundle, q, req, expect[1:], channels, stages, None)
+            take = np.flatnonzero(~np.isin(loose.ids, ids))[: req.k - len(ids)]
+            ids = np.concatenate([ids, loose.ids[take]])
+            scores = np.concatenate([scores, loose.scores[take]]).astype(np.float32)
+            sources = [*sources, *(loose.sources[i] for i in take)]
+            relaxed = np.concatenate([relaxed, np.ones(len(take), dtype=bool)])
+            if self.metrics is not None and len(take):
+                self.metrics.relaxed_items.inc(len(take))
 
         coarse: np.ndarray | None = None
         reranked = False
@@ -320,20 +358,21 @@ class SearchEngine:
                 row = {**row, QU_CATEGORY: found.get_text(QU_CATEGORY), QU_BRAND: found.get_text(QU_BRAND)}
             coarse = bundle.rescorer.score(row, ids, query_inputs=x if same else None, retrieval_cosine=cos_r)
             order = np.argsort(np.where(np.isnan(coarse), np.inf, -coarse), kind="stable")
-            ids, scores, coarse = ids[order], scores[order], coarse[order]
+            ids, scores, coarse, relaxed = ids[order], scores[order], coarse[order], relaxed[order]
             sources = [sources[i] for i in order]
             reranked = True
             stages["rescore"] = time.perf_counter() - t0
         elif req.rerank and self.metrics is not None:
             self.metrics.rerank_unavailable.inc()
 
-        ids, scores, sources = ids[:out_k], scores[:out_k], sources[:out_k]
+        ids, scores, sources, relaxed = ids[:out_k], scores[:out_k], sources[:out_k], relaxed[:out_k]
         items = [
             (int(d), float(s), None if coarse is None or np.isnan(coarse[i]) else float(coarse[i]))
             for i, (d, s) in enumerate(zip(ids.tolist(), scores.tolist(), strict=True))
         ]
         result = SearchResult(items, bundle.version, personalized, reranked, stages, looked_at, dropped,
-                              found.fallback, list(sources), "hybrid" if len(channels) == 2 else channels[0], fusion)
+                              found.fallback, list(sources), "hybrid" if len(channels) == 2 else channels[0], fusion,
+                              relaxed.tolist())
         if self.metrics is not None:
             for stage, seconds in stages.items():
                 if stage != "rescore" or reranked:

@@ -36,7 +36,8 @@ ENV: dict[str, tuple[str, Any]] = {
     "funnel_candidates": ("EBR_FUNNEL_CANDIDATES", 500),
     "retrieval": ("EBR_RETRIEVAL", DEFAULT_RETRIEVAL),
     "fusion": ("EBR_FUSION", DEFAULT_FUSION),
-    "lexical_weight": ("EBR_LEXICAL_WEIGHT", None),  # unset: the bundle's tuned weight, else the default
+    "lexical_weight": ("EBR_LEXICAL_WEIGHT", None),
+    "relax": ("EBR_RELAX", False),  # unset: the bundle's tuned weight, else the default
     "retry_after_s": ("EBR_RETRY_AFTER_S", 1),
     "body_timeout_s": ("EBR_BODY_TIMEOUT_S", 10.0),
     "header_timeout_s": ("EBR_HEADER_TIMEOUT_S", 10.0),
@@ -75,6 +76,7 @@ class ServerSettings:
     # lexical weight in the merge (embedding: 1); None: the weight the bundle's evaluation chose (its manifest's
     # info.retrieval), else DEFAULT_LEXICAL_WEIGHT
     lexical_weight: float | None = None
+    relax: bool = False  # fill short relevance-controlled answers without the query-understanding constraint
     retry_after_s: int = 1
     body_timeout_s: float = 10.0  # a request body must be complete within this long, else 408 and close
     header_timeout_s: float = 10.0  # request line + headers must be complete within this long, else closed

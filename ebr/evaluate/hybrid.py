@@ -87,6 +87,21 @@ def hybrid_systems(
     return {v.name: hybrid_ids(queries, ann, lexical, k, v, tokenize, lexical_weights) for v in variants}
 
 
+def relax_fill(constrained: np.ndarray, loose: np.ndarray) -> np.ndarray:
+    """[n, k] lists: each request's constrained list, then, where it is shorter than k, the loose list's docs not
+    already in it (query relaxation, the server's `relax`); -1 pads."""
+    if constrained.shape != loose.shape:
+        raise ValueError(f"constrained {constrained.shape} and loose {loose.shape} lists differ in shape")
+    out = np.full(constrained.shape, EMPTY, dtype=np.int64)
+    k = constrained.shape[1]
+    for i in range(len(constrained)):
+        head = constrained[i][constrained[i] >= 0]
+        tail = loose[i][(loose[i] >= 0) & ~np.isin(loose[i], head)]
+        row = np.concatenate([head, tail])[:k]
+        out[i, : len(row)] = row
+    return out
+
+
 # --------------------------------------------------------------------------------------- the tuned lexical weight
 
 WEIGHT_GRID = (0.25, 0.5, 1.0, 2.0, 4.0)  # lexical weights tried (embedding = 1)

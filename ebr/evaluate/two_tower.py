@@ -37,6 +37,7 @@ REPORT_DIR = "report"
 EVALSET_FILE = "evalset.parquet"
 QUERY_SERVICE = "query_tower_online"
 SERVED_SYSTEM = "hybrid_served"  # what the server answers: hybrid, relevance control inside retrieval
+RELAXED_SYSTEM = "hybrid_served_relaxed"  # the served hybrid with query relaxation (`relax`)
 CHAMPION_SERVED = "champion_served"  # the same from the champion's towers (the served gate compares the two)
 SKEW_SYSTEM = "model_realtime_day_start"  # the model with real-time features as served without pushed events
 
@@ -189,7 +190,13 @@ def evaluate_two_tower(
 
     from ebr.evaluate.baselines import BM25Retriever, baseline_systems
     from ebr.evaluate.gate import combine, compare, served_gate
-    from ebr.evaluate.hybrid import hybrid_systems, scores_of, served_channels, tune_lexical_weight
+    from ebr.evaluate.hybrid import (
+        hybrid_systems,
+        relax_fill,
+        scores_of,
+        served_channels,
+        tune_lexical_weight,
+    )
     from ebr.evaluate.report import evaluate_systems, metric_gap, render_gap_markdown, write_report
     from ebr.features.realtime import REALTIME_FEATURES
     from ebr.index.embeddings import read_embeddings
@@ -261,6 +268,8 @@ def evaluate_two_tower(
         systems["model_served"] = served_ann[0]
         systems[SERVED_SYSTEM] = hybrid_systems(evalset.queries, served_ann, served_lex, kmax,
                                                   bm25.index.tokenize, lexical_weights=lw)["hybrid"]
+        # with `relax`: a short constrained list filled from the unconstrained merge (no explicit filters offline)
+        systems[RELAXED_SYSTEM] = relax_fill(systems[SERVED_SYSTEM], systems["hybrid"])
         if champ_vectors is not None:  # what the champion's bundle serves, for the served gate
             c_ann, c_lex = served_channels(evalset, corpus, *champ_vectors, bm25.index, kmax)
             systems[CHAMPION_SERVED] = hybrid_systems(evalset.queries, c_ann, c_lex, kmax,

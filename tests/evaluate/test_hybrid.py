@@ -92,3 +92,14 @@ def test_served_channels_answer_inside_the_query_understanding_constraints(chunk
     assert ann_ids[2].tolist() == unconstrained.tolist(), "no prediction: no constraint"
     lex = lex_ids[1][lex_ids[1] >= 0]
     assert len(lex) and set(by_id.loc[lex, "category_leaf"]) == {"dress"} and set(by_id.loc[lex, "brand"]) == {"acme"}
+
+
+def test_relax_fill_keeps_the_constrained_list_and_fills_it_from_the_loose_one():
+    from ebr.evaluate.hybrid import relax_fill
+
+    constrained = np.array([[5, 6, -1, -1], [1, 2, 3, 4], [-1, -1, -1, -1]])
+    loose = np.array([[6, 9, 5, 8], [9, 8, 7, 6], [7, -1, -1, -1]])
+    got = relax_fill(constrained, loose)
+    assert got.tolist() == [[5, 6, 9, 8], [1, 2, 3, 4], [7, -1, -1, -1]]
+    with pytest.raises(ValueError, match="differ in shape"):
+        relax_fill(constrained, loose[:, :3])

@@ -58,7 +58,7 @@ def evaluated(pipe, tmp_path_factory):  # noqa: F811
 def test_report_has_model_champion_and_baselines(evaluated):
     _, _, _, work, result = evaluated
     assert set(result["systems"]) == {"model", "champion", "popularity", "bm25", "hybrid", "model_served",
-                                      "hybrid_served", "funnel_served", "champion_served"}
+                                      "hybrid_served", "hybrid_served_relaxed", "funnel_served", "champion_served"}
     funnel = result["funnel"]
     assert funnel["candidates"] == 500 and funnel["kept"] == 100
     assert set(funnel["survival"]) == {"ann", "lexical"} and all(0 <= v <= 1 for v in funnel["survival"].values())
