@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     from ebr.bundle import current_version
     from ebr.contract import list_days
     from ebr.evaluate import EvaluateConfig, build_evalset, evaluate_systems, load_corpus
-    from ebr.evaluate.hybrid import HybridVariant, hybrid_systems
+    from ebr.evaluate.hybrid import HybridVariant, hybrid_systems, tune_lexical_weight
     from ebr.evaluate.two_tower import encode_queries, query_feature_rows
     from ebr.hybrid import QuerySelection, select_channels
     from ebr.index import load_index
@@ -107,6 +107,11 @@ def main(argv: list[str] | None = None) -> int:
     systems.update(hybrid_systems(queries, (ann_ids, ann_scores), (lex_ids, lex_scores), args.k, lex.tokenize,
                                   variants))
     fuse_ms = (time.perf_counter() - t_fuse) * 1000 / (len(rows) * len(variants))
+    # what the daily evaluation serves: the weight chosen on the day, each fold of queries merged with the weight
+    # the other fold chose (out of sample)
+    tuning = tune_lexical_weight(evalset, (ann_ids, ann_scores), (lex_ids, lex_scores), args.k, ec.ks, lex.tokenize)
+    systems["tuned"] = hybrid_systems(queries, (ann_ids, ann_scores), (lex_ids, lex_scores), args.k, lex.tokenize,
+                                      lexical_weights=tuning.weights)["hybrid"]
     report = evaluate_systems(evalset, systems, ec.ks, corpus)
     table = {name: {key: (report.systems[name][key].value if key in report.systems[name] else None)
                     for key in KEYS} for name in systems}
@@ -116,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     share = {"both": sum(len(r) == 2 for r in routes) / len(routes),
              "ann_only": sum(r == ("ann",) for r in routes) / len(routes),
              "lexical_only": sum(r == ("lexical",) for r in routes) / len(routes)}
-    merges = [n for n in systems if n not in ("ann", "lexical")]
+    merges = [n for n in systems if n not in ("ann", "lexical", "tuned")]
     best = max(merges, key=lambda n: (table[n]["true_recall@100"] or 0) + (table[n]["ndcg@10"] or 0))
     beats_both = [n for n in merges if (table[n]["true_recall@100"] or 0) >= (table["ann"]["true_recall@100"] or 0)
                   and (table[n]["ndcg@10"] or 0) >= (table["lexical"]["ndcg@10"] or 0)]
@@ -134,6 +139,10 @@ def main(argv: list[str] | None = None) -> int:
                               "lexical_search": round(lex_ms, 3), "fusion": round(fuse_ms, 3)},
         "best_by_true_recall_plus_ndcg": best,
         "beats_both_channels": beats_both,
+        "tuned": {"lexical_weight": tuning.lexical_weight, "fold_weights": tuning.fold_weights,
+                  "beats_both_channels": bool(
+                      (table["tuned"]["true_recall@100"] or 0) >= (table["ann"]["true_recall@100"] or 0)
+                      and (table["tuned"]["ndcg@10"] or 0) >= (table["lexical"]["ndcg@10"] or 0))},
         "logs": args.name,
     }
     args.out.mkdir(parents=True, exist_ok=True)
@@ -180,6 +189,13 @@ def _md(doc: dict[str, Any]) -> str:
         "merges that beat both channels (true_recall@100 at least the embedding channel's, ndcg@10 at least "
         "BM25's): " + (", ".join(f"`{n}`" for n in doc.get("beats_both_channels", [])) or "none") + ".",
     ]
+    if doc.get("tuned"):
+        t = doc["tuned"]
+        lines += ["", f"`tuned`: what the daily evaluation serves, the weighted merge at the lexical weight chosen on "
+                      f"the day (ebr.evaluate.hybrid.tune_lexical_weight: {t['lexical_weight']:g}; each half of the "
+                      f"queries merged with the weight the other half chose, {', '.join(f'{w:g}' for w in t['fold_weights'])}: "
+                      "out of sample); it beats both channels: "
+                      f"{'yes' if t['beats_both_channels'] else 'no'}."]
     return "\n".join(lines) + "\n"
 
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 DEFAULT_RETRIEVAL = "auto"  # query selection picks the channels (see ebr.hybrid.selection)
 DEFAULT_FUSION = "weighted"
-# The one merge of bench/bench_hybrid.py's grid that beats both channels (true_recall@100 >= the embedding
-# channel's and ndcg@10 >= BM25's) on both kinds of logs measured: the simulator's small day
-# (bench/results/hybrid.md) and English marketplace logs (bench/results/hybrid_marketplace_en.md). Weight 2 is
-# best on the small day's head but loses coverage where BM25 is weak (marketplace: true_recall@100 0.497 vs the
-# embedding channel's 0.549); 1 misses it there by 0.004.
+# The lexical weight of a bundle that states none (bundles state the weight their day's evaluation chose,
+# ebr.evaluate.hybrid.tune_lexical_weight). 0.5 is the one fixed weight of bench/bench_hybrid.py's grid that beats
+# both channels on the small day and on English marketplace logs; on Chinese marketplace logs only 2 does
+# (docs/evaluation.md), hence the per-day choice.
 DEFAULT_LEXICAL_WEIGHT = 0.5
