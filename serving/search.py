@@ -85,11 +85,11 @@ class SearchResult:
     channels: list[tuple[str, ...]] = field(default_factory=list)  # per item: the channels that returned it
     retrieval: str = "ann"  # the channels that ran: ann, lexical or hybrid
     fusion: str | None = None  # the merge rule when both ran
+    relaxed: list[bool] = field(default_factory=list)  # per item: filled in without the QU constraint (relax)
 
     @property
     def seconds(self) -> float:
         return sum(self.stages.values())
-    relaxed: list[bool] = field(default_factory=list)  # per item: filled in without the QU constraint (relax)
 
 
 class SearchEngine:
