@@ -191,11 +191,11 @@ def _md(doc: dict[str, Any]) -> str:
     ]
     if doc.get("tuned"):
         t = doc["tuned"]
+        folds = ", ".join(f"{w:g}" for w in t["fold_weights"])
         lines += ["", f"`tuned`: what the daily evaluation serves, the weighted merge at the lexical weight chosen on "
                       f"the day (ebr.evaluate.hybrid.tune_lexical_weight: {t['lexical_weight']:g}; each half of the "
-                      f"queries merged with the weight the other half chose, {', '.join(f'{w:g}' for w in t['fold_weights'])}: "
-                      "out of sample); it beats both channels: "
-                      f"{'yes' if t['beats_both_channels'] else 'no'}."]
+                      f"queries merged with the weight the other half chose, {folds}: out of sample); it beats both "
+                      f"channels: {'yes' if t['beats_both_channels'] else 'no'}."]
     return "\n".join(lines) + "\n"
 
 
