@@ -191,10 +191,26 @@ def test_config_map_feeds_the_server_env(default_render):
         "EBR_SEARCH_WORKERS": "1",
         "EBR_MAX_QUEUE": "32",
         "EBR_ENABLE_DOCS": "false",
+        "EBR_RETRIEVAL": "auto",
+        "EBR_FUSION": "weighted",
+        "EBR_LEXICAL_WEIGHT": "",
+        "EBR_RELAX": "false",
         "EBR_FEATURE_REPO": "/etc/ebr/feature-store",
     }
     server = default_render.container("server")
     assert server["envFrom"] == [{"configMapRef": {"name": cm["metadata"]["name"]}}]
+
+
+def test_retrieval_values_reach_the_server_settings(chart, default_render):
+    from serving.settings import ServerSettings
+
+    default = ServerSettings.resolve({}, env=default_render.server_config_map["data"])
+    assert (default.retrieval, default.fusion, default.lexical_weight, default.relax) == ("auto", "weighted", None,
+                                                                                          False)
+    r = render(chart, {"server": {"retrieval": {"mode": "hybrid", "fusion": "rrf", "lexicalWeight": 1.5,
+                                                "relax": True}}})
+    got = ServerSettings.resolve({}, env=r.server_config_map["data"])
+    assert (got.retrieval, got.fusion, got.lexical_weight, got.relax) == ("hybrid", "rrf", 1.5, True)
 
 
 def test_service_account_is_used_by_the_pods(default_render, chart):
