@@ -43,6 +43,12 @@ def render_run(report: dict[str, Any], data_root: str | Path | None = None) -> s
     table = ev.get("table")
     if table:
         lines += ["", f"evaluation on {report['day']} (temporal holdout; n = requests averaged over)", table]
+    fusion = ev.get("fusion") or {}
+    if fusion.get("lexical_weight") is not None:
+        folds = ", ".join(f"{w:g}" for w in fusion.get("fold_weights", []))
+        lines.append(f"hybrid: {fusion.get('fusion')} fusion at lexical weight {fusion['lexical_weight']:g}, chosen on "
+                     f"this day (each half of the queries merged with the other half's choice: {folds}); the "
+                     "bundle serves it")
     decision = report.get("decision") or {}
     if decision:
         verb = "PUBLISHED" if decision.get("publish") else "KEPT CHAMPION"

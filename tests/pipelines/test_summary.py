@@ -26,3 +26,13 @@ def test_steps_in_dag_order_with_rows_verdicts_and_the_easy_hard_ratio():
     assert two_tower.endswith("ok  easy:hard 412:1 effective (configured 100.0:1, hard slots 24% filled)")
     assert any(ln.startswith("  build_samples") and ln.endswith("rows: retrieval 70000") for ln in lines)
     assert any(ln.endswith("12 checks passed") for ln in lines)
+
+
+def test_the_merge_chosen_on_the_day_is_stated():
+    report = {"day": "2026-11-08", "wall_s": 1.0, "steps": {}, "bundle": {"current": "v1", "root": "/b"},
+              "evaluation": {"table": "| system |", "fusion": {"fusion": "weighted", "lexical_weight": 2.0,
+                                                                "fold_weights": [1.0, 2.0]}}}
+    text = render_run(report)
+    assert "hybrid: weighted fusion at lexical weight 2, chosen on this day" in text
+    assert "other half's choice: 1, 2)" in text
+    assert "lexical weight" not in render_run({**report, "evaluation": {"table": "| system |"}})
