@@ -167,7 +167,9 @@ def test_fanned_out_export_equals_the_single_task_export_and_index(two_days):
     single = two_days["single"]
     dag, one = read_embeddings(single["dag_embeddings"]), read_embeddings(single["embeddings"])
     np.testing.assert_array_equal(dag.ids, one.ids)
-    np.testing.assert_allclose(dag.vectors, one.vectors, rtol=0, atol=1e-6)
+    # the shards encode other batches than the single task: float32 GEMMs blocked differently differ by ~1e-6
+    # (a run saw 2.3e-6 on 1% of the values), so parity is the project's 1e-5
+    np.testing.assert_allclose(dag.vectors, one.vectors, rtol=0, atol=1e-5)
     # the index the DAG built from them answers exactly like the one built from the single-task export
     published = two_days["ws"] / "bundles" / two_days["v1"] / "index"
     a = faiss.read_index(str(next(published.glob("*.faiss"))))
@@ -176,7 +178,7 @@ def test_fanned_out_export_equals_the_single_task_export_and_index(two_days):
     da, ia = a.search(q, 10)
     db, ib = b.search(q, 10)
     np.testing.assert_array_equal(ia, ib)
-    np.testing.assert_allclose(da, db, atol=1e-6)
+    np.testing.assert_allclose(da, db, atol=1e-5)
 
 
 @pytest.mark.slow
