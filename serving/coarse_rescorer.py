@@ -29,8 +29,8 @@ import numpy as np
 
 from ebr.index.export import export_dir_of
 from ebr.models.export import ExportedModule, load_exported
-from ebr.models.rankers.cross_features import CrossDocs
-from ebr.train.rankers import DOC_IDS, DOC_ROWS, DOC_VECTORS
+from ebr.models.rankers.cross_features import CROSS_INPUTS, CrossDocs
+from ebr.train.rankers import DOC_IDS, DOC_VECTORS, open_cross_docs
 
 if TYPE_CHECKING:
     import torch
@@ -39,7 +39,6 @@ if TYPE_CHECKING:
     from ebr.models.config import FeaturizerConfig
 
 RETRIEVAL_COSINE = "retrieval_cosine"
-CROSS_INPUTS = frozenset({"cross", "cross_buckets"})
 SCORER_INPUTS = tuple(
     {"query", "doc"} | extra for extra in ({*c, *r} for c in (set(), CROSS_INPUTS) for r in (set(), {RETRIEVAL_COSINE}))
 )
@@ -102,12 +101,10 @@ class CoarseRescorer:
             return cls.unusable("coarse ranker export records no featurizer config")
         cross_docs = None
         if CROSS_INPUTS <= set(scorer.input_spec):
-            if not (root / DOC_ROWS).is_file():
-                return cls.unusable(f"three-tower coarse ranker has no doc rows ({DOC_ROWS} is missing)")
-            names = (exported.manifest.get("config") or {}).get("coarse_ranker", {}).get("cross_features")
-            if not names:
-                return cls.unusable("three-tower coarse ranker export records no cross_features")
-            cross_docs = CrossDocs.open(root / DOC_ROWS, list(names), exported.featurizer.text)
+            try:
+                cross_docs = open_cross_docs(root, exported)
+            except ValueError as e:
+                return cls.unusable(str(e))
         for name in (DOC_IDS, DOC_VECTORS):
             if not (root / name).is_file():
                 return cls.unusable(f"coarse ranker has no doc matrix ({name} is missing)")

@@ -23,9 +23,6 @@ FUNNEL_CANDIDATES = 500  # N: the server's EBR_FUNNEL_CANDIDATES default
 PAIR_CHUNK = 200_000  # candidate pairs scored per scorer call (memory: chunk x doc dim floats)
 
 
-CROSS_INPUTS = {"cross", "cross_buckets"}
-
-
 @dataclass(frozen=True)
 class CoarseScorer:
     """A loaded coarse ranker: its exported programs, the doc matrix sorted by doc id and, with three towers, the
@@ -46,8 +43,8 @@ class CoarseScorer:
         the retrieval cosine needs it; a three-tower one without its doc rows)."""
         from ebr.index.export import export_dir_of
         from ebr.models.export import load_exported
-        from ebr.models.rankers.cross_features import CrossDocs
-        from ebr.train.rankers import DOC_IDS, DOC_ROWS, DOC_VECTORS
+        from ebr.models.rankers.cross_features import CROSS_INPUTS
+        from ebr.train.rankers import DOC_IDS, DOC_VECTORS, open_cross_docs
 
         d = Path(coarse_dir)
         if not (d / DOC_IDS).is_file() or not (d / DOC_VECTORS).is_file():
@@ -58,10 +55,10 @@ class CoarseScorer:
             return None
         cross_docs = None
         if CROSS_INPUTS <= spec:
-            names = (bundle.manifest.get("config") or {}).get("coarse_ranker", {}).get("cross_features")
-            if not names or not (d / DOC_ROWS).is_file():
+            try:
+                cross_docs = open_cross_docs(d, bundle)
+            except ValueError:
                 return None
-            cross_docs = CrossDocs.open(d / DOC_ROWS, names, bundle.featurizer.text)
         ids = np.load(d / DOC_IDS, allow_pickle=False).astype(np.int64)
         vectors = np.load(d / DOC_VECTORS, allow_pickle=False).astype(np.float32)
         order = np.argsort(ids, kind="stable")
@@ -93,9 +90,10 @@ class CoarseScorer:
             q = torch.from_numpy(np.ascontiguousarray(queries[part // width], dtype=np.float32))
             d = torch.from_numpy(np.ascontiguousarray(self.doc_vectors[pos[part]]))
             inputs = {"query": q, "doc": d}
-            if cross_rows is not None:
+            if cross_rows is not None:  # only this chunk's requests are prepared (their text, their sequences)
+                chunk_requests, request_rows = np.unique(part // width, return_inverse=True)
                 values, buckets = self.cross_docs.features(  # type: ignore[attr-defined]
-                    requests, part // width, cross_rows[start : start + PAIR_CHUNK])
+                    requests.iloc[chunk_requests], request_rows, cross_rows[start : start + PAIR_CHUNK])
                 inputs.update(cross=torch.from_numpy(values), cross_buckets=torch.from_numpy(buckets))
             res[part] = scorer(inputs).reshape(-1).float().numpy()
         return out

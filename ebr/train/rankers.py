@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
     from ebr.judgements.metrics import MetricValue
     from ebr.models.rankers.coarse_ranker import CoarseRanker
+    from ebr.models.rankers.cross_features import CrossDocs
     from ebr.models.rankers.fine_ranker import FineRanker
     from ebr.models.rankers.rows import RankingRows
     from ebr.models.rankers.tensors import ListBatch, RankingTensors
@@ -667,6 +668,22 @@ def distill_coarse_ranker(
     return {"model_dir": str(out), "export_dir": str(out / EXPORT_DIR), "doc_matrix": str(out / DOC_VECTORS),
             "systems": systems, "metrics": final, "history": histories, "mlflow_run_id": run_id,
             "registered_version": registered.get("version"), "notes": notes}
+
+
+def open_cross_docs(coarse_dir: str | Path, exported: Any) -> CrossDocs:
+    """The doc side of a three-tower coarse ranker's cross features: its `doc_rows.parquet` prepared with the
+    export's featurizer text config, for the cross features its export records. A ValueError says what is missing."""
+    from ebr.models.rankers.cross_features import CrossDocs
+
+    path = Path(coarse_dir) / DOC_ROWS
+    if not path.is_file():
+        raise ValueError(f"three-tower coarse ranker has no doc rows ({DOC_ROWS} is missing)")
+    names = (exported.manifest.get("config") or {}).get("coarse_ranker", {}).get("cross_features")
+    if not names:
+        raise ValueError("three-tower coarse ranker export records no cross_features")
+    if exported.featurizer is None:
+        raise ValueError("coarse ranker export records no featurizer config")
+    return CrossDocs.open(path, list(names), exported.featurizer.text)
 
 
 def export_student(student: CoarseRanker, t: RankingTensors, path: Path, model_version: str, n: int = 4) -> Path:

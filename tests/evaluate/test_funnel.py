@@ -67,7 +67,12 @@ def test_a_ranker_that_needs_the_retrieval_cosine_gives_no_funnel(tmp_path):
     assert CoarseScorer.load(tmp_path / "missing") is None
 
 
-def test_a_three_tower_ranker_scores_with_the_requests_cross_features_as_the_server_does(tmp_path):
+@pytest.mark.parametrize("chunk", [5, 200_000])  # pairs per scorer call: chunks that split a request's list too
+def test_a_three_tower_ranker_scores_with_the_requests_cross_features_as_the_server_does(tmp_path, monkeypatch,
+                                                                                         chunk):
+    from ebr.evaluate import funnel
+
+    monkeypatch.setattr(funnel, "PAIR_CHUNK", chunk)
     docs = synthetic_docs(40, seed=5, id_offset=1)
     out = build_coarse_ranker(tmp_path / "coarse", docs, CoarseRankerConfig(kind="three_tower"))
     scorer = CoarseScorer.load(out)

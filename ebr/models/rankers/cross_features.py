@@ -61,6 +61,7 @@ FEATURES: tuple[CrossFeature, ...] = (
 )
 FEATURE_BY_NAME: dict[str, CrossFeature] = {f.name: f for f in FEATURES}
 CROSS_FEATURE_NAMES: tuple[str, ...] = tuple(f.name for f in FEATURES)
+CROSS_INPUTS = frozenset({"cross", "cross_buckets"})  # the scorer inputs of a three-tower coarse ranker
 SEQUENCE_WINDOWS = ("rt", "st", "lt")
 
 
