@@ -110,8 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     # what the daily evaluation serves: the weight chosen on the day, each fold of queries merged with the weight
     # the other fold chose (out of sample)
     tuning = tune_lexical_weight(evalset, (ann_ids, ann_scores), (lex_ids, lex_scores), args.k, ec.ks, lex.tokenize)
-    systems["tuned"] = hybrid_systems(queries, (ann_ids, ann_scores), (lex_ids, lex_scores), args.k, lex.tokenize,
-                                      lexical_weights=tuning.weights)["hybrid"]
+    systems["tuned"] = tuning.ids
     report = evaluate_systems(evalset, systems, ec.ks, corpus)
     table = {name: {key: (report.systems[name][key].value if key in report.systems[name] else None)
                     for key in KEYS} for name in systems}

@@ -122,6 +122,7 @@ class FusionTuning:
     lexical_weight: float
     fold_weights: list[float]
     weights: np.ndarray
+    ids: np.ndarray  # [n, k] each request merged at its weight (the `hybrid` system's lists)
     grid: dict[str, dict[str, float | None]]
     channels: dict[str, dict[str, float | None]]
 
@@ -186,6 +187,7 @@ def tune_lexical_weight(
     overall = choose_weight(by_w, ch["ann"], ch["lexical"])
     fold_weights = []
     weights = np.full(len(queries), overall, dtype=np.float64)
+    ids = merged[overall].copy()
     for f in range(folds):
         inside, outside = np.flatnonzero(fold == f), np.flatnonzero(fold != f)
         if not len(inside) or not len(outside):  # every query in one fold (tiny days): nothing to hold out
@@ -194,7 +196,8 @@ def tune_lexical_weight(
         f_w, f_ch = metrics(outside)
         fold_weights.append(choose_weight(f_w, f_ch["ann"], f_ch["lexical"]))
         weights[inside] = fold_weights[-1]
-    return FusionTuning(overall, fold_weights, weights, {f"{w:g}": m for w, m in by_w.items()}, ch)
+        ids[inside] = merged[fold_weights[-1]][inside]
+    return FusionTuning(overall, fold_weights, weights, ids, {f"{w:g}": m for w, m in by_w.items()}, ch)
 
 
 def allowed_positions(corpus: Corpus, category_leaf: object, brand: object) -> np.ndarray | None:

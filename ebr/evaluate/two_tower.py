@@ -257,7 +257,7 @@ def evaluate_two_tower(
         # shipped in the bundle; the served systems and the funnel merge with the same per-request weights
         tuning = tune_lexical_weight(evalset, ann, lexical, kmax, ec.ks, bm25.index.tokenize)
         lw = tuning.weights
-        systems.update(hybrid_systems(evalset.queries, ann, lexical, kmax, bm25.index.tokenize, lexical_weights=lw))
+        systems["hybrid"] = tuning.ids
         # as served: relevance control inside retrieval (the request's query-understanding fields), each channel;
         # searched once, as deep as the funnel needs (each channel's top kmax is the head of its top N)
         scorer = CoarseScorer.load(coarse_dir) if coarse_dir is not None else None

@@ -90,6 +90,7 @@ def test_tuning_chooses_by_the_rule_and_cross_fits_by_query(day):
     lists = hybrid_ids(ev.queries, ann, lex, k, HybridVariant("x"), str.split, lexical_weights=tuning.weights)
     for i in (0, 17, 59):
         assert lists[i].tolist() == merged[float(tuning.weights[i])][i].tolist()
+    np.testing.assert_array_equal(tuning.ids, lists)  # the reported `hybrid` lists are exactly these
 
 
 def test_bad_tuning_arguments_are_refused(day):
