@@ -22,7 +22,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from ebr.features import online_features
 from ebr.features.definitions import SERVICES, VIEW_BY_NAME
@@ -188,6 +188,12 @@ class FeatureCache:
         return len(self._items)
 
 
+class _Cached(NamedTuple):
+    values: dict[str, Any]
+    missing: set[str]
+    generation: int
+
+
 class OnlineFeatureSource:
     """Fetches online features per request; opens the store once (thread-safe), backs off after a failure.
 
@@ -261,14 +267,14 @@ class OnlineFeatureSource:
                 log.info("online feature store opened from %s", self.directory)
             return self._store
 
-    def _lookup(self, user_id: int | None, query: str) -> dict[str, Any]:
+    def _lookup(self, user_id: int | None, query: str, cached: _Cached | None = None) -> dict[str, Any]:
         """On a lookup thread: open the store if needed, read the features, record the success."""
         try:
             try:
                 store = self._ensure_store()
             except Exception as e:
                 raise _OpenFailed(f"{type(e).__name__}: {e}") from e
-            values = self._read(store, user_id, query)
+            values = self._read(store, user_id, query, cached)
             with self._lock:
                 self._answered = store
             if self.last_error is not None:
@@ -281,24 +287,34 @@ class OnlineFeatureSource:
             with self._lock:
                 self._pending -= 1
 
-    def _read(self, store: Any, user_id: int | None, query: str) -> dict[str, Any]:
-        """The service's features: cached entities from the cache, the rest in one store call."""
-        keys = {"user": user_id, "query": query}
-        values: dict[str, Any] = {}
+    def _cached(self, user_id: int | None, query: str) -> _Cached:
+        """What the cache holds for (user, query): the values, the entities still to read, and the cache
+        generation taken before looking (values read from the store after an invalidation are not cached)."""
         generation = self.cache.generation
+        values: dict[str, Any] = {}
         missing = set()
-        for entity, key in keys.items():
+        for entity, key in (("user", user_id), ("query", query)):
             cached = self.cache.get(entity, key) if key is not None else None
             if cached is None:
                 missing.add(entity)
             else:
                 values.update(cached)
-        if missing:
-            fresh = online_features(store, user_id=user_id, query=query, service_name=SERVICE, entities=missing)
+        return _Cached(values, missing, generation)
+
+    def _read(self, store: Any, user_id: int | None, query: str, cached: _Cached | None = None) -> dict[str, Any]:
+        """The service's features: cached entities from the cache, the rest in one store call."""
+        if cached is None:
+            cached = self._cached(user_id, query)
+        values = dict(cached.values)
+        if cached.missing:
+            keys = {"user": user_id, "query": query}
+            fresh = online_features(store, user_id=user_id, query=query, service_name=SERVICE,
+                                    entities=cached.missing)
             values.update(fresh)
-            for entity in missing:
+            for entity in cached.missing:
                 if keys[entity] is not None:
-                    self.cache.put(entity, keys[entity], {n: fresh[n] for n in ENTITY_FEATURES[entity]}, generation)
+                    self.cache.put(entity, keys[entity], {n: fresh[n] for n in ENTITY_FEATURES[entity]},
+                                   cached.generation)
         return values
 
     def _reserve(self, what: str) -> tuple[int, float]:
@@ -311,13 +327,14 @@ class OnlineFeatureSource:
             set_up = self._store is not None and self._store is self._answered
             return self._pending, self.timeout_s if set_up else self.connect_timeout_s
 
-    def _call(self, user_id: int | None, query: str, wait_s: float | None = None) -> dict[str, Any]:
+    def _call(self, user_id: int | None, query: str, wait_s: float | None = None,
+              cached: _Cached | None = None) -> dict[str, Any]:
         """The lookup on a lookup thread, waited for at most `wait_s` (default: by whether the store is set up);
         raises StoreTimeout, _OpenFailed or the store's error."""
         outstanding, default_wait_s = self._reserve("lookups")
         if wait_s is None:
             wait_s = default_wait_s
-        future = self._threads.submit(lambda: self._lookup(user_id, query), outstanding)
+        future = self._threads.submit(lambda: self._lookup(user_id, query, cached), outstanding)
         done, _ = wait([future], timeout=wait_s)
         if not done:
             raise StoreTimeout(f"no answer within {wait_s:g} s")
@@ -359,8 +376,12 @@ class OnlineFeatureSource:
         """Features of (user, query); on a store failure or timeout an empty lookup with `fallback` set."""
         if time.monotonic() < self._down_until:
             return self._fail("unavailable", None)
+        cached = self._cached(user_id, query)
+        if not cached.missing:  # all cached: answered on this thread, no hop to a lookup thread (~0.1 ms)
+            values = dict(cached.values)
+            return FeatureLookup(values=values, user_known=user_id is not None and has_user_features(values))
         try:
-            values = self._call(user_id, query)
+            values = self._call(user_id, query, cached=cached)
         except StoreBusy:
             return self._fail("timeout", None)  # skipped at once: no new thread, no new failure counted
         except StoreTimeout as e:

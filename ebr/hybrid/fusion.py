@@ -81,12 +81,13 @@ def _merge(channels: Sequence[ChannelHits], contributions: list[np.ndarray], k: 
     best_rank = np.full(len(uniq), np.iinfo(np.int64).max)
     np.minimum.at(best_rank, inv, np.concatenate(all_ranks))
     order = np.lexsort((uniq, best_rank, -fused))[:k]
-    chan = np.concatenate(all_channel)
-    member = np.zeros((len(uniq), len(channels)), dtype=bool)
-    member[inv, chan] = True
+    # which channels returned each doc, as a bit mask per doc: one tuple of names per distinct mask
+    member = np.zeros(len(uniq), dtype=np.int64)
+    np.bitwise_or.at(member, inv, np.left_shift(1, np.concatenate(all_channel)))
     names = [c.name for c in channels]
-    return Fused(uniq[order], fused[order], [tuple(n for n, m in zip(names, member[i], strict=True) if m)
-                                             for i in order])
+    masks = member[order].tolist()
+    tuples = {m: tuple(n for j, n in enumerate(names) if m >> j & 1) for m in set(masks)}
+    return Fused(uniq[order], fused[order], [tuples[m] for m in masks])
 
 
 def reciprocal_rank_fusion(channels: Sequence[ChannelHits], k: int, weights: Mapping[str, float] | None = None,

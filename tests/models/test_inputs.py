@@ -71,6 +71,30 @@ def test_large_batches_match_one_request_at_a_time(cfg):
             assert torch.equal(d_batch[k][i], one[k][0]), (i, k)
 
 
+def test_one_request_with_numpy_ids_and_nulls_matches_the_batch_path(cfg):
+    # a request hashes through a per-vocabulary memo: numpy ids, ints and nulls must give the batch's ids
+    row = {**logged_in_row(), "seq_st_doc_ids": np.arange(21, 31), "seq_rt_event_types": ["click", None, "like"],
+           "seq_rt_authors": [np.int64(501), 502, None]}
+    rows = [row] + [logged_out_row(f"q {i}") for i in range(80)]
+    batch = featurize_queries(pd.DataFrame(rows), cfg)
+    for _ in range(2):  # the second pass reads the memo
+        one = featurize_queries([row], cfg)
+        for k in batch:
+            assert torch.equal(batch[k][0], one[k][0]), k
+    assert one["seq_rt_event_types"][0, 1] == 0 and one["seq_rt_authors"][0, 2] == 0
+
+
+def test_a_bool_id_is_refused_after_the_equal_int_was_seen(cfg):
+    featurize_queries([{**logged_in_row(), "user_id": 1}], cfg)  # memoizes the int 1 (True == 1 in a dict)
+    with pytest.raises(ValueError, match="user_id.*bool"):
+        featurize_queries([{**logged_in_row(), "user_id": True}], cfg)
+
+
+def test_an_unhashable_event_type_is_named(cfg):
+    with pytest.raises(ValueError, match="seq_rt_event_types"):
+        featurize_queries([{**logged_in_row(), "seq_rt_event_types": [["click"], "like", "click"]}], cfg)
+
+
 def test_logged_out_request_has_only_query_ids(cfg):
     x = featurize_queries([logged_out_row()], cfg)
     assert x["query_words"][0].gt(0).any()

@@ -17,7 +17,7 @@ from ebr.features import open_store
 from ebr.features.definitions import PROJECT
 from ebr.features.store import ONLINE_DB
 from serving.app import ServerRuntime, create_app
-from serving.feature_source import OnlineFeatureSource, open_feature_store
+from serving.feature_source import FeatureCache, OnlineFeatureSource, open_feature_store
 from serving.settings import ServerSettings
 from tests.serving.clients import InProcessClient, metric_value, wait_for
 from tests.serving.online_rows import write_online_row
@@ -269,3 +269,28 @@ def test_the_feature_cache_answers_repeated_users_and_queries_without_the_store(
         assert (hits3 - hits2, misses3 - misses2) == (1, 1) and other["personalized"] is True
     finally:
         c.close()
+
+
+def test_cached_features_answer_on_the_callers_thread_while_the_store_hangs(feature_dir):
+    """A (user, query) whose features are all cached is answered without a lookup thread: a hung store does not
+    delay it, while an uncached query waits the timeout and falls back."""
+    gate = threading.Event()
+    gate.set()
+    source = OnlineFeatureSource(feature_dir, timeout_s=0.2, connect_timeout_s=5, max_pending=2,
+                                 cache=FeatureCache(60, 100),
+                                 opener=lambda d: HangingStore(open_feature_store(d), gate))
+    try:
+        first = source.fetch(USER, QUERY)
+        assert first.fallback is None and first.user_known and first.values["qu_brand"] == "acme"
+        gate.clear()  # the store hangs
+        t0 = time.monotonic()
+        again = source.fetch(USER, QUERY)
+        assert time.monotonic() - t0 < 0.2 and source.pending == 0, "no lookup was started for a cached pair"
+        assert again.fallback is None and again.values == first.values
+        again.values["qu_brand"] = "changed"  # a caller's copy: the cache keeps its own values
+        assert source.fetch(USER, QUERY).values["qu_brand"] == "acme"
+        other = source.fetch(USER, "a query never asked")
+        assert other.fallback == "timeout" and source.pending == 1
+    finally:
+        gate.set()
+        wait_for(lambda: source.pending == 0, timeout=30)
