@@ -35,6 +35,7 @@ import gc
 import json
 import os
 import platform
+import resource
 import shutil
 import signal
 import socket
@@ -121,7 +122,7 @@ async def _read_answer(reader: asyncio.StreamReader) -> tuple[int, str, str]:
 
 
 async def _connection(port: int, bodies: list[bytes], first: int, warm_until: float, deadline: float,
-                      out: list[tuple[float, float, int, str, str]]) -> None:
+                      out: list[tuple[float, float, int, str, str]], sent: list[int]) -> None:
     """One keep-alive client posting bodies in turn until `deadline`; an answer slower than ANSWER_TIMEOUT_S is
     recorded as status 0 (a timeout) and the connection is reopened."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -141,6 +142,7 @@ async def _connection(port: int, bodies: list[bytes], first: int, warm_until: fl
                 writer.close()
                 reader, writer = await asyncio.open_connection("127.0.0.1", port)
             t1 = time.perf_counter()
+            sent[0] += 1
             if t0 >= warm_until:
                 out.append((t1, t1 - t0, status, timing, retry))
     finally:
@@ -168,6 +170,7 @@ def _loadgen(args: argparse.Namespace) -> int:
     bodies = [b.encode() for b in json.loads(args.bodies.read_text(encoding="utf-8"))]
     out: list[tuple[float, float, int, str, str]] = []
     probes: list[float] = []
+    sent = [0]  # every request of the level, warm-up included
     conc = args.concurrency[0]
 
     async def run() -> float:
@@ -176,13 +179,14 @@ def _loadgen(args: argparse.Namespace) -> int:
         deadline = warm_until + args.seconds
         step = max(1, len(bodies) // conc)
         await asyncio.gather(_prober(args.port, warm_until, deadline, probes),
-                             *(_connection(args.port, bodies, c * step, warm_until, deadline, out)
+                             *(_connection(args.port, bodies, c * step, warm_until, deadline, out, sent)
                                for c in range(conc)))
         return warm_until
 
     warm_until = uvloop.run(run())
     window = max(t for t, *_ in out) - warm_until if out else 0.0
-    args.result.write_text(json.dumps({"window_s": window, "answers": [list(a) for a in out], "probes": probes}),
+    args.result.write_text(json.dumps({"window_s": window, "answers": [list(a) for a in out], "probes": probes,
+                                       "sent": sent[0]}),
                            encoding="utf-8")
     return 0
 
@@ -463,13 +467,33 @@ def _batch_counts(port: int) -> tuple[float, float]:
     return values.get("ebr_serve_batch_size_sum", 0.0), values.get("ebr_serve_batch_size_count", 0.0)
 
 
-def _http_level(port: int, bodies_file: Path, conc: int, args: argparse.Namespace, work: Path) -> dict[str, Any]:
+def _cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) used so far by a process and its live children (the server's workers)."""
+    import psutil
+
+    proc = psutil.Process(pid)
+    total = 0.0
+    for p in [proc, *proc.children(recursive=True)]:
+        try:
+            t = p.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += t.user + t.system
+    return total
+
+
+def _http_level(port: int, bodies_file: Path, conc: int, args: argparse.Namespace, work: Path,
+                server_pid: int) -> dict[str, Any]:
     before = _batch_counts(port)
     result = work / f"load-{conc}-{bodies_file.stem}.json"
     cmd = [sys.executable, str(Path(__file__).resolve()), "--loadgen", "--port", str(port), "--bodies",
            str(bodies_file), "--concurrency", str(conc), "--seconds", str(args.seconds), "--warmup",
            str(args.warmup), "--result", str(result)]
+    server_cpu0, children0 = _cpu_s(server_pid), resource.getrusage(resource.RUSAGE_CHILDREN)
     subprocess.run(cmd, check=True)
+    server_cpu = _cpu_s(server_pid) - server_cpu0
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    loadgen_cpu = (children.ru_utime - children0.ru_utime) + (children.ru_stime - children0.ru_stime)
     data = json.loads(result.read_text(encoding="utf-8"))
     answers = data["answers"]
     ok = [a for a in answers if a[2] == 200]
@@ -486,6 +510,10 @@ def _http_level(port: int, bodies_file: Path, conc: int, args: argparse.Namespac
     out["healthz_probes"] = int(len(probes))
     after = _batch_counts(port)  # includes the warm-up's batches: a mean over the whole level
     out["mean_batch"] = round((after[0] - before[0]) / max(after[1] - before[1], 1.0), 2)
+    # CPU per answered request over the whole level (warm-up included in both the CPU and the count): what the
+    # server costs, apart from the load generator that shares the machine here
+    out["server_cpu_ms_per_req"] = round(server_cpu / max(data["sent"], 1) * 1000, 3)
+    out["loadgen_cpu_ms_per_req"] = round(loadgen_cpu / max(data["sent"], 1) * 1000, 3)
     return out
 
 
@@ -560,15 +588,16 @@ def _md(doc: dict[str, Any]) -> str:
         "query-tower pass (the server's ebr_serve_batch_size histogram over the level).",
         "",
         "| level | req/s | p50 ms | p90 ms | p99 ms | 503 shed | other errors | healthz p99 ms | batch | "
-        + " | ".join(cols) + " |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|" + "---:|" * len(cols),
+        "server CPU ms/req | load gen CPU ms/req | " + " | ".join(cols) + " |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|" + "---:|" * len(cols),
     ]
     for name, r in doc["http"].items():
         st = r["stages_mean_ms"]
         lines.append(f"| {name} | {r['req_per_s']} | {r['p50_ms']} | {r['p90_ms']} | {r['p99_ms']} | "
                      f"{r.get('shed_503', '')} | {r['errors'] - r.get('shed_503', 0)} | "
                      f"{r.get('healthz_p99_ms', '')} | "
-                     f"{r.get('mean_batch', '')} | "
+                     f"{r.get('mean_batch', '')} | {r.get('server_cpu_ms_per_req', '')} | "
+                     f"{r.get('loadgen_cpu_ms_per_req', '')} | "
                      + " | ".join(f"{st.get(c, 0):.2f}" for c in cols) + " |")
     lines += [
         "",
@@ -676,10 +705,10 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 for conc in args.concurrency:
                     name = f"{spec} c={conc}"
-                    http[name] = _http_level(port, work / "plain.json", conc, args, work)
+                    http[name] = _http_level(port, work / "plain.json", conc, args, work, proc.pid)
                     _log(f"{name}: {json.dumps(http[name])}")
                 if spec == args.servers[-1]:
-                    http[f"{spec} c=1 rerank"] = _http_level(port, work / "rerank.json", 1, args, work)
+                    http[f"{spec} c=1 rerank"] = _http_level(port, work / "rerank.json", 1, args, work, proc.pid)
                     _log(f"{spec} c=1 rerank: {json.dumps(http[f'{spec} c=1 rerank'])}")
             finally:
                 proc.send_signal(signal.SIGTERM)
