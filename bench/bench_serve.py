@@ -634,6 +634,7 @@ def main(argv: list[str] | None = None) -> int:
         return _loadgen(args)
     import faiss
     import torch
+    from threadpoolctl import threadpool_limits
 
     from ebr.index import IndexConfig
     from ebr.models.rankers.config import CoarseRankerConfig
@@ -677,6 +678,7 @@ def main(argv: list[str] | None = None) -> int:
         store = _feature_store(features_dir, args.users, args.n, args.seed)
         torch.set_num_threads(1)
         faiss.omp_set_num_threads(1)
+        threadpool_limits(1, user_api="blas")  # as the server does (ServerRuntime.set_threads)
         bundle = LoadedBundle.open(bundle_dir, VERSION)
         texts = _query_texts(args.queries, args.seed)
         qu = _write_query_understanding(store, bundle, texts, args.seed)

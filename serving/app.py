@@ -72,12 +72,16 @@ class ServerRuntime:
         self.admission = SearchAdmission(settings.search_workers, settings.max_queue, self.metrics)
 
     def set_threads(self) -> None:
-        """Compute threads of torch and Faiss (one request at a time gains nothing from more on small inputs)."""
+        """Compute threads of torch, Faiss and the BLAS libraries (numpy's, Faiss'): one request at a time gains
+        little from more on small inputs, and an idle BLAS thread spins: with BLAS on every core, the server
+        burned ~2x the CPU of its requests (bench/results/serve.md)."""
         import faiss
         import torch
+        from threadpoolctl import threadpool_limits
 
         torch.set_num_threads(self.settings.compute_threads)
         faiss.omp_set_num_threads(self.settings.compute_threads)
+        threadpool_limits(self.settings.compute_threads, user_api="blas")  # process-wide, kept after the call
 
     def start(self) -> None:
         self.set_threads()
