@@ -550,12 +550,24 @@ def _notes(ip: dict[str, Any], c1: dict[str, Any] | None, ct: dict[str, Any] | N
                      "JSON, loopback and the load generator's own parsing).")
     if ct is not None and c1 is not None:
         notes.append(
-            f"Server variants are WORKERSxMAX_BATCH: search threads x rows per query-tower pass (1 = no "
-            f"micro-batching); each runs every concurrency level in turn on the same bundle and store. Load average "
+            f"Server variants are WORKERSxMAX_BATCH[xPROCESSES]: search threads x rows per query-tower pass (1 = "
+            f"no micro-batching) x server processes on one port (`--workers`, default 1); each runs every "
+            f"concurrency level in turn on the same bundle and store. Load average "
             f"{load[0]:.1f} on {os.cpu_count()} cores at the end of the run (the load generator shares the machine "
             "with the server)."
         )
     at = f"c={TARGET_RPS_CONCURRENCY}"
+    cpu = [(r["server_cpu_ms_per_req"], name) for name, r in http.items()
+           if name.endswith(at) and r.get("server_cpu_ms_per_req")]
+    if cpu:
+        low, high = min(cpu), max(cpu)
+        notes.append(
+            f"Server CPU per request at concurrency {TARGET_RPS_CONCURRENCY}: {low[0]:.1f} ms ({low[1].split()[0]}) "
+            f"to {high[0]:.1f} ms ({high[1].split()[0]}), the load generator's ~"
+            f"{np.mean([r['loadgen_cpu_ms_per_req'] for r in http.values()]):.1f} ms beside it: one process is "
+            "bound by its interpreter lock to about one core, so throughput grows with processes (or pods), not "
+            "with search threads or micro-batches."
+        )
     best = max(((r["req_per_s"], name) for name, r in http.items() if name.endswith(at)), default=None)
     if best is not None:
         notes.append(f"Highest throughput at concurrency {TARGET_RPS_CONCURRENCY}: {best[1].split()[0]} with "
