@@ -374,12 +374,12 @@ class OnlineFeatureSource:
 
     def fetch(self, user_id: int | None, query: str) -> FeatureLookup:
         """Features of (user, query); on a store failure or timeout an empty lookup with `fallback` set."""
+        cached = self._cached(user_id, query)
+        if not cached.missing:  # all cached: answered on this thread (no hop to a lookup thread, ~0.1 ms), even
+            values = dict(cached.values)  # while the store is down
+            return FeatureLookup(values=values, user_known=user_id is not None and has_user_features(values))
         if time.monotonic() < self._down_until:
             return self._fail("unavailable", None)
-        cached = self._cached(user_id, query)
-        if not cached.missing:  # all cached: answered on this thread, no hop to a lookup thread (~0.1 ms)
-            values = dict(cached.values)
-            return FeatureLookup(values=values, user_known=user_id is not None and has_user_features(values))
         try:
             values = self._call(user_id, query, cached=cached)
         except StoreBusy:

@@ -273,7 +273,8 @@ def test_the_feature_cache_answers_repeated_users_and_queries_without_the_store(
 
 def test_cached_features_answer_on_the_callers_thread_while_the_store_hangs(feature_dir):
     """A (user, query) whose features are all cached is answered without a lookup thread: a hung store does not
-    delay it, while an uncached query waits the timeout and falls back."""
+    delay it, while an uncached query waits the timeout and falls back; once the store is marked down, the
+    cached pair is still answered with its features and an uncached one skips the store."""
     gate = threading.Event()
     gate.set()
     source = OnlineFeatureSource(feature_dir, timeout_s=0.2, connect_timeout_s=5, max_pending=2,
@@ -291,6 +292,11 @@ def test_cached_features_answer_on_the_callers_thread_while_the_store_hangs(feat
         assert source.fetch(USER, QUERY).values["qu_brand"] == "acme"
         other = source.fetch(USER, "a query never asked")
         assert other.fallback == "timeout" and source.pending == 1
+        assert not source.healthy  # down for the backoff
+        during = source.fetch(USER, QUERY)
+        assert during.fallback is None and during.user_known and during.values == first.values
+        assert source.fetch(USER, "another query never asked").fallback == "unavailable"
+        assert source.pending == 1, "no lookup was started while the store is down"
     finally:
         gate.set()
         wait_for(lambda: source.pending == 0, timeout=30)
