@@ -58,7 +58,8 @@ _ORDER, _NEGATIVES, _VALID = 1, 2, 3
 class Batch:
     """One step's rows and negatives (doc-table rows): `shared` random negatives seen by every row, and `per_row`
     [B, S] each row's own slots: `hard_slots` ANN hard negatives first, then exposed-unclicked docs (ablation);
-    `per_row_valid` [B, S] is False where a hard slot found no mined negative (the slot is no candidate)."""
+    `per_row_valid` [B, S] is False where a hard slot is not the row's or found no mined negative (no candidate);
+    `hard_allotted` [B] the hard slots each row was given (`hard_slots` or one fewer, see `NegativeSampler`)."""
 
     idx: np.ndarray
     shared: np.ndarray
@@ -66,6 +67,7 @@ class Batch:
     per_row_valid: np.ndarray | None = None
     hard_slots: int = 0
     pos_prob: np.ndarray | None = None
+    hard_allotted: np.ndarray | None = None
 
     @property
     def hard_per_row(self) -> np.ndarray:
@@ -86,14 +88,20 @@ class Batch:
 
 
 def hard_slots_for(easy: int, ratio: float) -> int:
-    """Hard slots of a row with `easy` easy candidates at easy:hard = ratio:1: ceil(easy / ratio), at least 1."""
+    """The most hard slots a row with `easy` easy candidates gets at easy:hard = ratio:1: ceil(easy / ratio),
+    at least 1 (the width of a batch's hard slots; rows get easy / ratio on average, see `NegativeSampler`)."""
     return max(1, math.ceil(easy / ratio - 1e-9))
 
 
 class NegativeSampler:
     """Draws each batch's negatives: random docs by `prob` shared by the batch's rows, and per row its own hard
-    slots, filled without replacement from its request's mined negatives (easy:hard = `easy_hard_ratio`:1, see
-    `hard_slots_for`); the exposed-unclicked ablation adds per-row slots of the request's shown-unclicked docs."""
+    slots, filled without replacement from its request's mined negatives; the exposed-unclicked ablation adds
+    per-row slots of the request's shown-unclicked docs.
+
+    easy:hard is exactly `easy_hard_ratio`:1 over training, not rounded per row: with E easy candidates a row,
+    every row gets floor(E / ratio) hard slots and one more goes to as many rows (drawn from the seeded stream)
+    as keep the slots given so far within half a slot of (rows so far x E / ratio). The defaults (E = 767 at
+    100:1) give 7.67 slots a row, where rounding each row up gave 8 (95.9:1)."""
 
     def __init__(self, data: TrainingData, cfg: TwoTowerTrainConfig) -> None:
         nc = cfg.negatives
@@ -104,12 +112,27 @@ class NegativeSampler:
         self.hard = data.hard if nc.hard_negatives else None
         self.shared = 0 if self.exposed is not None else nc.random_negatives
         self.exposed_slots = nc.exposed_unclicked_per_row if self.exposed is not None else 0
+        self._owed = 0.0  # hard slots the ratio asks for over the batches drawn so far
+        self._given = 0  # hard slots given
 
     def hard_slots(self, rows: int) -> int:
         """Hard slots per row of a batch of `rows` rows (0 without mined negatives)."""
         if self.hard is None:
             return 0
         return hard_slots_for(rows - 1 + self.shared + self.exposed_slots, self.ratio)
+
+    def _allot(self, rows: int, rng: np.random.Generator) -> np.ndarray:
+        """Hard slots of each of `rows` rows: floor(E / ratio), plus one for the rows (drawn) that keep the slots
+        given within half a slot of what the ratio asks for so far."""
+        per_row = (rows - 1 + self.shared + self.exposed_slots) / self.ratio
+        base = math.floor(per_row + 1e-9)
+        self._owed += rows * per_row
+        extra = min(max(math.floor(self._owed + 0.5) - self._given - rows * base, 0), rows)
+        out = np.full(rows, base, dtype=np.int64)
+        if extra:
+            out[rng.choice(rows, extra, replace=False)] += 1
+        self._given += int(out.sum())
+        return out
 
     def batch(self, rows: RowSet, idx: np.ndarray, rng: np.random.Generator, own: bool = True) -> Batch:
         """Negatives of the rows `idx`; `own` = False (rows of another split) skips the per-request sources."""
@@ -122,21 +145,23 @@ class NegativeSampler:
             return Batch(idx, shared, pos_prob=pos_prob)
         per_row = np.zeros((len(idx), h + x), dtype=np.int64)
         valid = np.ones((len(idx), h + x), dtype=bool)
+        allotted = self._allot(len(idx), rng) if h else None
         if h:
             valid[:, :h] = False
             for i, code in enumerate(codes):
                 mined = self.hard[code] if code >= 0 else ()
-                if len(mined):
-                    pick = rng.choice(mined, min(h, len(mined)), replace=False)
-                    per_row[i, : len(pick)] = pick
-                    valid[i, : len(pick)] = True
+                n = min(int(allotted[i]), len(mined))
+                if n:
+                    pick = rng.choice(mined, n, replace=False)
+                    per_row[i, :n] = pick
+                    valid[i, :n] = True
         if x:
             # Ablation: a row's slots hold its request's exposed-unclicked docs (with replacement), else random docs.
             per_row[:, h:] = self.docs.sample(len(idx) * x, rng).reshape(len(idx), x)
             for i, code in enumerate(codes):
                 if code >= 0 and len(self.exposed[code]):
                     per_row[i, h:] = rng.choice(self.exposed[code], x)
-        return Batch(idx, shared, per_row, valid, h, pos_prob)
+        return Batch(idx, shared, per_row, valid, h, pos_prob, allotted)
 
 
 @dataclass
@@ -156,10 +181,11 @@ class HardNegativeStats:
         self.rows += len(batch.idx)
         self.easy += batch.easy_per_row * len(batch.idx)
         self.hard += int(got.sum())
-        self.slots += batch.hard_slots * len(batch.idx)
         if batch.hard_slots:
-            self.rows_short += int((got < batch.hard_slots).sum())
-            self.rows_without_hard += int((got == 0).sum())
+            allotted = batch.hard_allotted if batch.hard_allotted is not None else np.full(len(got), batch.hard_slots)
+            self.slots += int(allotted.sum())
+            self.rows_short += int((got < allotted).sum())
+            self.rows_without_hard += int(((got == 0) & (allotted > 0)).sum())
 
     def merge(self, totals: dict[str, float]) -> None:
         for k in ("rows", "easy", "hard", "slots", "rows_short", "rows_without_hard"):
@@ -178,6 +204,7 @@ class HardNegativeStats:
             "effective_easy_hard_ratio": (self.easy / self.hard) if self.hard else None,
             "easy_candidates_per_row": self.easy / n,
             "hard_negatives_per_row": self.hard / n,
+            "hard_slots_given_per_row": self.slots / n,
             "hard_slots_filled": (self.hard / self.slots) if self.slots else 0.0,
             "hard_shortfall": {"rows_short": self.rows_short, "rows_without_hard": self.rows_without_hard,
                                "missing_slots": self.slots - self.hard, "rows": self.rows},

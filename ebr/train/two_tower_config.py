@@ -111,9 +111,10 @@ class TwoTowerNegativesConfig(Section):
         100.0, gt=0.0,
         description="easy:hard candidates per row (seeds 000, 004: 100:1). A row's easy candidates are the batch's "
         "other positives plus the random (and exposed-unclicked) negatives, E = batch - 1 + random_negatives; its "
-        "hard slots are ceil(E / ratio) (8 at the defaults, E = 767: 95.9:1), each filled with a different mined "
-        "negative of its request, drawn without replacement; slots its request cannot fill stay empty and are "
-        "counted (summary.hard_shortfall). The ratio trained with is summary.effective_easy_hard_ratio",
+        "hard slots are E / ratio on average (floor or ceil per row, drawn so the ratio is exact over training: 7.67 "
+        "at the defaults, E = 767), each filled with a different mined negative of its request, drawn without "
+        "replacement; slots its request cannot fill stay empty and are counted (summary.hard_shortfall). The ratio "
+        "trained with is summary.effective_easy_hard_ratio",
     )
     use_exposed_unclicked: bool = Field(
         False,

@@ -155,6 +155,10 @@ def test_second_day_warm_starts_and_keeps_the_champion_when_the_gate_stays_shut(
     assert two_days["alias_after_day2"] == _bundle_model_version(two_days["ws"], two_days["v2"])
     # a different fingerprint: day 2's partitions are part of what day 2 validates
     assert r2["steps"]["data_fingerprint"]["fingerprint"] != two_days["r1"]["steps"]["data_fingerprint"]["fingerprint"]
+    # day 1's champion mined day 2's offline hard negatives, and the trainer used them at the configured ratio
+    assert r2["steps"]["build_samples"]["rows"]["hard_negatives"] > 0
+    assert r2["steps"]["train_two_tower"]["easy_hard"].startswith("easy:hard 100:1 effective (configured 100.0:1")
+    assert two_days["r1"]["steps"]["train_two_tower"]["easy_hard"].startswith("easy:hard -, no hard negative")
 
 
 @pytest.mark.slow

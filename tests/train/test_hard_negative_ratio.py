@@ -27,7 +27,7 @@ def _epoch(data, cfg, seed: int = 0) -> tuple[HardNegativeStats, list]:
 
 def test_hard_slots_follow_the_ratio():
     assert hard_slots_for(200, 100.0) == 2
-    assert hard_slots_for(767, 100.0) == 8  # the defaults: batch 256, 512 random negatives -> 95.9:1
+    assert hard_slots_for(767, 100.0) == 8  # the defaults: batch 256, 512 random negatives (7.67 a row)
     assert hard_slots_for(255, 25.0) == 11  # the hard-heavy ablation row
     assert hard_slots_for(50, 100.0) == 1
 
@@ -51,6 +51,27 @@ def test_the_effective_ratio_is_the_configured_one_with_enough_mined_negatives()
     cfg40 = small_config(**{**RATIO_100, "negatives": {"random_negatives": 193, "easy_hard_ratio": 40.0}})
     stats40, _ = _epoch(data, cfg40)
     assert stats40.summary()["effective_easy_hard_ratio"] == pytest.approx(40.0)
+
+
+def test_a_ratio_that_does_not_divide_the_easy_candidates_is_still_exact_over_training():
+    # batch 8 and 160 random negatives: 167 easy candidates a row, 1.67 hard slots at 100:1 (rounding each row
+    # up to 2 would train at 83.5:1)
+    cfg = small_config(**{**RATIO_100, "negatives": {"random_negatives": 160, "easy_hard_ratio": 100.0}})
+    data = training_data(cfg, n_rows=400, rows_per_request=2, mined=[5])
+    stats, batches = _epoch(data, cfg)
+    summary = stats.summary()
+    assert summary["effective_easy_hard_ratio"] == pytest.approx(100.0, rel=1e-3)
+    assert summary["hard_slots_given_per_row"] == pytest.approx(1.67, rel=1e-3)
+    assert summary["hard_slots_filled"] == 1.0 and summary["hard_shortfall"]["missing_slots"] == 0
+    assert easy_hard_line(summary).startswith("easy:hard 100:1 effective (configured 100.0:1")
+    given = np.concatenate([b.hard_allotted for b in batches])
+    assert set(given.tolist()) == {1, 2} and all(b.per_row.shape == (8, 2) for b in batches)
+    for b in batches:  # each row's candidates are exactly its allotment of its own request's mined negatives
+        assert (b.per_row_valid.sum(axis=1) == b.hard_allotted).all()
+    # which rows get the extra slot is drawn (not always the first rows), and the same seed draws the same
+    assert len({tuple(np.flatnonzero(b.hard_allotted == 2)) for b in batches}) > 1
+    again = np.concatenate([b.hard_allotted for b in _epoch(data, cfg)[1]])
+    assert (again == given).all()
 
 
 def test_a_shortfall_of_mined_negatives_is_reported_not_hidden():

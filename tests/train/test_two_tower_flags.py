@@ -140,7 +140,10 @@ def test_hard_negatives_fill_each_rows_own_slots_and_switch_off(pipe):  # noqa: 
     for i, row in enumerate(batch.idx):
         own = data.hard[data.train.request_code[row]]
         got = batch.per_row[i][batch.per_row_valid[i]]
-        assert set(got.tolist()) <= set(own.tolist()) and len(got) == min(h, len(own))
+        assert set(got.tolist()) <= set(own.tolist()) and len(got) == min(batch.hard_allotted[i], len(own))
+    easy = 64 - 1 + m  # the rows' hard slots follow easy:hard exactly (within half a slot), not rounded up per row
+    assert abs(batch.hard_allotted.sum() - 64 * easy / cfg.negatives.easy_hard_ratio) <= 0.5
+    assert set(batch.hard_allotted.tolist()) <= {h - 1, h}
     off = tiny_config(None, negatives={"hard_negatives": False})
     off_data = _data(pipe, json.dumps({"negatives": {"hard_negatives": False}}))
     assert off_data.hard is None
