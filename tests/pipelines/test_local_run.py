@@ -39,7 +39,6 @@ FAST = [
     "index.latency_queries=20",
     "index.num_eval_queries=100",
     "export.num_shards=2",  # the fan-out, at its smallest
-    "coarse_ranker.evaluation.compare_plain=false",  # the plain-student comparison trains a third model
     "coarse_ranker.evaluation.cost_repeats=3",
 ]
 # Hash-bucket counts sized to the tiny day (~2k docs and users) instead of production's hundreds of thousands:

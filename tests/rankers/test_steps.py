@@ -54,7 +54,7 @@ def coarse(samples_dir, tiny_data, features_dir, tracking, teacher, tmp_path_fac
     out = tmp_path_factory.mktemp("coarse") / "coarse"
     cfg = CoarseRankerStepConfig(
         model=coarse_config(), train=_train(STUDENT_EPOCHS), distill=DistillConfig(),
-        evaluation=RankerEvalConfig(cost_candidates=200, cost_repeats=3), mlflow=tracking,
+        evaluation=RankerEvalConfig(compare_plain=True, cost_candidates=200, cost_repeats=3), mlflow=tracking,
     )
     return out, distill_coarse_ranker(samples_dir, teacher[0], out, cfg, data_root=tiny_data,
                                       features_dir=features_dir)
