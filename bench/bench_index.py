@@ -114,14 +114,17 @@ def _plot(rows: list[dict], path: Path, k: int, target: float) -> None:
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
     for r in rows:
-        curve = r["curve"]
-        ax.plot(
-            [max(p["latency_p50_ms"], 1e-4) for p in curve],
-            [p["ann_recall"] for p in curve],
-            marker="o",
-            markersize=3,
-            label=r["factory"],
-        )
+        # every tuning point faintly; the line is the index's frontier (each point faster than any of higher
+        # recall): a sweep over two parameters (nprobe x k_factor_rf) is not one path
+        points = sorted((max(p["latency_p50_ms"], 1e-4), p["ann_recall"]) for p in r["curve"])
+        frontier: list[tuple[float, float]] = []
+        for lat, rec in points:
+            if not frontier or rec > frontier[-1][1]:
+                frontier.append((lat, rec))
+        (line,) = ax.plot([x for x, _ in frontier], [y for _, y in frontier], marker="o", markersize=3,
+                          label=r["factory"])
+        if len(points) > len(frontier):
+            ax.scatter([x for x, _ in points], [y for _, y in points], s=6, color=line.get_color(), alpha=0.25)
     ax.axhline(target, color="grey", linestyle="--", linewidth=1)
     ax.set_xscale("log")
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
