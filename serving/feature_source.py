@@ -305,7 +305,7 @@ class OnlineFeatureSource:
         """The service's features: cached entities from the cache, the rest in one store call."""
         if cached is None:
             cached = self._cached(user_id, query)
-        values = dict(cached.values)
+        values = cached.values  # a fresh dict of this lookup's
         if cached.missing:
             keys = {"user": user_id, "query": query}
             fresh = online_features(store, user_id=user_id, query=query, service_name=SERVICE,
@@ -376,7 +376,7 @@ class OnlineFeatureSource:
         """Features of (user, query); on a store failure or timeout an empty lookup with `fallback` set."""
         cached = self._cached(user_id, query)
         if not cached.missing:  # all cached: answered on this thread (no hop to a lookup thread, ~0.1 ms), even
-            values = dict(cached.values)  # while the store is down
+            values = cached.values  # while the store is down
             return FeatureLookup(values=values, user_known=user_id is not None and has_user_features(values))
         if time.monotonic() < self._down_until:
             return self._fail("unavailable", None)

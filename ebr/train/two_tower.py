@@ -181,8 +181,8 @@ class HardNegativeStats:
         self.rows += len(batch.idx)
         self.easy += batch.easy_per_row * len(batch.idx)
         self.hard += int(got.sum())
-        if batch.hard_slots:
-            allotted = batch.hard_allotted if batch.hard_allotted is not None else np.full(len(got), batch.hard_slots)
+        if batch.hard_allotted is not None:
+            allotted = batch.hard_allotted
             self.slots += int(allotted.sum())
             self.rows_short += int((got < allotted).sum())
             self.rows_without_hard += int(((got == 0) & (allotted > 0)).sum())
