@@ -36,8 +36,8 @@ ENV: dict[str, tuple[str, Any]] = {
     "funnel_candidates": ("EBR_FUNNEL_CANDIDATES", 500),
     "retrieval": ("EBR_RETRIEVAL", DEFAULT_RETRIEVAL),
     "fusion": ("EBR_FUSION", DEFAULT_FUSION),
-    "lexical_weight": ("EBR_LEXICAL_WEIGHT", None),
-    "relax": ("EBR_RELAX", False),  # unset: the bundle's tuned weight, else the default
+    "lexical_weight": ("EBR_LEXICAL_WEIGHT", None),  # unset: the bundle's tuned weight, else the default
+    "relax": ("EBR_RELAX", False),
     "retry_after_s": ("EBR_RETRY_AFTER_S", 1),
     "body_timeout_s": ("EBR_BODY_TIMEOUT_S", 10.0),
     "header_timeout_s": ("EBR_HEADER_TIMEOUT_S", 10.0),
