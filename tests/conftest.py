@@ -28,6 +28,34 @@ def _no_ambient_mlflow_server():
 TINY_SEED = 11
 
 
+@pytest.hookimpl(optionalhook=True)  # pytest-xdist's hook: absent under `-p no:xdist`
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """`--dist loadgroup` with whole files as the unit: a file's tests share one process (its module fixtures
+    are built once), and files marked `xdist_group(name)` share one too, so what they cache per session (the
+    tiny two-tower pipeline and its trained models, tests/train/test_two_tower_pipeline.py) is built once."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadGroupScheduling
+
+    class FilesOrGroups(LoadGroupScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            group = super()._split_scope(nodeid)
+            return group if group != nodeid else nodeid.split("::", 1)[0]
+
+    return FilesOrGroups(config, log)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Longest first, so the test processes finish together: `make test` hands whole files (or groups of them)
+    to the workers in collection order (`--dist loadgroup --no-loadscope-reorder`), and a long file handed out
+    last would run alone at the end. The two-day DAG (marked `longest`) goes first, then the other `slow` files,
+    then the rest."""
+    def rank(item: pytest.Item) -> int:
+        return 0 if item.get_closest_marker("longest") else 1 if item.get_closest_marker("slow") else 2
+
+    items.sort(key=rank)  # stable: the files keep their order within a rank, and their tests theirs
+
+
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory) -> Path:
     """A `tiny` simulated dataset of TINY_DAYS days; do not modify it (copy it first)."""

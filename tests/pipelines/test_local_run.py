@@ -29,6 +29,8 @@ from ebr.train.registry import COARSE_RANKER_MODEL, TWO_TOWER_MODEL
 from ebr.train.tracking import using_tracking_uri
 from pipelines.local import run_local
 
+pytestmark = pytest.mark.longest  # scheduled first in `make test` (tests/conftest.py)
+
 FAST = [
     "two_tower.train.epochs=1",
     "two_tower.negatives.random_negatives=128",
