@@ -89,7 +89,7 @@ def champion_miner(bundles_root: str | Path) -> tuple[Path | None, Callable[[pd.
         from ebr.models.export import load_exported
         from ebr.models.inputs import featurize_queries
 
-        exported = load_exported(d / QUERY_TOWER_EXPORT)
+        exported = load_exported(d / QUERY_TOWER_EXPORT, only=["query_tower"])
         tower = exported["query_tower"]
         rows = frame.reset_index(drop=True)
         out = []

@@ -57,7 +57,7 @@ def example_queries(evalset_path: Path, model_dir: str | Path, index_dir: str | 
         return []
     pick = pick.reset_index(drop=True)
     rows = query_feature_rows(features_dir, pick)
-    vectors = encode_queries(load_exported(export_dir_of(model_dir)), rows, 256)
+    vectors = encode_queries(load_exported(export_dir_of(model_dir), only=["query_tower"]), rows, 256)
     scores, ids = load_index(index_dir).search(vectors, k)
     corpus = load_corpus(data_root, day)
     titles = dict(zip(corpus.doc_ids.tolist(), corpus.titles.tolist(), strict=True))

@@ -53,7 +53,7 @@ def encode_day_queries(
     from ebr.models.export import load_exported
 
     frame = sample_day_requests(data_root, day, n, seed)
-    bundle = load_exported(export_dir_of(model_dir))
+    bundle = load_exported(export_dir_of(model_dir), only=["query_tower"])
     rows = query_feature_rows(features_dir, frame)
     vectors = encode_queries(bundle, rows, batch_size)
     if vectors.shape[0] != len(frame):

@@ -121,11 +121,11 @@ def flat_search(doc_ids: np.ndarray, doc_vectors: np.ndarray, queries: np.ndarra
     return ids
 
 
-def _export_version(model_dir: str | Path) -> tuple[ExportedBundle, str]:
+def _export_version(model_dir: str | Path, only: list[str] | None = None) -> tuple[ExportedBundle, str]:
     from ebr.index.export import export_dir_of
     from ebr.models.export import load_exported
 
-    bundle = load_exported(export_dir_of(model_dir))
+    bundle = load_exported(export_dir_of(model_dir), only=only)
     return bundle, bundle.model_version
 
 
@@ -208,7 +208,7 @@ def evaluate_two_tower(
     ec = cfg.evaluate
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
-    bundle, version = _export_version(model_dir)
+    bundle, version = _export_version(model_dir, only=["query_tower"])  # the doc side is the embeddings
     emb = read_embeddings(embeddings_dir, mmap=False)
     if emb.info.model_version != version:
         raise ValueError(f"embeddings in {embeddings_dir} come from model {emb.info.model_version!r}, but "

@@ -134,7 +134,7 @@ def export_doc_embeddings(
 
     cfg = cfg or ExportEmbeddingsConfig()
     t0 = time.perf_counter()
-    bundle = load_exported(export_dir_of(model_dir))
+    bundle = load_exported(export_dir_of(model_dir), only=["doc_tower"])
     corpus = corpus_docs(data_root, day, cfg.include_day)
     shard_ranges(corpus["doc_id"].to_numpy(), cfg.num_shards)  # fails early on too many shards
     threads = torch.get_num_threads()
@@ -190,7 +190,7 @@ def export_one_shard(
 
     cfg = cfg or ExportEmbeddingsConfig()
     t0 = time.perf_counter()
-    bundle = load_exported(export_dir_of(model_dir))
+    bundle = load_exported(export_dir_of(model_dir), only=["doc_tower"])
     corpus = corpus_docs(data_root, day, cfg.include_day)
     threads = torch.get_num_threads()
     if cfg.num_threads is not None:
@@ -214,7 +214,7 @@ def finalize_shard_dirs(shard_dirs: list[str | Path], model_dir: str | Path, out
     from ebr.index.embeddings import EmbeddingsError, ids_name, vectors_name
     from ebr.models.export import load_exported
 
-    bundle = load_exported(export_dir_of(model_dir))
+    bundle = load_exported(export_dir_of(model_dir), only=())  # the model version is all it checks
     seen: dict[int, Path] = {}
     for d in map(Path, shard_dirs):
         marker = d / SHARD_JSON

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -232,14 +232,24 @@ class ExportedBundle:
     featurizer: FeaturizerConfig | None
     manifest: dict[str, Any] = field(repr=False)
 
+    def output_dim(self, name: str) -> int:
+        """Size of module `name`'s last output dimension, from the manifest (loaded or not)."""
+        if name not in self.manifest["modules"]:
+            raise KeyError(f"export {self.path} has no module {name!r}; it has {sorted(self.manifest['modules'])}")
+        return int(self.manifest["modules"][name]["output"]["shape"][-1])
+
     def __getitem__(self, name: str) -> ExportedModule:
+        if name in self.manifest["modules"] and name not in self.modules:
+            raise KeyError(f"export {self.path}: module {name!r} was not loaded (load_exported(only=...))")
         if name not in self.modules:
             raise KeyError(f"export {self.path} has no module {name!r}; it has {sorted(self.modules)}")
         return self.modules[name]
 
 
-def load_exported(path: str | Path, verify: bool = True) -> ExportedBundle:
-    """Load an export directory; with `verify`, every file's sha256 must match the manifest."""
+def load_exported(path: str | Path, verify: bool = True, only: Iterable[str] | None = None) -> ExportedBundle:
+    """Load an export directory; with `verify`, every file's sha256 must match the manifest. `only` loads just
+    the named modules (`()`: none, the manifest and featurizer alone): deserializing a program costs ~1 s, and
+    most readers need the query tower only."""
     import torch
 
     root = Path(path)
@@ -260,11 +270,15 @@ def load_exported(path: str | Path, verify: bool = True) -> ExportedBundle:
             raise ExportError(
                 f"export {root}: checksum mismatch for {entry['file']} (file changed or corrupt)"
             )
+    wanted = set(manifest["modules"]) if only is None else set(only)
+    unknown = wanted - set(manifest["modules"])
+    if unknown:
+        raise ExportError(f"export {root} has no module {sorted(unknown)}; it has {sorted(manifest['modules'])}")
     modules = {
         name: ExportedModule(
             name, torch.export.load(str(root / e["file"])).module(), e["inputs"], e["output"]
         )
-        for name, e in manifest["modules"].items()
+        for name, e in manifest["modules"].items() if name in wanted
     }
     feat = manifest.get("featurizer")
     return ExportedBundle(

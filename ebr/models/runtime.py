@@ -179,7 +179,7 @@ def convert_query_tower(
     from ebr.models.inputs import featurize_queries
 
     root = Path(export_dir)
-    exported = load_exported(root)
+    exported = load_exported(root, only=[MODULE])
     if MODULE not in exported.modules or exported.featurizer is None:
         raise RuntimeConversionError(f"export {root} has no {MODULE!r} module with a featurizer config")
     program = exported[MODULE]

@@ -220,10 +220,10 @@ def register_two_tower(run: RunLogger, name: str, export_dir: str | Path, model_
     """The two-tower export as a pyfunc version of `name` (alias `challenger`); returns the version number."""
     from ebr.models.export import load_exported
 
-    exported = load_exported(export_dir)
+    exported = load_exported(export_dir, only=())  # the manifest says all a signature needs
     if exported.featurizer is None:
         raise ValueError(f"export {export_dir} records no featurizer: not a two-tower export")
-    dim = exported["query_tower"].output_dim
+    dim = exported.output_dim("query_tower")
     return log_and_register(run, name, TwoTowerPyfunc(), {"export": export_dir},
                             two_tower_signature(exported.featurizer, dim), query_example(),
                             description=description, tags={MODEL_VERSION_TAG: model_version})
@@ -236,7 +236,7 @@ def register_coarse_ranker(run: RunLogger, name: str, model_dir: str | Path, mod
     from ebr.train.rankers import DOC_IDS, DOC_VECTORS, EXPORT_DIR
 
     model_dir = Path(model_dir)
-    exported = load_exported(model_dir / EXPORT_DIR)
+    exported = load_exported(model_dir / EXPORT_DIR, only=())
     if exported.featurizer is None:
         raise ValueError(f"export {model_dir / EXPORT_DIR} records no featurizer")
     doc_ids = np.load(model_dir / DOC_IDS, allow_pickle=False)

@@ -120,6 +120,22 @@ def test_bad_inputs_are_named(exported, bundle):
         tower({**x, "user_id": x["user_id"].float()})
 
 
+def test_only_the_named_modules_are_loaded(exported, bundle):
+    model, cfg, path, _ = exported
+    query_only = load_exported(path, only=["query_tower"])
+    assert set(query_only.modules) == {"query_tower"}
+    x = featurize_queries([logged_in_row(), logged_out_row()], cfg.featurizer)
+    assert torch.equal(query_only["query_tower"](x), bundle["query_tower"](x))
+    with pytest.raises(KeyError, match="'doc_tower' was not loaded"):
+        query_only["doc_tower"]
+    manifest_only = load_exported(path, only=())
+    assert manifest_only.modules == {} and manifest_only.featurizer == cfg.featurizer
+    assert manifest_only.output_dim("query_tower") == bundle["query_tower"].output_dim == cfg.query_tower.out_dim
+    assert manifest_only.output_dim("scorer") == bundle["scorer"].output_dim
+    with pytest.raises(ExportError, match="no module \\['rerank'\\]"):
+        load_exported(path, only=["query_tower", "rerank"])
+
+
 def test_tampered_file_fails_the_checksum(exported, tmp_path):
     import shutil
 
