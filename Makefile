@@ -17,7 +17,7 @@ LANG_ ?= zh
 PORT ?= 8080
 
 .PHONY: install run serve test test-fast lint bench bench-simulate bench-features bench-train bench-rankers bench-index \
-	bench-serve bench-tower bench-hybrid bench-filtered bench-dag bench-scale ablate test-reliability clean
+	bench-serve bench-tower bench-hybrid bench-filtered bench-dag bench-scale bench-imports ablate test-reliability clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -46,8 +46,10 @@ serve: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
-# Tests run on every core in parallel (pytest-xdist), one test file per worker at a time (`--dist loadfile`):
-# the module-scoped DAG runs and trained models are built once per file, never once per worker.
+# Tests run on every core in parallel (pytest-xdist), one test file per worker at a time (`--dist loadgroup` with
+# whole files as the unit, tests/conftest.py): module-scoped DAG runs and trained models are built once per file,
+# and the files marked `xdist_group("two_tower_pipeline")` share one worker and the tiny pipeline it caches. Files
+# are handed out longest first (tests/conftest.py orders the collection): no long file runs alone at the end.
 PYTEST_WORKERS ?= auto
 # One BLAS / OpenMP thread per test process: the workers already fill the cores, and an idle OpenBLAS thread spins
 # (measured: ~1 CPU-minute less over the suite). Tests that want more threads set them themselves.
@@ -55,12 +57,15 @@ TEST_THREADS := OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1
 
 test: $(STAMP) lint
 	@bash .ci/system-deps.sh
-	$(TEST_THREADS) $(VENV)/bin/pytest -q -n $(PYTEST_WORKERS) --dist loadfile --durations=20
+	$(TEST_THREADS) $(VENV)/bin/pytest -q -n $(PYTEST_WORKERS) --dist loadgroup --no-loadscope-reorder --durations=20
 
 # The fast lane: everything but the end-to-end runs marked `slow` (full DAG runs, real trainings).
 test-fast: $(STAMP) lint
 	@bash .ci/system-deps.sh
-	$(TEST_THREADS) $(VENV)/bin/pytest -q -n $(PYTEST_WORKERS) --dist loadfile -m "not slow" --durations=10
+	$(TEST_THREADS) $(VENV)/bin/pytest -q -n $(PYTEST_WORKERS) --dist loadgroup --no-loadscope-reorder -m "not slow" --durations=10
+
+bench-imports: $(STAMP)
+	$(PY) bench/bench_imports.py --out bench/results
 
 bench-simulate: $(STAMP)
 	$(PY) bench/bench_simulate.py --out bench/results
@@ -111,7 +116,7 @@ bench-dag: $(STAMP)
 bench-scale: $(STAMP)
 	$(PY) bench/bench_scale.py --out bench/results $(if $(LARGE),--large,)
 
-bench: bench-simulate bench-features bench-train bench-rankers bench-index bench-serve bench-tower bench-filtered
+bench: bench-simulate bench-features bench-train bench-rankers bench-index bench-serve bench-tower bench-filtered bench-imports
 
 clean:
 	rm -rf data/sim data/workspace .pytest_cache

@@ -8,8 +8,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from ebr.config import EbrConfig
+from ebr.features import feast_import
 from ebr.images import COMPONENT_IMAGE
 from ebr.workspace import Workspace
+
+# Every step process, before anything imports Feast: also the steps that reach it only through MLflow (its client
+# loads Feast's request-header plugin on the first call to a tracking server, e.g. publish).
+feast_import.install()
 
 __all__ = ["COMPONENT_IMAGE", "StepContext", "peak_rss_mb", "step"]  # COMPONENT_IMAGE: see ebr/images.py
 
@@ -37,13 +42,33 @@ def step(name: str, workspace: str, day: str, config: str) -> Iterator[StepConte
     ws.record(day, f"steps/{name}", {"step": name, "status": "running", "started_at": time.time()})
     t0, c0 = time.perf_counter(), time.process_time()
     status = "failed"
+    profiler = _profiler()
     try:
         yield ctx
         status = "ok"
     finally:
+        if profiler is not None:
+            profiler.disable()
+            profiler.dump_stats(os.path.join(os.environ[PROFILE_ENV], f"{day}-{name}.prof"))
         ws.record(day, f"steps/{name}", {"step": name, "status": status, "wall_s": round(time.perf_counter() - t0, 3),
                                          "cpu_s": round(time.process_time() - c0, 3), "peak_rss_mb": peak_rss_mb(),
                                          **ctx.info})
+
+
+PROFILE_ENV = "EBR_PROFILE_DIR"
+
+
+def _profiler():
+    """With $EBR_PROFILE_DIR set, a running cProfile of the step (dumped to `<dir>/<day>-<step>.prof`, read with
+    `python -m pstats`): where a step's time goes, without changing how it runs."""
+    if not os.environ.get(PROFILE_ENV):
+        return None
+    import cProfile
+
+    os.makedirs(os.environ[PROFILE_ENV], exist_ok=True)
+    profiler = cProfile.Profile()
+    profiler.enable()
+    return profiler
 
 
 def peak_rss_mb() -> float:
