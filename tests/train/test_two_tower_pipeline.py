@@ -90,8 +90,9 @@ def tiny_config(mlflow_dir: Path | None, **overrides: Any) -> TwoTowerTrainConfi
         },
         "loss": {"num_hard_negatives": 16},
         "negatives": {"random_negatives": 64},
+        # no ONNX conversion (~2 s a training) but for the shared "base" model (trained() below)
         "train": {"epochs": 3, "batch_size": 64, "num_threads": 1, "progress": False, "valid_k": 50,
-                  "early_stopping_patience": 0, "seed": 1},
+                  "early_stopping_patience": 0, "seed": 1, "onnx_query_tower": False},
         "mlflow": {"tracking_uri": f"sqlite:///{mlflow_dir}/mlflow.db" if mlflow_dir else None,
                    "artifact_location": str(mlflow_dir / "artifacts") if mlflow_dir else None},
     }  # fmt: skip
@@ -100,12 +101,16 @@ def tiny_config(mlflow_dir: Path | None, **overrides: Any) -> TwoTowerTrainConfi
 
 @functools.cache
 def trained(pipe: Pipeline, name: str, overrides_json: str = "{}") -> dict[str, Any]:
-    """train_two_tower's result for a named config (cached per session); MLflow in <base>/<name>/."""
+    """train_two_tower's result for a named config (cached per session); MLflow in <base>/<name>/. The "base"
+    model is also converted to ONNX, as production's are; the others skip the conversion they do not test."""
     from ebr.train.two_tower import train_two_tower
 
     work = pipe.base / name
     work.mkdir(parents=True, exist_ok=True)
-    cfg = tiny_config(work, **json.loads(overrides_json))
+    overrides = json.loads(overrides_json)
+    if name == "base":
+        overrides = deep_merge({"train": {"onnx_query_tower": True}}, overrides)
+    cfg = tiny_config(work, **overrides)
     return train_two_tower(pipe.samples, pipe.features, work / "model", cfg)
 
 
