@@ -60,10 +60,11 @@ def converted(request, tmp_path_factory) -> Path:
 
 
 def test_onnx_tower_matches_exported_program(converted):
-    program = load_exported(converted)["query_tower"]
+    exported = load_exported(converted, only=["query_tower"])
+    program = exported["query_tower"]
     onnx = load_query_tower_onnx(converted)
     assert isinstance(onnx, ExportedModule) and onnx.output_dim == program.output_dim
-    inputs = featurize_queries(_rows(), load_exported(converted).featurizer)
+    inputs = featurize_queries(_rows(), exported.featurizer)
     for start, stop in [(0, len(_rows())), (0, 1), (1, 2), (5, 8), (20, 52)]:
         part = {k: v[start:stop] for k, v in inputs.items()}
         got, want = onnx(part), program(part)
@@ -71,12 +72,12 @@ def test_onnx_tower_matches_exported_program(converted):
         assert float((got - want).abs().max()) <= ATOL
     meta = json.loads((converted / ONNX_META).read_text(encoding="utf-8"))
     assert meta["parity"]["max_abs_diff"] <= ATOL and 1 in meta["parity"]["batches"]
-    assert meta["source"]["sha256"] == load_exported(converted).manifest["modules"]["query_tower"]["sha256"]
+    assert meta["source"]["sha256"] == exported.manifest["modules"]["query_tower"]["sha256"]
 
 
 def test_onnx_tower_checks_inputs_like_the_program(converted):
     onnx = load_query_tower_onnx(converted)
-    inputs = featurize_queries(_rows()[:3], load_exported(converted).featurizer)
+    inputs = featurize_queries(_rows()[:3], load_exported(converted, only=()).featurizer)
     with pytest.raises(ValueError, match="'query_words' is missing"):
         onnx({k: v for k, v in inputs.items() if k != "query_words"})
     with pytest.raises(ValueError, match="must be a int64 tensor"):
@@ -99,19 +100,25 @@ def test_corrupt_onnx_file_is_refused(converted, tmp_path):
         load_query_tower_onnx(copy)
 
 
-def test_onnx_file_of_another_export_is_refused(converted, tmp_path):
+@pytest.fixture(scope="module")
+def other_export(tmp_path_factory) -> Path:
+    """An export of another model (seed 8), not converted; copy it before changing it."""
+    return _export(tmp_path_factory.mktemp("runtime-other") / "export", seed=8)
+
+
+def test_onnx_file_of_another_export_is_refused(converted, other_export, tmp_path):
     other = tmp_path / "other"
-    _export(other, seed=8)
+    shutil.copytree(other_export, other)
     shutil.copy(converted / ONNX_FILE, other / ONNX_FILE)
     shutil.copy(converted / ONNX_META, other / ONNX_META)
     with pytest.raises(RuntimeConversionError, match="converted from another query_tower program"):
         load_query_tower_onnx(other)
 
 
-def test_conversion_refuses_a_tower_that_differs_from_the_program(tmp_path):
+def test_conversion_refuses_a_tower_that_differs_from_the_program(other_export, tmp_path):
     torch.set_num_threads(1)
     root = tmp_path / "export"
-    _export(root, seed=7)
+    shutil.copytree(other_export, root)
     cfg = small_config(seed=9)
     stranger = QueryTower(cfg.query_tower, cfg.featurizer, seed=9).eval()  # same shapes, other weights
     with pytest.raises(RuntimeConversionError, match=r"differs from the exported program: max abs diff"):
