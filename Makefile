@@ -53,16 +53,19 @@ lint: $(STAMP)
 PYTEST_WORKERS ?= auto
 # One BLAS / OpenMP thread per test process: the workers already fill the cores, and an idle OpenBLAS thread spins
 # (measured: ~1 CPU-minute less over the suite). Tests that want more threads set them themselves.
-TEST_THREADS := OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1
+# Bytecode caches written even where the environment turns them off (PYTHONDONTWRITEBYTECODE): every step of the
+# DAG runs, server and CLI the tests start is a fresh interpreter that would otherwise recompile ebr each time, and
+# each xdist worker would redo pytest's assertion rewriting (collection: 8.3 s without the caches, 4.0 s with).
+TEST_ENV := OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 PYTHONDONTWRITEBYTECODE=
 
 test: $(STAMP) lint
 	@bash .ci/system-deps.sh
-	$(TEST_THREADS) $(VENV)/bin/pytest -q -n $(PYTEST_WORKERS) --dist loadgroup --no-loadscope-reorder --durations=20
+	$(TEST_ENV) $(VENV)/bin/pytest -q -n $(PYTEST_WORKERS) --dist loadgroup --no-loadscope-reorder --durations=20
 
 # The fast lane: everything but the end-to-end runs marked `slow` (full DAG runs, real trainings).
 test-fast: $(STAMP) lint
 	@bash .ci/system-deps.sh
-	$(TEST_THREADS) $(VENV)/bin/pytest -q -n $(PYTEST_WORKERS) --dist loadgroup --no-loadscope-reorder -m "not slow" --durations=10
+	$(TEST_ENV) $(VENV)/bin/pytest -q -n $(PYTEST_WORKERS) --dist loadgroup --no-loadscope-reorder -m "not slow" --durations=10
 
 bench-imports: $(STAMP)
 	$(PY) bench/bench_imports.py --out bench/results
