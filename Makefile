@@ -46,10 +46,10 @@ serve: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
-# Tests run on every core in parallel (pytest-xdist), one test file per worker at a time (`--dist loadgroup` with
-# whole files as the unit, tests/conftest.py): module-scoped DAG runs and trained models are built once per file,
-# and the files marked `xdist_group("two_tower_pipeline")` share one worker and the tiny pipeline it caches. Files
-# are handed out longest first (tests/conftest.py orders the collection): no long file runs alone at the end.
+# Tests run on every core in parallel (pytest-xdist), one test file per worker at a time (`--dist loadfile`): the
+# module-scoped DAG runs and trained models are built once per file, and the files importing the tiny two-tower
+# pipeline go to one worker together, which builds it once (tests/conftest.py). Files are handed out longest first
+# (tests/conftest.py orders the collection): no long file runs alone at the end.
 PYTEST_WORKERS ?= auto
 # One BLAS / OpenMP thread per test process: the workers already fill the cores, and an idle OpenBLAS thread spins
 # (measured: ~1 CPU-minute less over the suite). Tests that want more threads set them themselves.
@@ -60,12 +60,12 @@ TEST_ENV := OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 PYTHONDON
 
 test: $(STAMP) lint
 	@bash .ci/system-deps.sh
-	$(TEST_ENV) $(VENV)/bin/pytest -q -n $(PYTEST_WORKERS) --dist loadgroup --no-loadscope-reorder --durations=20
+	$(TEST_ENV) $(VENV)/bin/pytest -q -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=20
 
 # The fast lane: everything but the end-to-end runs marked `slow` (full DAG runs, real trainings).
 test-fast: $(STAMP) lint
 	@bash .ci/system-deps.sh
-	$(TEST_ENV) $(VENV)/bin/pytest -q -n $(PYTEST_WORKERS) --dist loadgroup --no-loadscope-reorder -m "not slow" --durations=10
+	$(TEST_ENV) $(VENV)/bin/pytest -q -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder -m "not slow" --durations=10
 
 bench-imports: $(STAMP)
 	$(PY) bench/bench_imports.py --out bench/results

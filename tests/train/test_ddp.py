@@ -35,8 +35,6 @@ from ebr.train.distributed import (
 )
 from tests.train.test_two_tower_pipeline import pipe, tiny_config  # noqa: F401
 
-pytestmark = pytest.mark.xdist_group("two_tower_pipeline")  # one worker builds the tiny pipeline once
-
 ROOT = Path(__file__).resolve().parents[2]
 RECALL = "valid_click_recall_at_50"
 RECALL_TOLERANCE = 0.10

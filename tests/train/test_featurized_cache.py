@@ -29,8 +29,6 @@ from ebr.train.featurized_cache import (
 from ebr.train.retrieval_data import TrainingData, load_training_data
 from tests.train.test_two_tower_pipeline import pipe, tiny_config  # noqa: F401
 
-pytestmark = pytest.mark.xdist_group("two_tower_pipeline")  # one worker builds the tiny pipeline once
-
 LOGGER = "ebr.train.featurized_cache"
 
 

@@ -12,7 +12,7 @@ import pytest
 from tests.train.test_two_tower_evaluate import evaluated  # noqa: F401
 from tests.train.test_two_tower_pipeline import pipe  # noqa: F401
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("two_tower_pipeline")]  # one worker builds it once
+pytestmark = pytest.mark.slow
 
 
 def test_summary_reports_both_views_and_their_gap(evaluated, pipe):  # noqa: F811

@@ -14,7 +14,7 @@ from ebr.models.export import load_exported
 from ebr.train.registry import TWO_TOWER_MODEL
 from tests.train.test_two_tower_pipeline import pipe, tiny_config, trained  # noqa: F401
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("two_tower_pipeline")]  # one worker builds it once
+pytestmark = pytest.mark.slow
 QUERIES = pd.DataFrame({"query": ["red running shoes", "手机壳", "red running shoes"], "user_id": [3, 4, 3]})
 
 

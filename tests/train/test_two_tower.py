@@ -11,7 +11,7 @@ import torch
 
 from tests.train.test_two_tower_pipeline import pipe, tiny_config, trained  # noqa: F401
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("two_tower_pipeline")]  # one worker builds it once
+pytestmark = pytest.mark.slow
 RECALL = "valid_click_recall_at_50"
 
 

@@ -13,7 +13,7 @@ import pytest
 from ebr.evaluate.hybrid import WEIGHT_GRID
 from tests.train.test_two_tower_pipeline import pipe, trained  # noqa: F401
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("two_tower_pipeline")]  # one worker builds it once
+pytestmark = pytest.mark.slow
 
 
 def _eval_config(mlflow_dir: Path):

@@ -13,7 +13,7 @@ import torch
 
 from tests.train.test_two_tower_pipeline import Pipeline, pipe, tiny_config  # noqa: F401
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("two_tower_pipeline")]  # one worker builds it once
+pytestmark = pytest.mark.slow
 
 
 @functools.cache

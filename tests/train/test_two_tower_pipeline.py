@@ -17,7 +17,7 @@ import pytest
 
 from ebr.train.two_tower_config import TwoTowerTrainConfig, deep_merge
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("two_tower_pipeline")]  # one worker builds it once
+pytestmark = pytest.mark.slow
 DIM = 8
 
 
