@@ -4,6 +4,8 @@ features exactly as the server does; a ranker that needs the retrieval cosine is
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -67,14 +69,21 @@ def test_a_ranker_that_needs_the_retrieval_cosine_gives_no_funnel(tmp_path):
     assert CoarseScorer.load(tmp_path / "missing") is None
 
 
+@pytest.fixture(scope="module")
+def three_tower(tmp_path_factory) -> tuple[pd.DataFrame, Path]:
+    """A three-tower coarse ranker over 40 synthetic docs (read-only: the tests score with it)."""
+    docs = synthetic_docs(40, seed=5, id_offset=1)
+    return docs, build_coarse_ranker(tmp_path_factory.mktemp("three-tower") / "coarse", docs,
+                                     CoarseRankerConfig(kind="three_tower"))
+
+
 @pytest.mark.parametrize("chunk", [5, 200_000])  # pairs per scorer call: chunks that split a request's list too
-def test_a_three_tower_ranker_scores_with_the_requests_cross_features_as_the_server_does(tmp_path, monkeypatch,
+def test_a_three_tower_ranker_scores_with_the_requests_cross_features_as_the_server_does(three_tower, monkeypatch,
                                                                                          chunk):
     from ebr.evaluate import funnel
 
     monkeypatch.setattr(funnel, "PAIR_CHUNK", chunk)
-    docs = synthetic_docs(40, seed=5, id_offset=1)
-    out = build_coarse_ranker(tmp_path / "coarse", docs, CoarseRankerConfig(kind="three_tower"))
+    docs, out = three_tower
     scorer = CoarseScorer.load(out)
     assert scorer is not None and scorer.three_tower
     cat, brand, seen = docs["category_leaf"].iloc[0], docs["brand"].dropna().iloc[0], int(docs["doc_id"].iloc[1])

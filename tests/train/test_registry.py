@@ -36,8 +36,8 @@ def _check_embeddings(uri_alias: str, export_dir: str, tracking_uri: str) -> np.
 
 
 def test_trained_version_loads_as_challenger_and_champion(pipe, monkeypatch):  # noqa: F811
-    result = trained(pipe, "registry", '{"train": {"epochs": 1}}')
-    uri = f"sqlite:///{pipe.base / 'registry'}/mlflow.db"
+    result = trained(pipe, "base")  # the shared model: its own registry, where nothing else sets an alias
+    uri = f"sqlite:///{pipe.base / 'base'}/mlflow.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     version = result["registered_version"]
     client = MlflowClient(uri)
