@@ -44,7 +44,10 @@ def start_mlflow_server(root: Path, timeout_s: float = START_TIMEOUT_S) -> tuple
     cmd = [str(mlflow_bin), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
            "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
            "--artifacts-destination", str(root / "artifacts"), "--serve-artifacts"]
-    env = {**os.environ, "MLFLOW_TRACKING_URI": ""}
+    # No job execution: MLflow 3 otherwise starts a job runner and seven huey consumers (GenAI evaluation jobs and
+    # trace roll-ups ebr never submits), each importing MLflow and then polling: ~20 CPU-seconds at start and a
+    # steady load on the cores the rest of the suite runs on.
+    env = {**os.environ, "MLFLOW_TRACKING_URI": "", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     log = open(root / "server.log", "wb")  # noqa: SIM115 - closed with the process below
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=root, start_new_session=True)
     proc.log_file = log  # type: ignore[attr-defined]
