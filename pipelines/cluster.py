@@ -39,7 +39,7 @@ RESOURCES: dict[str, StepResources] = {
     "build-samples": StepResources("1", "4", "6Gi", "24Gi", 4 * 3600, retries=2),
     "validate-samples": StepResources("500m", "2", "2Gi", "12Gi", 3600),
     "train-two-tower": StepResources("2", "8", "6Gi", "16Gi", 6 * 3600),
-    "train-fine-ranker": StepResources("2", "8", "4Gi", "16Gi", 6 * 3600),
+    "train-fine-ranker": StepResources("2", "8", "6Gi", "16Gi", 6 * 3600),
     "distill-coarse-ranker": StepResources("2", "8", "6Gi", "16Gi", 6 * 3600),
     "plan-export-shards": StepResources("250m", "1", "1Gi", "4Gi", 600, retries=2),
     "export-embedding-shard": StepResources("1", "4", "3Gi", "12Gi", 2 * 3600, retries=2),
