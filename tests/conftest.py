@@ -36,9 +36,8 @@ SHARED_PIPELINE = "tests.train.test_two_tower_pipeline"
 def _files_sharing_the_tiny_pipeline() -> frozenset[str]:
     """Test files (rootdir-relative) that import the session-cached tiny two-tower pipeline, and its own file."""
     root = Path(__file__).resolve().parent
-    own = root / (SHARED_PIPELINE.split(".", 1)[1].replace(".", "/") + ".py")
     users = {p for p in root.rglob("test_*.py") if f"from {SHARED_PIPELINE} import" in p.read_text(encoding="utf-8")}
-    return frozenset(str(p.relative_to(root.parent)) for p in {own, *users})
+    return frozenset(str(p.relative_to(root.parent)) for p in {root / "train" / "test_two_tower_pipeline.py", *users})
 
 
 @pytest.hookimpl(optionalhook=True)  # pytest-xdist's hook: absent under `-p no:xdist`
