@@ -11,8 +11,12 @@ local MinIO alike. The resource table is sized from the measured peak RSS of eac
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from types import SimpleNamespace
 
 from ebr.credentials import SECRET_ENV
 from ebr.images import COMPONENT_IMAGE
@@ -115,6 +119,31 @@ class ClusterOptions:
                                  f"{', '.join(StepResources.__dataclass_fields__)}")
             table[name] = replace(table[name], **over)
         return replace(self, resources=table)
+
+
+def _frames(context: int = 1) -> list[tuple]:
+    """`inspect.stack()` without source lookups: (frame, file, line, function) from the caller outwards."""
+    frames, f = [], sys._getframe(1)
+    while f is not None:
+        frames.append((f, f.f_code.co_filename, f.f_lineno, f.f_code.co_name))
+        f = f.f_back
+    return frames
+
+
+@contextmanager
+def cheap_task_checks() -> Iterator[None]:
+    """While pipelines are built, KFP's container-spec check (run by every `set_cpu_request`-style call) names its
+    caller with `inspect.stack()`, which reads the source of every frame on the stack: ~28 ms a call, 7.7 of
+    the 9.5 s a compile took. Inside this block that module sees a stack of frames with names only (the one
+    field it reads); it is restored on exit."""
+    from kfp.dsl import pipeline_task
+
+    real = pipeline_task.inspect
+    pipeline_task.inspect = SimpleNamespace(stack=_frames)
+    try:
+        yield
+    finally:
+        pipeline_task.inspect = real
 
 
 def place(task, name: str, opts: ClusterOptions):

@@ -15,7 +15,7 @@ from components.release import evaluate, keep_champion, publish, record_run_stat
 from components.rollout import rollout
 from components.schedule import resolve_day
 from components.train import distill_coarse_ranker, train_fine_ranker, train_two_tower
-from pipelines.cluster import ClusterOptions, place
+from pipelines.cluster import ClusterOptions, cheap_task_checks, place
 
 PIPELINE_NAME = "ebr-daily"
 SCHEDULED_NAME = "ebr-daily-scheduled"
@@ -26,11 +26,7 @@ SCHEDULED_NAME = "ebr-daily-scheduled"
 CACHEABLE = {"validate-data", "validate-samples"}
 
 
-def build(opts: ClusterOptions | None = None):
-    """The daily pipeline and its recurring-run wrapper, each task placed with `opts` (default: the committed
-    placement). Returns `(daily, daily_scheduled)`."""
-    opts = opts or ClusterOptions()
-
+def _build(opts: ClusterOptions):
     def put(task: dsl.PipelineTask, name: str) -> dsl.PipelineTask:
         task.set_caching_options(name in CACHEABLE)
         return place(task, name, opts)
@@ -91,6 +87,13 @@ def build(opts: ClusterOptions | None = None):
             body(data_root, d.output, workspace, config)
 
     return daily, daily_scheduled
+
+
+def build(opts: ClusterOptions | None = None):
+    """The daily pipeline and its recurring-run wrapper, each task placed with `opts` (default: the committed
+    placement). Returns `(daily, daily_scheduled)`."""
+    with cheap_task_checks():
+        return _build(opts or ClusterOptions())
 
 
 daily, daily_scheduled = build()

@@ -187,3 +187,37 @@ def test_bad_resources_file_is_refused_by_name(tmp_path: Path, text: str, match:
     f.write_text(text, encoding="utf-8")
     with pytest.raises(ValueError, match=match):
         ClusterOptions().with_resources_file(f)
+
+
+def test_cheap_task_checks_name_the_same_caller_and_restore_kfp():
+    """Inside the block KFP's container-spec check still names the method a graph task was wrongly given."""
+    import inspect
+
+    from kfp import dsl
+    from kfp.dsl import pipeline_task
+
+    from pipelines.cluster import cheap_task_checks
+
+    @dsl.component
+    def step():  # no annotations: this file's `from __future__ import annotations` would make them strings
+        pass
+
+    def misuse() -> str:
+        @dsl.pipeline(name="inner")
+        def inner():
+            step()
+
+        with pytest.raises(ValueError) as err:
+
+            @dsl.pipeline(name="outer")
+            def outer():
+                inner().set_cpu_request("1")
+
+        return str(err.value)
+
+    plain = misuse()
+    with cheap_task_checks():
+        assert pipeline_task.inspect is not inspect
+        cheap = misuse()
+    assert pipeline_task.inspect is inspect
+    assert cheap == plain and cheap.startswith("set_cpu_request can only be used on single-step components")
