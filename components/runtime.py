@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from ebr.config import EbrConfig
 from ebr.features import feast_import
 from ebr.images import COMPONENT_IMAGE
+from ebr.models import export_cache
 from ebr.workspace import Workspace
 
 # Every step process, before anything imports Feast: also the steps that reach it only through MLflow (its client
@@ -38,6 +39,10 @@ def step(name: str, workspace: str, day: str, config: str) -> Iterator[StepConte
     ws.root.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     os.environ["MLFLOW_TRACKING_URI"] = os.environ.get("EBR_MLFLOW_TRACKING_URI", ws.mlflow_uri)
+    # traced export graphs are kept in the workspace for the next day's exports (unless set elsewhere); restored
+    # on exit so a caller running steps in-process keeps its own setting
+    cache_env = os.environ.get(export_cache.CACHE_ENV)
+    os.environ.setdefault(export_cache.CACHE_ENV, str(ws.export_graphs))
     ctx = StepContext(name=name, day=day, cfg=EbrConfig.from_yaml_text(config), ws=ws, info={})
     ws.record(day, f"steps/{name}", {"step": name, "status": "running", "started_at": time.time()})
     t0, c0 = time.perf_counter(), time.process_time()
@@ -47,12 +52,20 @@ def step(name: str, workspace: str, day: str, config: str) -> Iterator[StepConte
         yield ctx
         status = "ok"
     finally:
+        if cache_env is None:
+            os.environ.pop(export_cache.CACHE_ENV, None)
         if profiler is not None:
             profiler.disable()
             profiler.dump_stats(os.path.join(os.environ[PROFILE_ENV], f"{day}-{name}.prof"))
         ws.record(day, f"steps/{name}", {"step": name, "status": status, "wall_s": round(time.perf_counter() - t0, 3),
                                          "cpu_s": round(time.process_time() - c0, 3), "peak_rss_mb": peak_rss_mb(),
-                                         **ctx.info})
+                                         **_export_graphs(), **ctx.info})
+
+
+def _export_graphs() -> dict:
+    """How the step's exports got their graphs (traced, or reused from this process / the workspace cache)."""
+    counts = export_cache.stats()
+    return {"export_graphs": counts} if any(counts.values()) else {}
 
 
 PROFILE_ENV = "EBR_PROFILE_DIR"

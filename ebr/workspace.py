@@ -58,6 +58,12 @@ class Workspace:
         step reuses the day's entry and old entries are pruned (instead of one copy per KFP output folder)."""
         return self.root / "cache" / "featurized"
 
+    @property
+    def export_graphs(self) -> Path:
+        """Traced `torch.export` graphs reused by the next day's exports of the same architecture
+        (`ebr.models.export_cache`)."""
+        return self.root / "cache" / "exports"
+
     def reports(self, day: str) -> Path:
         return self.root / "reports" / day
 

@@ -2,7 +2,8 @@
 
 An export directory holds one `<name>.pt2` program per module (graph + weights) and `export.json`: the
 featurizer config the inputs must come from, the model config, the model version, each module's input
-spec (keys, dtypes, shapes with a dynamic batch) and output spec, and a sha256 per file. The loader checks
+spec (keys, dtypes, shapes with a dynamic batch) and output spec, and a sha256 per file. A graph traced before
+for the same architecture is reused with the new weights (`ebr.models.export_cache`). The loader checks
 the checksums and returns callables that take the featurizer's tensor dict (extra keys are ignored, a
 missing or mis-shaped key is an error that names it). torch is imported inside functions.
 """
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from ebr.artifacts.atomic import atomic_output_dir
 from ebr.artifacts.checksums import sha256_file
+from ebr.models import export_cache
 from ebr.models.config import FeaturizerConfig
 
 if TYPE_CHECKING:
@@ -72,10 +74,14 @@ def _export_one(
             out = module(dict(ex))
         if not isinstance(out, torch.Tensor):
             raise ExportError(f"module {name!r} must return one tensor, got {type(out).__name__}")
-        with warnings.catch_warnings():
-            # nn.LSTM re-assigns its flat weight list while being traced; harmless for inference.
-            warnings.filterwarnings("ignore", message=".*were assigned during export.*")
-            program = torch.export.export(module, (dict(ex),), dynamic_shapes=dynamic)
+        key = export_cache.graph_key(module, ex)
+        program = export_cache.reuse(key, module, ex, out)
+        traced = program is None
+        if program is None:
+            with warnings.catch_warnings():
+                # nn.LSTM re-assigns its flat weight list while being traced; harmless for inference.
+                warnings.filterwarnings("ignore", message=".*were assigned during export.*")
+                program = torch.export.export(module, (dict(ex),), dynamic_shapes=dynamic)
     except ExportError:
         raise
     except Exception as e:
@@ -86,6 +92,7 @@ def _export_one(
         # LSTM flat weights alias the LSTM parameters; the archive writer stores the shared storage once.
         warnings.filterwarnings("ignore", message="No complete tensor found in the group")
         torch.export.save(program, str(path))
+    export_cache.remember(key, program, path, traced)
     return {
         "file": path.name,
         "sha256": sha256_file(path),
