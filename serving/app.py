@@ -52,6 +52,7 @@ class ServerRuntime:
         if features is None and settings.feature_repo is not None:
             features = OnlineFeatureSource(settings.feature_repo, settings.feature_retry_s,
                                            timeout_s=settings.feature_timeout_s,
+                                           trip_after=settings.feature_trip_after,
                                            max_pending=max(MAX_PENDING_LOOKUPS, 2 * settings.search_workers),
                                            cache=FeatureCache(settings.feature_cache_ttl_s,
                                                               settings.feature_cache_size))

@@ -109,8 +109,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Serve top-K docs from the bundle <bundles>/CURRENT names, hot-swapping when it changes. "
         "Unset options fall back to EBR_BUNDLES_DIR, EBR_FEATURE_REPO, EBR_HOST, EBR_PORT (8080) and "
         "EBR_LOG_LEVEL; EBR_ADMIN_TOKEN, EBR_WATCH_INTERVAL_S, EBR_MAX_QUERY_CHARS, EBR_MAX_BODY_BYTES, "
-        "EBR_COMPUTE_THREADS, EBR_FEATURE_RETRY_S, EBR_FEATURE_TIMEOUT_S, EBR_RETRY_AFTER_S, EBR_BODY_TIMEOUT_S and "
-        "EBR_HEADER_TIMEOUT_S are read from the environment.",
+        "EBR_COMPUTE_THREADS, EBR_FEATURE_RETRY_S, EBR_FEATURE_TRIP_AFTER, EBR_FEATURE_TIMEOUT_S, "
+        "EBR_RETRY_AFTER_S, EBR_BODY_TIMEOUT_S and EBR_HEADER_TIMEOUT_S are read from the environment.",
     )
     p.add_argument("--search-workers", dest="search_workers", type=int,
                    help="threads computing searches, off the event loop (EBR_SEARCH_WORKERS, default 1; more than "

@@ -4,11 +4,13 @@ The store directory is either a features directory of `ebr.features` (it holds `
 `registry.db`; opened with `ebr.features.open_store`, never applied from here) or a Feast repository holding a
 `feature_store.yaml` (e.g. a production one with a Redis online store). A store that cannot be opened or
 answers with an error makes the request unpersonalized (and without query-understanding fields); the failure
-is counted and the store is not asked again for `retry_s` seconds (doubling per consecutive failure, at most
-4x). A failed lookup also drops the store: the next try opens a fresh one (a new connection), so a store that
-was truncated, replaced or restarted under the server comes back without a restart. A store that hangs rather
-than fails costs a request at most the lookup timeout: the lookup runs on its own thread and the request goes
-on unpersonalized (`fallback="timeout"`), with the same backoff (see OnlineFeatureSource).
+is counted, and after `trip_after` consecutive failures the store is not asked again for `retry_s` seconds
+(doubling per further consecutive failure, at most 4x): one slow or failed lookup costs its own request only,
+an outage does not add its timeout to every request. A lookup that raised also drops the store: the next try
+opens a fresh one (a new connection), so a store that was truncated, replaced or restarted under the server
+comes back without a restart. A store that hangs rather than fails costs a request at most the lookup timeout:
+the lookup runs on its own thread and the request goes on unpersonalized (`fallback="timeout"`); the store is
+kept (slow is not broken) until the failures trip the backoff (see OnlineFeatureSource).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ LOOKUP_TIMEOUT_S = 0.1  # EBR_FEATURE_TIMEOUT_S: a lookup takes ~1 ms on SQLite,
 CONNECT_TIMEOUT_S = 1.0  # the first lookup on a freshly opened store (connection and Feast set-up)
 OPEN_TIMEOUT_S = 30.0  # the warm-up lookup at start, before traffic (the first in a process pays Feast's imports)
 MAX_PENDING_LOOKUPS = 4  # outstanding lookups (hung ones included) beyond which the store is skipped at once
+TRIP_AFTER = 3  # EBR_FEATURE_TRIP_AFTER: consecutive failed lookups before the store is skipped for the backoff
 QU_CATEGORY = "qu_category_leaf"
 QU_BRAND = "qu_brand"
 
@@ -199,9 +202,12 @@ class OnlineFeatureSource:
 
     Each lookup runs on a lookup thread; the request waits at most `timeout_s` for it (`connect_timeout_s` for
     the first lookup on a freshly opened store, which sets up its connection) and otherwise goes on without
-    features (`fallback="timeout"`), the store counted as failed with the usual backoff. At most `max_pending`
-    lookups may be outstanding (hung ones count); beyond that the store is skipped at once. A lookup that
-    answers after its request gave up still marks the store healthy again. No lock is held while waiting."""
+    features (`fallback="timeout"`), counted as a failure. `trip_after` consecutive failures start the backoff
+    (the store skipped for `retry_s`, doubling per further failure, at most 4x; the next try opens a fresh
+    store). At most `max_pending` lookups may be outstanding (hung ones count); beyond that the store is skipped
+    at once. A lookup that answers after its request gave up leaves the count as it is (a store slower than the
+    timeout keeps failing requests, so it trips); one answered in time resets it. No lock is held while
+    waiting."""
 
     def __init__(
         self,
@@ -212,11 +218,15 @@ class OnlineFeatureSource:
         max_pending: int = MAX_PENDING_LOOKUPS,
         opener: Callable[[Path], Any] | None = None,
         cache: FeatureCache | None = None,
+        trip_after: int = TRIP_AFTER,
     ) -> None:
         if not timeout_s > 0 or not connect_timeout_s > 0:
             raise ValueError(f"feature timeouts must be > 0 seconds, got {timeout_s} and {connect_timeout_s}")
         if max_pending < 1:
             raise ValueError(f"max pending lookups must be >= 1, got {max_pending}")
+        if trip_after < 1:
+            raise ValueError(f"feature trip-after must be >= 1 consecutive failures, got {trip_after}")
+        self.trip_after = trip_after
         self.directory = Path(directory)
         self.retry_s = retry_s
         self.timeout_s = timeout_s
@@ -226,7 +236,7 @@ class OnlineFeatureSource:
         self._store: Any = None
         self._answered: Any = None  # the store that answered the last lookup (its connection is set up)
         self._down_until = 0.0
-        self._failures = 0  # consecutive failures: the backoff doubles with each, up to 4x retry_s
+        self._failures = 0  # consecutive failures: from trip_after on the backoff doubles with each, up to 4x
         self._pending = 0  # lookups submitted and not finished, hung ones included
         self._lock = threading.Lock()
         self._threads = _LookupThreads("ebr-features")
@@ -251,10 +261,18 @@ class OnlineFeatureSource:
                             message)
             self.last_error = message
             self._failures += 1
-            self._down_until = time.monotonic() + self.retry_s * min(2 ** (self._failures - 1), 4)
-            with self._lock:
-                self._store = None  # reconnect next time: a fresh store and connection
+            tripped = self._failures >= self.trip_after
+            if tripped:
+                self._down_until = time.monotonic() + self.retry_s * min(2 ** (self._failures - self.trip_after), 4)
+            if tripped or reason != "timeout":
+                with self._lock:
+                    self._store = None  # reconnect next time: a fresh store and connection
         return FeatureLookup(fallback=reason)
+
+    @property
+    def backing_off(self) -> bool:
+        """The store is skipped now: `trip_after` consecutive failures and the backoff not yet over."""
+        return time.monotonic() < self._down_until
 
     def _ensure_store(self) -> Any:
         store = self._store
@@ -276,12 +294,7 @@ class OnlineFeatureSource:
                 raise _OpenFailed(f"{type(e).__name__}: {e}") from e
             values = self._read(store, user_id, query, cached)
             with self._lock:
-                self._answered = store
-            if self.last_error is not None:
-                log.info("online feature store %s answers again", self.directory)
-            self.last_error = None
-            self._failures = 0
-            self._down_until = 0.0
+                self._answered = store  # its connection is set up, even when this answer came too late
             return values
         finally:
             with self._lock:
@@ -338,7 +351,18 @@ class OnlineFeatureSource:
         done, _ = wait([future], timeout=wait_s)
         if not done:
             raise StoreTimeout(f"no answer within {wait_s:g} s")
-        return future.result()
+        values = future.result()
+        self._answered_in_time()
+        return values
+
+    def _answered_in_time(self) -> None:
+        """A lookup answered within its wait: the store is healthy and the failure count starts again. (An answer
+        after its request gave up is not one: a store slower than the timeout keeps failing and trips.)"""
+        if self.last_error is not None:
+            log.info("online feature store %s answers again", self.directory)
+        self.last_error = None
+        self._failures = 0
+        self._down_until = 0.0
 
     def submit(self, fn: Callable[[Any], Any]) -> tuple[Future[Any], float]:
         """Run `fn(store)` on a lookup thread (the store opened if needed), outside the lookups' health record;

@@ -28,6 +28,7 @@ ENV: dict[str, tuple[str, Any]] = {
     "max_body_bytes": ("EBR_MAX_BODY_BYTES", 65536),
     "compute_threads": ("EBR_COMPUTE_THREADS", 1),
     "feature_retry_s": ("EBR_FEATURE_RETRY_S", 5.0),
+    "feature_trip_after": ("EBR_FEATURE_TRIP_AFTER", 3),
     "search_workers": ("EBR_SEARCH_WORKERS", 1),
     "max_queue": ("EBR_MAX_QUEUE", 32),
     "workers": ("EBR_WORKERS", 1),
@@ -65,6 +66,7 @@ class ServerSettings:
     max_body_bytes: int = 65536
     compute_threads: int = 1
     feature_retry_s: float = 5.0
+    feature_trip_after: int = 3
     search_workers: int = 1  # compute threads serving searches; >1 needs a thread-safe feature store (Redis)
     max_queue: int = 32  # searches that may wait for a worker; beyond it 503 + Retry-After
     workers: int = 1  # server processes (`ebr serve --workers`); metrics aggregate over them
@@ -102,6 +104,8 @@ class ServerSettings:
             (self.max_body_bytes >= 256, f"max body bytes must be >= 256, got {self.max_body_bytes}"),
             (self.compute_threads >= 1, f"compute threads must be >= 1, got {self.compute_threads}"),
             (self.feature_retry_s >= 0, f"feature retry must be >= 0 seconds, got {self.feature_retry_s}"),
+            (self.feature_trip_after >= 1,
+             f"feature trip-after (EBR_FEATURE_TRIP_AFTER) must be >= 1 failures, got {self.feature_trip_after}"),
             (self.search_workers >= 1, f"search workers must be >= 1, got {self.search_workers}"),
             (self.max_queue >= 0, f"max queue must be >= 0, got {self.max_queue}"),
             (1 <= self.workers <= 64, f"workers (EBR_WORKERS) must be in 1..64, got {self.workers}"),

@@ -120,7 +120,7 @@ def test_unreachable_redis_degrades_visibly(chart, pipeline_features, tmp_path, 
     source = _source(env["EBR_FEATURE_REPO"], retry_s=60.0)
     assert not source.open()
     assert not source.healthy and "onnect" in (source.last_error or "")
-    assert source.fetch(1, "x").fallback == "unavailable"
+    _trips(source)
 
 
 def test_missing_registry_degrades_visibly(chart, pipeline_features, redis_server, tmp_path, monkeypatch):  # noqa: F811
@@ -132,4 +132,13 @@ def test_missing_registry_degrades_visibly(chart, pipeline_features, redis_serve
     # Feast starts an empty registry when the file is missing (and tries to write it: in the pod the claim is
     # mounted read-only, so that fails too); either way the lookup fails and names what it lacks.
     assert not source.healthy and "does not exist in project ebr" in (source.last_error or "")
-    assert source.fetch(1, "x").fallback == "unavailable"
+    _trips(source)
+
+
+def _trips(source) -> None:
+    """After the failed warm-up the store is asked again until `trip_after` consecutive failures, then skipped."""
+    for _ in range(source.trip_after - 1):
+        assert not source.backing_off
+        assert source.fetch(1, "x").fallback in ("error", "unavailable")
+    assert source.backing_off
+    assert source.fetch(1, "x").fallback == "unavailable" and source.pending == 0

@@ -129,9 +129,13 @@ def test_store_failing_mid_operation_degrades_to_unpersonalized(published_root, 
         assert r.status_code == 200 and r.json()["personalized"] is False and len(r.json()["items"]) == 100
         assert r.json()["degraded"] == "features_unavailable", "a store failure is told apart from an unknown user"
         assert _fallbacks(c, "error") == 1
+        for failures in (2, 3):  # asked again (on a fresh connection) until 3 consecutive failures
+            r = c.post("/search", json={**ANN, "query": "trail shoes", "user_id": USER})
+            assert r.status_code == 200 and r.json()["personalized"] is False
+            assert _fallbacks(c, "error") == failures and _fallbacks(c, "unavailable") == 0
         r = c.post("/search", json={**ANN, "query": "trail shoes", "user_id": USER})  # backing off: store not asked
         assert r.status_code == 200 and r.json()["personalized"] is False
-        assert _fallbacks(c, "error") == 1 and _fallbacks(c, "unavailable") == 1
+        assert _fallbacks(c, "error") == 3 and _fallbacks(c, "unavailable") == 1
     finally:
         c.close()
 
@@ -197,8 +201,8 @@ class HangingStore:
 @pytest.mark.slow
 def test_a_hung_store_costs_a_request_the_timeout_and_personalization_returns(published_root, feature_dir):
     """The store stops answering (lookups block): each request waits at most the lookup timeout and is answered
-    unpersonalized with `degraded: features_timeout` while the lookup still hangs; the store is marked down with
-    the backoff, at most `max_pending` lookups are ever outstanding, and once the store answers again the
+    unpersonalized with `degraded: features_timeout` while the lookup still hangs; at most `max_pending` lookups
+    are ever outstanding (beyond that the store is skipped at once), and once the store answers again the
     answers are personalized again, without a restart."""
     gate = threading.Event()
     gate.set()
@@ -277,7 +281,7 @@ def test_cached_features_answer_on_the_callers_thread_while_the_store_hangs(feat
     cached pair is still answered with its features and an uncached one skips the store."""
     gate = threading.Event()
     gate.set()
-    source = OnlineFeatureSource(feature_dir, timeout_s=0.2, connect_timeout_s=5, max_pending=2,
+    source = OnlineFeatureSource(feature_dir, timeout_s=0.2, connect_timeout_s=5, max_pending=2, trip_after=1,
                                  cache=FeatureCache(60, 100),
                                  opener=lambda d: HangingStore(open_feature_store(d), gate))
     try:
@@ -300,3 +304,51 @@ def test_cached_features_answer_on_the_callers_thread_while_the_store_hangs(feat
     finally:
         gate.set()
         wait_for(lambda: source.pending == 0, timeout=30)
+
+
+class _SlowOnce:
+    """A real Feast store whose next `slow` lookups each take `delay_s` (a GC pause, a network blip), then answer."""
+
+    def __init__(self, store, delay_s: float) -> None:
+        self.store, self.delay_s, self.slow = store, delay_s, 0
+
+    def get_online_features(self, **kw):
+        if self.slow > 0:
+            self.slow -= 1
+            time.sleep(self.delay_s)
+        return self.store.get_online_features(**kw)
+
+    def __getattr__(self, name: str):
+        return getattr(self.store, name)
+
+
+def test_one_slow_lookup_costs_only_its_request_and_three_in_a_row_trip_the_backoff(feature_dir):
+    """A lookup past the timeout degrades its own request; the next is asked on the same connection (slow is not
+    broken) and answers personalized. Only `trip_after` consecutive failures make the store skipped."""
+    opened: list[_SlowOnce] = []
+
+    def opener(d):
+        opened.append(_SlowOnce(open_feature_store(d), delay_s=1.0))
+        return opened[-1]
+
+    source = OnlineFeatureSource(feature_dir, retry_s=60.0, timeout_s=0.3, connect_timeout_s=5, max_pending=8,
+                                 opener=opener)
+    assert source.trip_after == 3 and source.open()
+    opened[-1].slow = 1
+    assert source.fetch(USER, "q1").fallback == "timeout" and not source.backing_off
+    after = source.fetch(USER, "q2")
+    assert after.fallback is None and after.user_known, "the next request is personalized again"
+    assert len(opened) == 1, "a timeout keeps the store and its connection"
+    assert source.healthy
+    opened[-1].slow = 3
+    assert [source.fetch(USER, f"slow {i}").fallback for i in range(3)] == ["timeout"] * 3
+    assert source.backing_off, "three consecutive failures trip the backoff"
+    assert source.fetch(USER, "skipped").fallback == "unavailable"
+    with pytest.raises(ValueError, match="trip-after must be >= 1"):
+        OnlineFeatureSource(feature_dir, trip_after=0)
+
+
+def test_the_trip_count_is_configured_from_the_environment():
+    assert ServerSettings.resolve({"bundles_dir": "/b"}, {"EBR_FEATURE_TRIP_AFTER": "5"}).feature_trip_after == 5
+    with pytest.raises(ValueError, match=re.escape("feature trip-after (EBR_FEATURE_TRIP_AFTER) must be >= 1")):
+        ServerSettings.resolve({"bundles_dir": "/b"}, {"EBR_FEATURE_TRIP_AFTER": "0"})
