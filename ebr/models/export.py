@@ -92,7 +92,7 @@ def _export_one(
         # LSTM flat weights alias the LSTM parameters; the archive writer stores the shared storage once.
         warnings.filterwarnings("ignore", message="No complete tensor found in the group")
         torch.export.save(program, str(path))
-    export_cache.remember(key, program, path, traced)
+    export_cache.remember(key, program, traced)
     return {
         "file": path.name,
         "sha256": sha256_file(path),

@@ -9,7 +9,8 @@ modules that define it (`ebr.models.*` and the classes' own modules). A reused g
 the module's weights it must give the module's own output on the example inputs, or it is traced afresh.
 
 Disk entries live in `$EBR_EXPORT_CACHE_DIR` (a step sets `<workspace>/cache/exports`); unset, only this
-process's graphs are reused. An unreadable entry is a miss, never an error.
+process's graphs are reused. An entry holds the graph alone (its weights are zero-stride zeros: a few KB
+whatever the model's size). An unreadable entry is a miss, never an error.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import sys
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
 CACHE_ENV = "EBR_EXPORT_CACHE_DIR"
 KEY_FORMAT = 1
 _PLAIN = (bool, int, float, str, type(None))
-# key -> a program whose weights were dropped after use (meta tensors): its graph is what is reused
+# key -> a program whose weights were dropped after use (zero-stride zeros): its graph is what is reused
 _memo: dict[str, ExportedProgram] = {}
 _stats = {"traced": 0, "reused_memory": 0, "reused_disk": 0, "rejected": 0}
 
@@ -140,23 +141,35 @@ def reuse(key: str, module: nn.Module, inputs: Mapping[str, torch.Tensor],
     return None
 
 
-def remember(key: str, program: ExportedProgram, saved: Path, traced: bool) -> None:
-    """Keep `program`'s graph for this process (its weights dropped) and, when it was traced here, copy the
-    file `saved` into the disk cache."""
+def _stripped(program: ExportedProgram) -> ExportedProgram:
+    """The program with every weight replaced by a zero-stride zero of its shape and dtype: the graph alone, a few
+    KB on disk (the weights are bound again on reuse)."""
     import torch
 
-    if traced:
-        _stats["traced"] += 1
-        root = cache_dir()
-        if root is not None:
-            try:
-                root.mkdir(parents=True, exist_ok=True)
-                with atomic_file(root / f"{key}.pt2") as tmp:
-                    shutil.copyfile(saved, tmp)
-            except OSError:
-                pass  # a cache that cannot be written only costs the next run a trace
     for k, v in list(program.state_dict.items()):
-        empty = torch.empty(v.shape, dtype=v.dtype, device="meta")
-        program.state_dict[k] = torch.nn.Parameter(empty, requires_grad=v.requires_grad) if isinstance(
-            v, torch.nn.Parameter) else empty  # fmt: skip
-    _memo[key] = program
+        zero = torch.zeros((), dtype=v.dtype).expand(v.shape)
+        program.state_dict[k] = torch.nn.Parameter(zero, requires_grad=False) if isinstance(
+            v, torch.nn.Parameter) else zero  # fmt: skip
+    return program
+
+
+def remember(key: str, program: ExportedProgram, traced: bool) -> None:
+    """Keep `program`'s graph (its weights dropped) for this process and, when it was traced here, in the disk
+    cache. Call after the program was saved: its weights are replaced."""
+    import torch
+
+    graph = _stripped(program)
+    _memo[key] = graph
+    if not traced:
+        return
+    _stats["traced"] += 1
+    root = cache_dir()
+    if root is None:
+        return
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        with warnings.catch_warnings(), atomic_file(root / f"{key}.pt2") as tmp:
+            warnings.filterwarnings("ignore", message="No complete tensor found in the group")
+            torch.export.save(graph, str(tmp))
+    except OSError:
+        pass  # a cache that cannot be written only costs the next run a trace

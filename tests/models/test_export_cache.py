@@ -69,6 +69,10 @@ def test_query_tower_reexport_binds_the_new_weights_to_the_traced_graph(tmp_path
     first = _export(tmp_path, "a", towers[0], rows)
     second = _export(tmp_path, "b", towers[1], rows)
     assert export_cache.stats() == {"traced": 1, "reused_memory": 1, "reused_disk": 0, "rejected": 0}
+    (entry,) = (tmp_path / "graphs").glob("*.pt2")
+    program = tmp_path / "a" / "m.pt2"
+    weights = sum(t.numel() * t.element_size() for t in towers[0].state_dict().values())
+    assert entry.stat().st_size < program.stat().st_size - weights * 0.9, "the cache keeps the graph, not weights"
     other = featurize_queries([logged_out_row(), logged_in_row(), logged_in_row()], cfg.featurizer)
     with torch.no_grad():
         want = [t(other) for t in towers]
