@@ -41,7 +41,7 @@ def train_fine_ranker(day: str, workspace: str, config: str, samples: Input[Data
 
     with step("train_fine_ranker", workspace, day, config) as ctx:
         train_fine_ranker(samples.path, teacher.path, ctx.cfg.fine_ranker,
-                          features_dir=features.metadata["features_dir"])
+                          features_dir=features.metadata["features_dir"], rows_cache=ctx.ws.ranking_rows)
 
 
 @dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
@@ -57,4 +57,4 @@ def distill_coarse_ranker(data_root: str, day: str, workspace: str, config: str,
     with step("distill_coarse_ranker", workspace, day, config) as ctx:
         distill_coarse_ranker(samples.path, teacher.path, coarse.path, ctx.cfg.coarse_ranker, data_root=data_root,
                               eval_day=day, features_dir=features.metadata["features_dir"],
-                              retrieval_model_dir=model.path)
+                              retrieval_model_dir=model.path, rows_cache=ctx.ws.ranking_rows)

@@ -59,6 +59,12 @@ class Workspace:
         return self.root / "cache" / "featurized"
 
     @property
+    def ranking_rows(self) -> Path:
+        """The rankers' joined training rows of a day, written by the fine ranker step and read by the
+        distillation (`ebr.train.ranking_rows_cache`)."""
+        return self.root / "cache" / "ranking_rows"
+
+    @property
     def export_graphs(self) -> Path:
         """Traced `torch.export` graphs reused by the next day's exports of the same architecture
         (`ebr.models.export_cache`)."""

@@ -73,7 +73,8 @@ class CacheInvalid(ValueError):
 # --------------------------------------------------------------------------------------------------------- key
 
 
-def _digest(obj: Any) -> str:
+def digest(obj: Any) -> str:
+    """SHA-256 hex of `obj` as canonical JSON."""
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -109,17 +110,18 @@ def features_identity(features_dir: str | Path) -> dict[str, Any]:
                 for name in ("store.json", "feature_store.yaml") if (root / name).is_file()}
     manifests = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.glob("manifests/*.json"))}
     partitions = {str(p.relative_to(root)): _file_stat(p) for p in sorted(root.glob("tables/*/*/*.parquet"))}
-    return {"settings": settings, "manifests": manifests, "partitions": _digest(partitions),
+    return {"settings": settings, "manifests": manifests, "partitions": digest(partitions),
             "partition_files": len(partitions)}
 
 
-def code_digest() -> str:
-    """Hash of the featurizing code (`CODE_FILES`)."""
+def code_digest(files: tuple[str, ...] = CODE_FILES) -> str:
+    """Hash of the source files (or folders) `files`, relative to the ebr package (default: the featurizing
+    code, `CODE_FILES`)."""
     import ebr
 
     base = Path(ebr.__file__).resolve().parent
     h = hashlib.sha256()
-    for rel in CODE_FILES:
+    for rel in files:
         p = base / rel
         for f in sorted(p.rglob("*.py")) if p.is_dir() else [p]:
             if f.is_file():
@@ -149,7 +151,7 @@ def key_inputs(samples_dir: str | Path, features_dir: str | Path, cfg: TwoTowerT
 
 def cache_key(samples_dir: str | Path, features_dir: str | Path, cfg: TwoTowerTrainConfig) -> str:
     """The cache key of a day's featurized training data (24 hex digits of a SHA-256 of `key_inputs`)."""
-    return _digest(key_inputs(samples_dir, features_dir, cfg))[:24]
+    return digest(key_inputs(samples_dir, features_dir, cfg))[:24]
 
 
 def with_default_cache_dir(cfg: TwoTowerTrainConfig, cache_dir: str | Path) -> TwoTowerTrainConfig:
@@ -359,7 +361,7 @@ def load_or_build(samples_dir: str | Path, features_dir: str | Path, cfg: TwoTow
     (`load_training_data`) and written there; returns it with a report (key, dir, hit, seconds, written)."""
     t0 = time.perf_counter()
     inputs = key_inputs(samples_dir, features_dir, cfg)
-    key = _digest(inputs)[:24]
+    key = digest(inputs)[:24]
     entry = Path(root) / key
     info: dict[str, Any] = {"key": key, "dir": str(entry), "hit": False, "written": False}
     if entry.exists():

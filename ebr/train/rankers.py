@@ -382,23 +382,26 @@ def train_fine_ranker(
     out_dir: str | Path,
     cfg: FineRankerStepConfig | None = None,
     features_dir: str | Path | None = None,
+    rows_cache: str | Path | None = None,
 ) -> dict[str, Any]:
     """Train the teacher on the ranking samples; returns {"model_dir", "metrics", "history", "mlflow_run_id", ...}.
 
-    `features_dir` (the feature store) is needed only when the samples carry no joined ranking features."""
+    `features_dir` (the feature store) is needed only when the samples carry no joined ranking features.
+    `rows_cache`: a directory caching the joined training rows for the day's distillation
+    (`ebr.train.ranking_rows_cache`)."""
     import torch
 
     from ebr.models.rankers.evaluation import ranking_metrics
     from ebr.models.rankers.fine_ranker import FineRanker
-    from ebr.models.rankers.rows import load_training_rows
     from ebr.models.rankers.tensors import TASKS
     from ebr.train.losses import multitask_bce_loss
+    from ebr.train.ranking_rows_cache import training_rows
 
     cfg = cfg or FineRankerStepConfig()
     mc, tc = cfg.model, cfg.train
     out = check_out_dir(out_dir)
     info = _manifest_info(samples_dir)
-    rows = load_training_rows(samples_dir, features_dir)
+    rows = training_rows(samples_dir, features_dir, rows_cache)
     train_idx, valid_idx = split_requests(rows, tc.valid_share)
     train_rows, valid_rows = rows.select_requests(train_idx), rows.select_requests(valid_idx)
     train_t = _Featurized(train_rows).tensors(mc.featurizer, mc.cross_features)
@@ -521,6 +524,7 @@ def distill_coarse_ranker(
     eval_day: str | None = None,
     features_dir: str | Path | None = None,
     retrieval_model_dir: str | Path | None = None,
+    rows_cache: str | Path | None = None,
 ) -> dict[str, Any]:
     """Distil the teacher into the coarse ranker, train the plain student, evaluate all three, export.
 
@@ -529,12 +533,14 @@ def distill_coarse_ranker(
     rows' when the samples carry no joined ranking features). Without `data_root` the metrics are those of the
     validation requests (clicks only) and the doc matrix covers the sampled docs. With `model.retrieval_cosine`
     (both students) every training and evaluation pair gets the cosine of the two-tower retrieval model in
-    `retrieval_model_dir` (the same day's `train_two_tower` output), which is then required. Returns paths, the
-    metrics of every system and the MLflow run id."""
+    `retrieval_model_dir` (the same day's `train_two_tower` output), which is then required. `rows_cache`: the
+    directory where the fine ranker step cached the day's joined training rows (`ebr.train.ranking_rows_cache`).
+    Returns paths, the metrics of every system and the MLflow run id."""
     from ebr.models.rankers.coarse_ranker import encode_corpus
     from ebr.models.rankers.cost import student_cost_ms, teacher_cost_ms
     from ebr.models.rankers.evaluation import judgement_counts, judgements, ranking_metrics
-    from ebr.models.rankers.rows import load_corpus_docs, load_eval_rows, load_training_rows
+    from ebr.models.rankers.rows import load_corpus_docs, load_eval_rows
+    from ebr.train.ranking_rows_cache import training_rows
 
     cfg = cfg or CoarseRankerStepConfig()
     mc, tc, ec = cfg.model, cfg.train, cfg.evaluation
@@ -554,7 +560,7 @@ def distill_coarse_ranker(
         from ebr.train.checkpoint import load_two_tower
 
         retrieval = load_two_tower(retrieval_model_dir)
-    rows = load_training_rows(samples_dir, features_dir)
+    rows = training_rows(samples_dir, features_dir, rows_cache)
     train_idx, valid_idx = split_requests(rows, tc.valid_share)
     train_rows, valid_rows = rows.select_requests(train_idx), rows.select_requests(valid_idx)
     train_f = _Featurized(train_rows, retrieval)

@@ -43,21 +43,27 @@ def tracking(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def teacher(samples_dir, features_dir, tracking, tmp_path_factory):
-    out = tmp_path_factory.mktemp("teacher") / "fine"
-    cfg = FineRankerStepConfig(model=fine_config(), train=_train(TEACHER_EPOCHS), mlflow=tracking)
-    return out, train_fine_ranker(samples_dir, out, cfg, features_dir=features_dir)
+def rows_cache(tmp_path_factory):
+    """The day's joined training rows, written by the teacher's step and read by the distillation, as in the DAG."""
+    return tmp_path_factory.mktemp("ranking_rows")
 
 
 @pytest.fixture(scope="module")
-def coarse(samples_dir, tiny_data, features_dir, tracking, teacher, tmp_path_factory):
+def teacher(samples_dir, features_dir, tracking, rows_cache, tmp_path_factory):
+    out = tmp_path_factory.mktemp("teacher") / "fine"
+    cfg = FineRankerStepConfig(model=fine_config(), train=_train(TEACHER_EPOCHS), mlflow=tracking)
+    return out, train_fine_ranker(samples_dir, out, cfg, features_dir=features_dir, rows_cache=rows_cache)
+
+
+@pytest.fixture(scope="module")
+def coarse(samples_dir, tiny_data, features_dir, tracking, teacher, rows_cache, tmp_path_factory):
     out = tmp_path_factory.mktemp("coarse") / "coarse"
     cfg = CoarseRankerStepConfig(
         model=coarse_config(), train=_train(STUDENT_EPOCHS), distill=DistillConfig(),
         evaluation=RankerEvalConfig(compare_plain=True, cost_candidates=200, cost_repeats=3), mlflow=tracking,
     )
     return out, distill_coarse_ranker(samples_dir, teacher[0], out, cfg, data_root=tiny_data,
-                                      features_dir=features_dir)
+                                      features_dir=features_dir, rows_cache=rows_cache)
 
 
 def _run(tracking: MlflowConfig, run_id: str):

@@ -1,0 +1,72 @@
+"""The rankers' training-rows cache: the second load of a day's rows reads the entry the first wrote (the same
+frames, list cells still lists) instead of joining through the feature store again; changed samples give another
+entry; a broken entry is rebuilt, never used."""
+
+from __future__ import annotations
+
+import shutil
+
+import pandas as pd
+import pytest
+
+from ebr.models.rankers.rows import load_training_rows
+from ebr.train import ranking_rows_cache as cache
+
+
+def _equal(a, b) -> None:
+    for name in cache.FRAMES:
+        left, right = getattr(a, name), getattr(b, name)
+        pd.testing.assert_frame_equal(left, right)
+        for c in left.columns:
+            if left[c].dtype == object:
+                assert [type(v) for v in left[c]] == [type(v) for v in right[c]], (name, c)
+    assert (a.feature_source, a.notes) == (b.feature_source, b.notes)
+
+
+def test_the_second_load_reads_the_entry_the_first_wrote(samples_dir, features_dir, rows, tmp_path, monkeypatch):
+    first = cache.training_rows(samples_dir, features_dir, tmp_path)
+    (entry,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    assert (entry / cache.MANIFEST).is_file()
+    _equal(first, rows)
+
+    def no_join(*args, **kwargs):
+        raise AssertionError("joined again instead of reading the cache")
+
+    monkeypatch.setattr(cache, "load_training_rows", no_join)
+    again = cache.training_rows(samples_dir, features_dir, tmp_path)
+    _equal(again, rows)
+    assert any(isinstance(v, list) and v for v in again.docs["tags"]), "list cells come back as lists"
+
+
+def test_changed_samples_are_another_entry_and_old_ones_are_pruned(samples_dir, features_dir, tmp_path):
+    copy = tmp_path / "samples"
+    shutil.copytree(samples_dir, copy)
+    root = tmp_path / "cache"
+    cache.training_rows(copy, features_dir, root)
+    table = next(copy.glob("ranking*.parquet"))
+    table.write_bytes(table.read_bytes())  # rewritten: another mtime, as a rebuilt samples step leaves it
+    key_before = {p.name for p in root.iterdir()}
+    cache.training_rows(copy, features_dir, root)
+    entries = {p.name for p in root.iterdir()}
+    assert len(entries) == 2 and key_before < entries
+    for _ in range(cache.KEEP):
+        table.write_bytes(table.read_bytes())
+        cache.training_rows(copy, features_dir, root)
+    assert len(list(root.iterdir())) == cache.KEEP
+
+
+def test_a_broken_entry_is_rebuilt_not_used(samples_dir, features_dir, rows, tmp_path):
+    cache.training_rows(samples_dir, features_dir, tmp_path)
+    (entry,) = list(tmp_path.iterdir())
+    (entry / "docs.parquet").write_bytes(b"truncated")
+    _equal(cache.training_rows(samples_dir, features_dir, tmp_path), rows)
+    _equal(cache.read_rows(entry, entry.name), rows)  # rewritten whole
+    with pytest.raises(ValueError, match="another key"):
+        cache.read_rows(entry, "0" * 24)
+
+
+def test_without_a_cache_directory_nothing_is_written(samples_dir, features_dir, rows, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _equal(cache.training_rows(samples_dir, features_dir, None), rows)
+    assert list(tmp_path.iterdir()) == []
+    assert cache.load_training_rows is load_training_rows
