@@ -1,6 +1,6 @@
 """Cache of the rankers' training rows: the fine ranker and the distillation of a day read the same ranking
 samples with the same `ranking_training` features, so the first of them joins them through the feature store and
-the other reads the entry (at `small`: ~85 s of joining, pandas copies and row dedup against ~1 s of reading).
+the other reads the entry (at `small`: ~85 s of joining, pandas copies and row dedup against ~3 s of reading).
 
     <cache root>/<key>/manifest.json                           format, key, what the key hashed, source, notes
                       /requests.parquet, docs.parquet, pairs.parquet
