@@ -157,18 +157,34 @@ def split_requests(rows: RankingRows, valid_share: float) -> tuple[np.ndarray, n
     return np.flatnonzero(~valid), np.flatnonzero(valid)
 
 
+def _split_featurized(rows: RankingRows, split: tuple[np.ndarray, np.ndarray], cross: np.ndarray,
+                      retrieval: TwoTowerModel | None = None) -> tuple[_Featurized, _Featurized | None]:
+    """(train, validation) featurized rows of a request split, their cross features sliced from `cross` (every
+    pair of `rows`)."""
+    train_idx, valid_idx = split
+    train = _Featurized(rows.select_requests(train_idx), retrieval, cross[rows.pair_positions(train_idx)])
+    if not len(valid_idx):
+        return train, None
+    return train, _Featurized(rows.select_requests(valid_idx), retrieval, cross[rows.pair_positions(valid_idx)])
+
+
 class _Featurized:
     """Cross features (and, with a retrieval model, the pairs' retrieval cosines) of some rows computed once,
     tensors built per model (cached by featurizer and names)."""
 
-    def __init__(self, rows: RankingRows, retrieval: TwoTowerModel | None = None) -> None:
+    def __init__(self, rows: RankingRows, retrieval: TwoTowerModel | None = None,
+                 cross: np.ndarray | None = None) -> None:
+        """`cross`: the rows' cross features of every name in CROSS_FEATURE_NAMES when already computed."""
         from ebr.models.rankers.cross_features import CROSS_FEATURE_NAMES
         from ebr.models.rankers.retrieval_cosine import retrieval_cosines
         from ebr.models.rankers.tensors import rows_cross_features
 
         self.rows = rows
         self.names = list(CROSS_FEATURE_NAMES)
-        self.cross = rows_cross_features(rows, self.names)
+        if cross is not None and cross.shape != (len(rows.pairs), len(self.names)):
+            raise ValueError(f"cross features of shape {cross.shape} for {len(rows.pairs)} pairs and "
+                             f"{len(self.names)} names")
+        self.cross = cross if cross is not None else rows_cross_features(rows, self.names)
         self.retrieval_cosine = retrieval_cosines(retrieval, rows) if retrieval is not None else None
         self._cache: dict[str, RankingTensors] = {}
 
@@ -391,21 +407,23 @@ def train_fine_ranker(
     (`ebr.train.ranking_rows_cache`)."""
     import torch
 
+    from ebr.models.rankers.cross_features import CROSS_FEATURE_NAMES
     from ebr.models.rankers.evaluation import ranking_metrics
     from ebr.models.rankers.fine_ranker import FineRanker
     from ebr.models.rankers.tensors import TASKS
     from ebr.train.losses import multitask_bce_loss
-    from ebr.train.ranking_rows_cache import training_rows
+    from ebr.train.ranking_rows_cache import training_cross, training_rows
 
     cfg = cfg or FineRankerStepConfig()
     mc, tc = cfg.model, cfg.train
     out = check_out_dir(out_dir)
     info = _manifest_info(samples_dir)
     rows = training_rows(samples_dir, features_dir, rows_cache)
+    cross = training_cross(rows, samples_dir, features_dir, rows_cache, list(CROSS_FEATURE_NAMES))
     train_idx, valid_idx = split_requests(rows, tc.valid_share)
-    train_rows, valid_rows = rows.select_requests(train_idx), rows.select_requests(valid_idx)
-    train_t = _Featurized(train_rows).tensors(mc.featurizer, mc.cross_features)
-    valid_f = _Featurized(valid_rows) if len(valid_idx) else None
+    train_f, valid_f = _split_featurized(rows, (train_idx, valid_idx), cross)
+    train_t = train_f.tensors(mc.featurizer, mc.cross_features)
+    valid_rows = valid_f.rows if valid_f is not None else None
     valid_t = valid_f.tensors(mc.featurizer, mc.cross_features) if valid_f is not None else None
     model = FineRanker(mc)
     weights = list(mc.multi_task.task_weights) if mc.multi_task.enabled else [1.0]
@@ -538,9 +556,10 @@ def distill_coarse_ranker(
     Returns paths, the metrics of every system and the MLflow run id."""
     from ebr.models.rankers.coarse_ranker import encode_corpus
     from ebr.models.rankers.cost import student_cost_ms, teacher_cost_ms
+    from ebr.models.rankers.cross_features import CROSS_FEATURE_NAMES
     from ebr.models.rankers.evaluation import judgement_counts, judgements, ranking_metrics
     from ebr.models.rankers.rows import load_corpus_docs, load_eval_rows
-    from ebr.train.ranking_rows_cache import training_rows
+    from ebr.train.ranking_rows_cache import training_cross, training_rows
 
     cfg = cfg or CoarseRankerStepConfig()
     mc, tc, ec = cfg.model, cfg.train, cfg.evaluation
@@ -562,9 +581,9 @@ def distill_coarse_ranker(
         retrieval = load_two_tower(retrieval_model_dir)
     rows = training_rows(samples_dir, features_dir, rows_cache)
     train_idx, valid_idx = split_requests(rows, tc.valid_share)
-    train_rows, valid_rows = rows.select_requests(train_idx), rows.select_requests(valid_idx)
-    train_f = _Featurized(train_rows, retrieval)
-    valid_f = _Featurized(valid_rows, retrieval) if len(valid_idx) else None
+    cross = training_cross(rows, samples_dir, features_dir, rows_cache, list(CROSS_FEATURE_NAMES))
+    train_f, valid_f = _split_featurized(rows, (train_idx, valid_idx), cross, retrieval)
+    valid_rows = valid_f.rows if valid_f is not None else None
 
     teacher_train = score_all_pairs(teacher, train_f.tensors(tcfg.featurizer, tcfg.cross_features))
     teacher_valid = (score_all_pairs(teacher, valid_f.tensors(tcfg.featurizer, tcfg.cross_features))

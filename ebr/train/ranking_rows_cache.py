@@ -4,6 +4,11 @@ the other reads the entry (at `small`: ~85 s of joining, pandas copies and row d
 
     <cache root>/<key>/manifest.json                           format, key, what the key hashed, source, notes
                       /requests.parquet, docs.parquet, pairs.parquet
+                      /cross-<names digest>.npy                  the pairs' cross features, float32 [pairs, F]
+
+The cross features of every pair (per-pair Python over token sets, ~20 s at `small`) are stored beside the rows
+by the first step that computes them; a step slices its split's rows out of them (`RankingRows.pair_positions`:
+a pair's cross features depend on its request and doc only, so the slices equal a computation on the split).
 
 The key hashes the samples (`featurized_cache.samples_identity`), the feature store (`features_identity`, absent
 when the samples carry their joined features) and the code that builds the rows (`CODE_FILES`): any change gives
@@ -22,7 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ebr.artifacts.atomic import atomic_output_dir
+from ebr.artifacts.atomic import atomic_output_dir, save_npy_atomic
 from ebr.models.rankers.rows import RankingRows, load_training_rows
 from ebr.train.featurized_cache import code_digest, digest, features_identity, prune, samples_identity
 
@@ -101,3 +106,35 @@ def training_rows(samples_dir: str | Path, features_dir: str | Path | None,
     except OSError as e:
         log.warning("ranking rows not cached in %s: %s", root, e)
     return rows
+
+
+def training_cross(rows: RankingRows, samples_dir: str | Path, features_dir: str | Path | None,
+                   cache_dir: str | Path | None, names: list[str]) -> np.ndarray:
+    """Cross features float32 [pairs, len(names)] of every pair of `rows` (the rows `training_rows` gave for the
+    same arguments), read from the cache entry when a step stored them there, else computed (and stored)."""
+    from ebr.models.rankers.tensors import rows_cross_features
+
+    path = None
+    if cache_dir is not None:
+        key, _ = cache_key(samples_dir, features_dir)
+        entry = Path(cache_dir) / key
+        if (entry / MANIFEST).is_file():
+            path = entry / f"cross-{digest(list(names))[:12]}.npy"
+    want = (len(rows.pairs), len(names))
+    if path is not None and path.is_file():
+        try:
+            cross = np.load(path, allow_pickle=False)
+            if cross.shape == want and cross.dtype == np.float32:
+                log.info("cross features of %s read from %s", samples_dir, path)
+                return cross
+            log.warning("%s holds cross features of shape %s %s, expected %s float32: recomputing", path,
+                        cross.shape, cross.dtype, want)
+        except (OSError, ValueError) as e:
+            log.warning("%s unreadable (%s): recomputing", path, e)
+    cross = rows_cross_features(rows, list(names))
+    if path is not None:
+        try:
+            save_npy_atomic(path, cross)
+        except OSError as e:
+            log.warning("cross features not cached at %s: %s", path, e)
+    return cross

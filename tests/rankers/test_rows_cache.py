@@ -70,3 +70,39 @@ def test_without_a_cache_directory_nothing_is_written(samples_dir, features_dir,
     _equal(cache.training_rows(samples_dir, features_dir, None), rows)
     assert list(tmp_path.iterdir()) == []
     assert cache.load_training_rows is load_training_rows
+
+
+def test_cross_features_of_all_pairs_sliced_per_split_equal_the_splits_own(rows):
+    import numpy as np
+
+    from ebr.models.rankers.cross_features import CROSS_FEATURE_NAMES
+    from ebr.models.rankers.tensors import rows_cross_features
+    from ebr.train.rankers import split_requests
+
+    names = list(CROSS_FEATURE_NAMES)
+    full = cache.training_cross(rows, "unused", None, None, names)  # no cache: computed
+    for split in split_requests(rows, 0.3):
+        own = rows_cross_features(rows.select_requests(split), names)
+        np.testing.assert_array_equal(full[rows.pair_positions(split)], own)
+
+
+def test_cross_features_are_stored_beside_the_rows_and_read_back(samples_dir, features_dir, rows, tmp_path,
+                                                                 monkeypatch):
+    import numpy as np
+
+    from ebr.models.rankers import tensors
+
+    names = ["qd_shared_words", "qd_category_match"]
+    got = cache.training_cross(rows, samples_dir, features_dir, tmp_path, names)
+    assert got.shape == (len(rows.pairs), 2) and got.dtype == np.float32
+    assert not list(tmp_path.glob("*/cross-*.npy")), "no entry for these rows yet: nothing stored"
+    cached_rows = cache.training_rows(samples_dir, features_dir, tmp_path)
+    first = cache.training_cross(cached_rows, samples_dir, features_dir, tmp_path, names)
+    (stored,) = tmp_path.glob("*/cross-*.npy")
+    monkeypatch.setattr(tensors, "rows_cross_features", lambda *a, **k: pytest.fail("recomputed"))
+    np.testing.assert_array_equal(cache.training_cross(cached_rows, samples_dir, features_dir, tmp_path, names),
+                                  first)
+    np.save(stored, np.zeros((3, 2), dtype=np.float32))  # not these rows' shape: recomputed, not used
+    monkeypatch.undo()
+    np.testing.assert_array_equal(cache.training_cross(cached_rows, samples_dir, features_dir, tmp_path, names),
+                                  got)

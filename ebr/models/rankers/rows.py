@@ -64,14 +64,24 @@ class RankingRows:
     def n_requests(self) -> int:
         return len(self.requests)
 
+    def _remap(self, rows: np.ndarray) -> np.ndarray:
+        remap = np.full(len(self.requests), -1, dtype=np.int64)
+        remap[rows] = np.arange(len(rows))
+        return remap
+
+    def pair_positions(self, rows: np.ndarray) -> np.ndarray:
+        """Positions in `pairs` of the pairs `select_requests(rows)` keeps, in its order: per-pair arrays of these
+        rows (cross features) are sliced with them."""
+        rows = np.asarray(rows, dtype=np.int64)
+        request_row = self.pairs["request_row"].to_numpy()
+        kept = np.flatnonzero(np.isin(request_row, rows))
+        return kept[np.argsort(self._remap(rows)[request_row[kept]], kind="mergesort")]
+
     def select_requests(self, rows: np.ndarray) -> RankingRows:
         """The rows of a subset of requests (in the given order of `rows`, renumbered from 0)."""
         rows = np.asarray(rows, dtype=np.int64)
-        remap = np.full(len(self.requests), -1, dtype=np.int64)
-        remap[rows] = np.arange(len(rows))
-        pairs = self.pairs[np.isin(self.pairs["request_row"].to_numpy(), rows)].copy()
-        pairs["request_row"] = remap[pairs["request_row"].to_numpy()]
-        pairs = pairs.sort_values("request_row", kind="mergesort").reset_index(drop=True)
+        pairs = self.pairs.iloc[self.pair_positions(rows)].reset_index(drop=True)
+        pairs["request_row"] = self._remap(rows)[pairs["request_row"].to_numpy()]
         return replace(self, requests=self.requests.iloc[rows].reset_index(drop=True), pairs=pairs)
 
 
