@@ -38,7 +38,22 @@ def test_the_second_load_reads_the_entry_the_first_wrote(samples_dir, features_d
     assert any(isinstance(v, list) and v for v in again.docs["tags"]), "list cells come back as lists"
 
 
-def test_changed_samples_are_another_entry_and_old_ones_are_pruned(samples_dir, features_dir, tmp_path):
+def _joins(monkeypatch, rows) -> list[str]:
+    """Stand in for the join (tested above) with the joined rows; returns the list of samples dirs it joined."""
+    calls: list[str] = []
+
+    def join(samples, features):
+        calls.append(str(samples))
+        return rows
+
+    assert cache.load_training_rows is load_training_rows
+    monkeypatch.setattr(cache, "load_training_rows", join)
+    return calls
+
+
+def test_changed_samples_are_another_entry_and_old_ones_are_pruned(samples_dir, features_dir, rows, tmp_path,
+                                                                   monkeypatch):
+    joins = _joins(monkeypatch, rows)
     copy = tmp_path / "samples"
     shutil.copytree(samples_dir, copy)
     root = tmp_path / "cache"
@@ -48,28 +63,29 @@ def test_changed_samples_are_another_entry_and_old_ones_are_pruned(samples_dir, 
     key_before = {p.name for p in root.iterdir()}
     cache.training_rows(copy, features_dir, root)
     entries = {p.name for p in root.iterdir()}
-    assert len(entries) == 2 and key_before < entries
-    for _ in range(cache.KEEP):
-        table.write_bytes(table.read_bytes())
-        cache.training_rows(copy, features_dir, root)
-    assert len(list(root.iterdir())) == cache.KEEP
+    assert len(entries) == 2 and key_before < entries and len(joins) == 2
+    table.write_bytes(table.read_bytes())
+    cache.training_rows(copy, features_dir, root)
+    assert len(joins) == 3 and len(list(root.iterdir())) == cache.KEEP == 2
 
 
-def test_a_broken_entry_is_rebuilt_not_used(samples_dir, features_dir, rows, tmp_path):
+def test_a_broken_entry_is_rebuilt_not_used(samples_dir, features_dir, rows, tmp_path, monkeypatch):
+    joins = _joins(monkeypatch, rows)
     cache.training_rows(samples_dir, features_dir, tmp_path)
     (entry,) = list(tmp_path.iterdir())
     (entry / "docs.parquet").write_bytes(b"truncated")
     _equal(cache.training_rows(samples_dir, features_dir, tmp_path), rows)
+    assert len(joins) == 2, "joined again instead of using the broken entry"
     _equal(cache.read_rows(entry, entry.name), rows)  # rewritten whole
     with pytest.raises(ValueError, match="another key"):
         cache.read_rows(entry, "0" * 24)
 
 
 def test_without_a_cache_directory_nothing_is_written(samples_dir, features_dir, rows, tmp_path, monkeypatch):
+    joins = _joins(monkeypatch, rows)
     monkeypatch.chdir(tmp_path)
     _equal(cache.training_rows(samples_dir, features_dir, None), rows)
-    assert list(tmp_path.iterdir()) == []
-    assert cache.load_training_rows is load_training_rows
+    assert list(tmp_path.iterdir()) == [] and len(joins) == 1
 
 
 def test_cross_features_of_all_pairs_sliced_per_split_equal_the_splits_own(rows):
@@ -96,6 +112,7 @@ def test_cross_features_are_stored_beside_the_rows_and_read_back(samples_dir, fe
     got = cache.training_cross(rows, samples_dir, features_dir, tmp_path, names)
     assert got.shape == (len(rows.pairs), 2) and got.dtype == np.float32
     assert not list(tmp_path.glob("*/cross-*.npy")), "no entry for these rows yet: nothing stored"
+    _joins(monkeypatch, rows)
     cached_rows = cache.training_rows(samples_dir, features_dir, tmp_path)
     first = cache.training_cross(cached_rows, samples_dir, features_dir, tmp_path, names)
     (stored,) = tmp_path.glob("*/cross-*.npy")
