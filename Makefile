@@ -48,8 +48,7 @@ lint: $(STAMP)
 
 # Tests run on every core in parallel (pytest-xdist), one test file per worker at a time (`--dist loadfile`): the
 # module-scoped DAG runs and trained models are built once per file, and the files importing the tiny two-tower
-# pipeline go to one worker together, which builds it once, as do the files of tests/rankers (their session
-# fixtures: the tiny samples, feature store and ranking rows) (tests/conftest.py). Files are handed out longest first
+# pipeline go to one worker together, which builds it once (tests/conftest.py). Files are handed out longest first
 # (tests/conftest.py orders the collection): no long file runs alone at the end.
 PYTEST_WORKERS ?= auto
 # One BLAS / OpenMP thread per test process: the workers already fill the cores, and an idle OpenBLAS thread spins

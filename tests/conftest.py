@@ -30,7 +30,6 @@ TINY_SEED = 11
 
 
 SHARED_PIPELINE = "tests.train.test_two_tower_pipeline"
-RANKERS = "tests/rankers"  # one scheduling unit: the directory's session fixtures are built once
 
 
 @functools.cache
@@ -44,10 +43,8 @@ def _files_sharing_the_tiny_pipeline() -> frozenset[str]:
 @pytest.hookimpl(optionalhook=True)  # pytest-xdist's hook: absent under `-p no:xdist`
 def pytest_xdist_make_scheduler(config: pytest.Config, log):
     """`--dist loadfile`, except that the files importing the tiny two-tower pipeline (cached per process,
-    tests/train/test_two_tower_pipeline.py) form one unit: one worker builds the pipeline and its models once;
-    likewise the files of tests/rankers/, which share that directory's session fixtures (the tiny day's samples,
-    feature store and joined ranking rows). (xdist's own `xdist_group` marks do not reach the scheduler under
-    pytest 9, which ignores the node id it sets.)"""
+    tests/train/test_two_tower_pipeline.py) form one unit: one worker builds the pipeline and its models once.
+    (xdist's own `xdist_group` marks do not reach the scheduler under pytest 9, which ignores the node id it sets.)"""
     if config.getvalue("dist") != "loadfile":
         return None
     from xdist.scheduler import LoadFileScheduling
@@ -55,9 +52,7 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log):
     class FilesSharingThePipeline(LoadFileScheduling):
         def _split_scope(self, nodeid: str) -> str:
             file = super()._split_scope(nodeid)
-            if file in _files_sharing_the_tiny_pipeline():
-                return SHARED_PIPELINE
-            return RANKERS if file.startswith(f"{RANKERS}/") else file
+            return SHARED_PIPELINE if file in _files_sharing_the_tiny_pipeline() else file
 
     return FilesSharingThePipeline(config, log)
 
