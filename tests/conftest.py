@@ -28,30 +28,6 @@ def _no_ambient_mlflow_server():
 
 TINY_SEED = 11
 
-_EXPORT_GRAPHS = "EBR_EXPORT_CACHE_DIR"  # ebr.models.export_cache.CACHE_ENV (not imported here: it loads numpy)
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    """One traced-export-graph cache for the whole run (ebr/models/export_cache.py), set before the xdist workers
-    start so they and the DAG steps they launch share it: each architecture is traced once per run instead of
-    once per process. Every reuse is still checked against the module's own output; the tests of the cache
-    itself use their own directory."""
-    import tempfile
-
-    if hasattr(config, "workerinput") or os.environ.get(_EXPORT_GRAPHS):
-        return
-    os.environ[_EXPORT_GRAPHS] = tempfile.mkdtemp(prefix="ebr-test-export-graphs-")
-    config._ebr_export_graphs = os.environ[_EXPORT_GRAPHS]
-
-
-def pytest_unconfigure(config: pytest.Config) -> None:
-    import shutil
-
-    made = getattr(config, "_ebr_export_graphs", None)
-    if made:
-        shutil.rmtree(made, ignore_errors=True)
-        os.environ.pop(_EXPORT_GRAPHS, None)
-
 
 SHARED_PIPELINE = "tests.train.test_two_tower_pipeline"
 
