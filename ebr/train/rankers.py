@@ -418,8 +418,8 @@ def train_fine_ranker(
     mc, tc = cfg.model, cfg.train
     out = check_out_dir(out_dir)
     info = _manifest_info(samples_dir)
-    rows = training_rows(samples_dir, features_dir, rows_cache)
-    cross = training_cross(rows, samples_dir, features_dir, rows_cache, list(CROSS_FEATURE_NAMES))
+    rows, rows_entry = training_rows(samples_dir, features_dir, rows_cache)
+    cross = training_cross(rows, rows_entry, list(CROSS_FEATURE_NAMES))
     train_idx, valid_idx = split_requests(rows, tc.valid_share)
     train_f, valid_f = _split_featurized(rows, (train_idx, valid_idx), cross)
     train_t = train_f.tensors(mc.featurizer, mc.cross_features)
@@ -579,9 +579,9 @@ def distill_coarse_ranker(
         from ebr.train.checkpoint import load_two_tower
 
         retrieval = load_two_tower(retrieval_model_dir)
-    rows = training_rows(samples_dir, features_dir, rows_cache)
+    rows, rows_entry = training_rows(samples_dir, features_dir, rows_cache)
     train_idx, valid_idx = split_requests(rows, tc.valid_share)
-    cross = training_cross(rows, samples_dir, features_dir, rows_cache, list(CROSS_FEATURE_NAMES))
+    cross = training_cross(rows, rows_entry, list(CROSS_FEATURE_NAMES))
     train_f, valid_f = _split_featurized(rows, (train_idx, valid_idx), cross, retrieval)
     valid_rows = valid_f.rows if valid_f is not None else None
 

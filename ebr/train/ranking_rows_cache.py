@@ -83,10 +83,11 @@ def read_rows(entry: str | Path, key: str) -> RankingRows:
 
 
 def training_rows(samples_dir: str | Path, features_dir: str | Path | None,
-                  cache_dir: str | Path | None) -> RankingRows:
-    """`load_training_rows(samples_dir, features_dir)`, through the cache in `cache_dir` when one is given."""
+                  cache_dir: str | Path | None) -> tuple[RankingRows, Path | None]:
+    """`load_training_rows(samples_dir, features_dir)` through the cache in `cache_dir` when one is given: (the
+    rows, their cache entry or None when uncached, for `training_cross`)."""
     if cache_dir is None:
-        return load_training_rows(samples_dir, features_dir)
+        return load_training_rows(samples_dir, features_dir), None
     root = Path(cache_dir)
     key, inputs = cache_key(samples_dir, features_dir)
     entry = root / key
@@ -94,7 +95,7 @@ def training_rows(samples_dir: str | Path, features_dir: str | Path | None,
         try:
             rows = read_rows(entry, key)
             log.info("ranking rows of %s read from the cache entry %s", samples_dir, entry)
-            return rows
+            return rows, entry
         except Exception as e:  # noqa: BLE001 - a broken entry is rebuilt, never used
             log.warning("ranking rows cache entry %s unreadable (%s: %s): rebuilding it", entry, type(e).__name__, e)
             shutil.rmtree(entry, ignore_errors=True)
@@ -105,27 +106,22 @@ def training_rows(samples_dir: str | Path, features_dir: str | Path | None,
         prune(root, KEEP, protect=entry)
     except OSError as e:
         log.warning("ranking rows not cached in %s: %s", root, e)
-    return rows
+        return rows, None
+    return rows, entry
 
 
-def training_cross(rows: RankingRows, samples_dir: str | Path, features_dir: str | Path | None,
-                   cache_dir: str | Path | None, names: list[str]) -> np.ndarray:
-    """Cross features float32 [pairs, len(names)] of every pair of `rows` (the rows `training_rows` gave for the
-    same arguments), read from the cache entry when a step stored them there, else computed (and stored)."""
+def training_cross(rows: RankingRows, entry: Path | None, names: list[str]) -> np.ndarray:
+    """Cross features float32 [pairs, len(names)] of every pair of `rows`, read from their cache `entry` (as
+    `training_rows` gave it) when a step stored them there, else computed (and stored there)."""
     from ebr.models.rankers.tensors import rows_cross_features
 
-    path = None
-    if cache_dir is not None:
-        key, _ = cache_key(samples_dir, features_dir)
-        entry = Path(cache_dir) / key
-        if (entry / MANIFEST).is_file():
-            path = entry / f"cross-{digest(list(names))[:12]}.npy"
+    path = entry / f"cross-{digest(list(names))[:12]}.npy" if entry is not None else None
     want = (len(rows.pairs), len(names))
     if path is not None and path.is_file():
         try:
             cross = np.load(path, allow_pickle=False)
             if cross.shape == want and cross.dtype == np.float32:
-                log.info("cross features of %s read from %s", samples_dir, path)
+                log.info("cross features read from %s", path)
                 return cross
             log.warning("%s holds cross features of shape %s %s, expected %s float32: recomputing", path,
                         cross.shape, cross.dtype, want)

@@ -24,8 +24,8 @@ def _equal(a, b) -> None:
 
 
 def test_the_second_load_reads_the_entry_the_first_wrote(samples_dir, features_dir, rows, tmp_path, monkeypatch):
-    first = cache.training_rows(samples_dir, features_dir, tmp_path)
-    (entry,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    first, entry = cache.training_rows(samples_dir, features_dir, tmp_path)
+    assert [p for p in tmp_path.iterdir() if p.is_dir()] == [entry]
     assert (entry / cache.MANIFEST).is_file()
     _equal(first, rows)
 
@@ -33,7 +33,7 @@ def test_the_second_load_reads_the_entry_the_first_wrote(samples_dir, features_d
         raise AssertionError("joined again instead of reading the cache")
 
     monkeypatch.setattr(cache, "load_training_rows", no_join)
-    again = cache.training_rows(samples_dir, features_dir, tmp_path)
+    again, _ = cache.training_rows(samples_dir, features_dir, tmp_path)
     _equal(again, rows)
     assert any(isinstance(v, list) and v for v in again.docs["tags"]), "list cells come back as lists"
 
@@ -74,7 +74,7 @@ def test_a_broken_entry_is_rebuilt_not_used(samples_dir, features_dir, rows, tmp
     cache.training_rows(samples_dir, features_dir, tmp_path)
     (entry,) = list(tmp_path.iterdir())
     (entry / "docs.parquet").write_bytes(b"truncated")
-    _equal(cache.training_rows(samples_dir, features_dir, tmp_path), rows)
+    _equal(cache.training_rows(samples_dir, features_dir, tmp_path)[0], rows)
     assert len(joins) == 2, "joined again instead of using the broken entry"
     _equal(cache.read_rows(entry, entry.name), rows)  # rewritten whole
     with pytest.raises(ValueError, match="another key"):
@@ -84,7 +84,9 @@ def test_a_broken_entry_is_rebuilt_not_used(samples_dir, features_dir, rows, tmp
 def test_without_a_cache_directory_nothing_is_written(samples_dir, features_dir, rows, tmp_path, monkeypatch):
     joins = _joins(monkeypatch, rows)
     monkeypatch.chdir(tmp_path)
-    _equal(cache.training_rows(samples_dir, features_dir, None), rows)
+    got, entry = cache.training_rows(samples_dir, features_dir, None)
+    _equal(got, rows)
+    assert entry is None
     assert list(tmp_path.iterdir()) == [] and len(joins) == 1
 
 
@@ -96,7 +98,7 @@ def test_cross_features_of_all_pairs_sliced_per_split_equal_the_splits_own(rows)
     from ebr.train.rankers import split_requests
 
     names = list(CROSS_FEATURE_NAMES)
-    full = cache.training_cross(rows, "unused", None, None, names)  # no cache: computed
+    full = cache.training_cross(rows, None, names)  # no cache entry: computed
     for split in split_requests(rows, 0.3):
         own = rows_cross_features(rows.select_requests(split), names)
         np.testing.assert_array_equal(full[rows.pair_positions(split)], own)
@@ -109,17 +111,17 @@ def test_cross_features_are_stored_beside_the_rows_and_read_back(samples_dir, fe
     from ebr.models.rankers import tensors
 
     names = ["qd_shared_words", "qd_category_match"]
-    got = cache.training_cross(rows, samples_dir, features_dir, tmp_path, names)
+    got = cache.training_cross(rows, None, names)
     assert got.shape == (len(rows.pairs), 2) and got.dtype == np.float32
-    assert not list(tmp_path.glob("*/cross-*.npy")), "no entry for these rows yet: nothing stored"
     _joins(monkeypatch, rows)
-    cached_rows = cache.training_rows(samples_dir, features_dir, tmp_path)
-    first = cache.training_cross(cached_rows, samples_dir, features_dir, tmp_path, names)
+    cached_rows, entry = cache.training_rows(samples_dir, features_dir, tmp_path)
+    assert not list(entry.glob("cross-*.npy")), "the rows alone: no cross features stored yet"
+    first = cache.training_cross(cached_rows, entry, names)
     (stored,) = tmp_path.glob("*/cross-*.npy")
     monkeypatch.setattr(tensors, "rows_cross_features", lambda *a, **k: pytest.fail("recomputed"))
-    np.testing.assert_array_equal(cache.training_cross(cached_rows, samples_dir, features_dir, tmp_path, names),
+    np.testing.assert_array_equal(cache.training_cross(cached_rows, entry, names),
                                   first)
     np.save(stored, np.zeros((3, 2), dtype=np.float32))  # not these rows' shape: recomputed, not used
     monkeypatch.undo()
-    np.testing.assert_array_equal(cache.training_cross(cached_rows, samples_dir, features_dir, tmp_path, names),
+    np.testing.assert_array_equal(cache.training_cross(cached_rows, entry, names),
                                   got)
