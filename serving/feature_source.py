@@ -369,7 +369,7 @@ class OnlineFeatureSource:
         returns its future and how long to wait for it (as a lookup would). Raises StoreUnavailable while the
         store backs off after a failure, StoreBusy when `max_pending` calls are outstanding; the future raises
         StoreUnavailable when the store cannot be opened, else `fn`'s error."""
-        if time.monotonic() < self._down_until:
+        if self.backing_off:
             raise StoreUnavailable(self.last_error or "the online store failed recently")
         outstanding, wait_s = self._reserve("calls")
 
@@ -402,7 +402,7 @@ class OnlineFeatureSource:
         if not cached.missing:  # all cached: answered on this thread (no hop to a lookup thread, ~0.1 ms), even
             values = cached.values  # while the store is down
             return FeatureLookup(values=values, user_known=user_id is not None and has_user_features(values))
-        if time.monotonic() < self._down_until:
+        if self.backing_off:
             return self._fail("unavailable", None)
         try:
             values = self._call(user_id, query, cached=cached)
