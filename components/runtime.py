@@ -38,13 +38,14 @@ def step(name: str, workspace: str, day: str, config: str) -> Iterator[StepConte
     ws = Workspace.at(workspace)
     ws.root.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-    os.environ["MLFLOW_TRACKING_URI"] = os.environ.get("EBR_MLFLOW_TRACKING_URI", ws.mlflow_uri)
+    os.environ["MLFLOW_TRACKING_URI"] = ws.tracking_uri
     # traced export graphs are kept in the workspace for the next day's exports (unless set elsewhere); restored
     # on exit so a caller running steps in-process keeps its own setting
     cache_env = os.environ.get(export_cache.CACHE_ENV)
     os.environ.setdefault(export_cache.CACHE_ENV, str(ws.export_graphs))
     ctx = StepContext(name=name, day=day, cfg=EbrConfig.from_yaml_text(config), ws=ws, info={})
-    ws.record(day, f"steps/{name}", {"step": name, "status": "running", "started_at": time.time()})
+    started_at = time.time()
+    ws.record(day, f"steps/{name}", {"step": name, "status": "running", "started_at": started_at})
     t0, c0 = time.perf_counter(), time.process_time()
     status = "failed"
     profiler = _profiler()
@@ -57,7 +58,8 @@ def step(name: str, workspace: str, day: str, config: str) -> Iterator[StepConte
         if profiler is not None:
             profiler.disable()
             profiler.dump_stats(os.path.join(os.environ[PROFILE_ENV], f"{day}-{name}.prof"))
-        ws.record(day, f"steps/{name}", {"step": name, "status": status, "wall_s": round(time.perf_counter() - t0, 3),
+        ws.record(day, f"steps/{name}", {"step": name, "status": status, "started_at": started_at,
+                                         "wall_s": round(time.perf_counter() - t0, 3),
                                          "cpu_s": round(time.process_time() - c0, 3), "peak_rss_mb": peak_rss_mb(),
                                          **_export_graphs(), **ctx.info})
 

@@ -11,6 +11,7 @@ On a cluster the workspace is a shared volume or bucket mount; everything else p
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,12 @@ class Workspace:
     @property
     def mlflow_uri(self) -> str:
         return f"sqlite:///{self.mlflow_db}"
+
+    @property
+    def tracking_uri(self) -> str:
+        """Where the steps track: $EBR_MLFLOW_TRACKING_URI (a tracking server) when set, else the workspace's
+        SQLite database."""
+        return os.environ.get("EBR_MLFLOW_TRACKING_URI", self.mlflow_uri)
 
     @property
     def mlflow_artifacts(self) -> Path:

@@ -20,7 +20,7 @@ def _run(args: argparse.Namespace) -> int:
     cfg = load_ebr_config(args.config, args.overrides)
     try:
         report = run_local(args.data, args.day, args.workspace, cfg, caching=not args.no_cache,
-                           progress=None if args.quiet else sys.stdout)
+                           progress=None if args.quiet else sys.stdout, max_parallel_tasks=args.max_parallel_tasks)
     except PipelineFailed as e:
         print(f"ebr pipeline run: {e}")
         return 1
@@ -61,6 +61,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     from ebr.images import COMPONENT_IMAGE
     from pipelines.cluster import ClusterOptions
     from pipelines.compile import DEFAULT_PACKAGE, SCHEDULED_PACKAGE
+    from pipelines.concurrent_dag import DEFAULT_MAX_TASKS
 
     p = sub.add_parser("pipeline", help="run, compile or schedule the daily Kubeflow pipeline")
     ps = p.add_subparsers(dest="pipeline_command", required=True)
@@ -74,6 +75,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--workspace", type=Path, default=Path("data/workspace"),
                    help="persistent state across days: features, MLflow, bundles, reports")
     r.add_argument("--no-cache", action="store_true", help="do not reuse cached outputs of cacheable steps")
+    r.add_argument("--max-parallel-tasks", type=int, default=DEFAULT_MAX_TASKS, metavar="N",
+                   help="run up to N independent tasks at once (default: %(default)s; 1 = one after another; "
+                        "their peak memory adds up)")
     r.add_argument("--quiet", action="store_true", help="no live step progress, only the summary at the end")
     r.add_argument("--config", help="YAML config file")
     r.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE")

@@ -16,6 +16,7 @@ from ebr.bundle import current_version
 from ebr.config import EbrConfig
 from ebr.contract import list_days
 from ebr.workspace import Workspace
+from pipelines.concurrent_dag import DEFAULT_MAX_TASKS, check_max_tasks, concurrent_tasks
 
 
 class PipelineFailed(RuntimeError):
@@ -53,9 +54,13 @@ def resolve_local_day(data_root: str | Path, day: str) -> str:
 
 
 def run_local(data_root: str | Path, day: str, workspace: str | Path, cfg: EbrConfig | None = None,
-              log_path: str | Path | None = None, caching: bool = True, progress: TextIO | None = None) -> Path:
+              log_path: str | Path | None = None, caching: bool = True, progress: TextIO | None = None,
+              max_parallel_tasks: int = DEFAULT_MAX_TASKS) -> Path:
     """Run the whole DAG for `day` with `kfp.local.SubprocessRunner(use_venv=False)`; returns the path of the
     run report JSON (every metric of every model and baseline, the gate decision, per-step wall time).
+
+    Independent tasks run together, at most `max_parallel_tasks` at a time (pipelines/concurrent_dag.py; 1 =
+    one after another, KFP's own loop): their peak memory adds up.
 
     The runner's verbose task logs go to `log_path` (default `<workspace>/reports/<day>/kfp.log`); with
     `progress` (e.g. sys.stdout), each step's start and finish and the running steps' progress bars are
@@ -65,6 +70,7 @@ def run_local(data_root: str | Path, day: str, workspace: str | Path, cfg: EbrCo
     from pipelines.daily import daily
 
     cfg = cfg or EbrConfig()
+    check_max_tasks(max_parallel_tasks)  # before anything runs
     root = rawfs.raw_root(data_root)
     data_root, ws = (root.resolve() if isinstance(root, Path) else root), Workspace.at(workspace)
     day = resolve_local_day(data_root, day)
@@ -73,6 +79,8 @@ def run_local(data_root: str | Path, day: str, workspace: str | Path, cfg: EbrCo
 
     shutil.rmtree(ws.reports(day) / "steps", ignore_errors=True)  # this run's records only
     log_file = Path(log_path) if log_path else ws.reports(day) / "kfp.log"
+    if max_parallel_tasks > 1:
+        _create_tracking_db(ws)
     log_file.parent.mkdir(parents=True, exist_ok=True)
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(ws.kfp_root),
                raise_on_error=True, enable_caching=caching, cache_root=str(ws.root / "kfp-cache"))
@@ -87,7 +95,8 @@ def run_local(data_root: str | Path, day: str, workspace: str | Path, cfg: EbrCo
     with open(log_file, "w", encoding="utf-8") as log, _captured(log):
         error: BaseException | None = None
         try:
-            daily(data_root=str(data_root), day=day, workspace=str(ws.root), config=cfg.to_yaml())
+            with concurrent_tasks(max_parallel_tasks):
+                daily(data_root=str(data_root), day=day, workspace=str(ws.root), config=cfg.to_yaml())
         except BaseException as e:  # noqa: BLE001 - re-raised below with the log path
             error = e
     if watcher is not None:
@@ -96,6 +105,16 @@ def run_local(data_root: str | Path, day: str, workspace: str | Path, cfg: EbrCo
         failure = _failure(log_file, error, ws.reports(day) / "steps")
         raise _with_html_report(failure, ws, day) from error
     return write_run_report(ws, day, time.perf_counter() - t0, log_file)
+
+
+def _create_tracking_db(ws: Workspace) -> None:
+    """Create the workspace's SQLite tracking database (when the steps track there) before tasks run side by
+    side: MLflow creates a new database's tables on first use, and two processes doing it at once collide."""
+    if not ws.tracking_uri.startswith("sqlite:"):
+        return
+    from mlflow.tracking import MlflowClient
+
+    MlflowClient(tracking_uri=ws.tracking_uri).search_experiments(max_results=1)
 
 
 def _with_html_report(failure: PipelineFailed, ws: Workspace, day: str) -> PipelineFailed:

@@ -9,6 +9,7 @@ functions.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -130,7 +131,16 @@ def _experiment_id(client: Any, cfg: MlflowConfig, uri: str) -> str:
     location = cfg.artifact_location
     if location is None and uri.startswith("sqlite:///"):
         location = str(Path(uri.removeprefix("sqlite:///")).resolve().parent / "mlartifacts")
-    return client.create_experiment(cfg.experiment, artifact_location=location)
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.create_experiment(cfg.experiment, artifact_location=location)
+    except MlflowException as e:  # created by a task running beside this one since the lookup: use theirs
+        exp = client.get_experiment_by_name(cfg.experiment)
+        if exp is None:
+            raise
+        logging.getLogger(__name__).info("experiment %s created concurrently (%s)", cfg.experiment, e.error_code)
+        return exp.experiment_id
 
 
 @contextmanager

@@ -71,7 +71,8 @@ def two_days(tiny_data: Path, tiny_days: list[str], _s3_tiny_uri: str, s3_server
         # the same bytes, read locally: the single-task export of the model day 1 trained
         single = _single_task_export(r1, tiny_data, day1, ws, work / "single", cfg)
         closed = load_ebr_config(None, [*FAST, "evaluation.gate.min_requests=1000000"])
-        r2 = json.loads(run_local(_s3_tiny_uri, day2, ws, closed).read_text(encoding="utf-8"))
+        # day 2 one task at a time (KFP's own loop), day 1 with the default two at once
+        r2 = json.loads(run_local(_s3_tiny_uri, day2, ws, closed, max_parallel_tasks=1).read_text(encoding="utf-8"))
         alias2 = _champion_alias(mlflow_server_uri)
     finally:
         mp.undo()
@@ -97,6 +98,12 @@ def _champion_alias(tracking_uri: str) -> str:
                                                                                   "champion").version)
 
 
+def _overlap(steps: dict, a: str, b: str) -> bool:
+    """Whether steps `a` and `b` ran at the same time (their recorded start and wall time)."""
+    (s1, e1), (s2, e2) = ((steps[n]["started_at"], steps[n]["started_at"] + steps[n]["wall_s"]) for n in (a, b))
+    return s1 < e2 and s2 < e1
+
+
 def _bundle_model_version(ws: Path, version: str) -> str:
     manifest = json.loads((ws / "bundles" / version / "model" / "manifest.json").read_text(encoding="utf-8"))
     return str(manifest["registered_version"])
@@ -120,6 +127,10 @@ def test_first_day_publishes_a_verified_bundle(two_days):
         assert r1["steps"][step]["status"] == "ok", step
     assert "keep_champion" not in r1["steps"]
     assert r1["run_status"]["state"] == "SUCCEEDED"
+    # two tasks at once: the independent trainings ran side by side, what depends on both waited for both
+    assert _overlap(r1["steps"], "train_two_tower", "train_fine_ranker")
+    assert not _overlap(r1["steps"], "train_fine_ranker", "distill_coarse_ranker")
+    assert not _overlap(r1["steps"], "train_two_tower", "distill_coarse_ranker")
     assert r1["steps"]["data_fingerprint"]["fingerprint"] == r1["steps"]["validate_data"]["fingerprint"]
     assert r1["steps"]["rollout"]["skipped"] == "rollout.enabled is false"
     assert not (ws / "mlflow.db").exists(), "tracked on the server, not in the workspace"
@@ -150,6 +161,7 @@ def test_second_day_warm_starts_and_keeps_the_champion_when_the_gate_stays_shut(
     assert decision["publish"] is False and "no key metric could be compared" in decision["reason"]
     assert two_days["v2"] == two_days["v1"] == decision["version"]
     assert r2["steps"]["keep_champion"]["status"] == "ok"
+    assert not _overlap(r2["steps"], "train_two_tower", "train_fine_ranker")  # one task at a time
     assert "publish" not in r2["steps"] and "rollout" not in r2["steps"]
     # the alias follows CURRENT: moved to day 2's model only when day 2 published
     assert two_days["alias_after_day2"] == two_days["alias_after_day1"]
