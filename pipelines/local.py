@@ -114,7 +114,13 @@ def _create_tracking_db(ws: Workspace) -> None:
         return
     from mlflow.tracking import MlflowClient
 
-    MlflowClient(tracking_uri=ws.tracking_uri).search_experiments(max_results=1)
+    quiet = logging.getLogger("mlflow.store.db.utils")  # "Creating initial MLflow database tables..." on a new one
+    level = quiet.level
+    quiet.setLevel(logging.WARNING)
+    try:
+        MlflowClient(tracking_uri=ws.tracking_uri).search_experiments(max_results=1)
+    finally:
+        quiet.setLevel(level)
 
 
 def _with_html_report(failure: PipelineFailed, ws: Workspace, day: str) -> PipelineFailed:

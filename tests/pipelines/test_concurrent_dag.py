@@ -150,3 +150,24 @@ def test_run_local_refuses_a_bad_limit_before_writing_anything(tmp_path: Path):
     with pytest.raises(ValueError, match="max_parallel_tasks must be an integer >= 1, got 0"):
         run_local(tmp_path / "no-data", "latest", tmp_path / "ws", max_parallel_tasks=0)
     assert not (tmp_path / "ws").exists()
+
+
+def test_the_workspaces_tracking_database_is_created_before_any_task_and_quietly(tmp_path: Path, monkeypatch, capfd):
+    import sqlite3
+
+    from ebr.workspace import Workspace
+    from pipelines.local import _create_tracking_db
+
+    monkeypatch.delenv("EBR_MLFLOW_TRACKING_URI", raising=False)
+    ws = Workspace.at(tmp_path / "ws")
+    ws.root.mkdir()
+    _create_tracking_db(ws)
+    with sqlite3.connect(ws.mlflow_db) as db:
+        tables = {name for (name,) in db.execute("select name from sqlite_master where type = 'table'")}
+    assert {"experiments", "runs", "registered_models"} <= tables
+    assert "database tables" not in capfd.readouterr().err
+    # tracked on a server: nothing is created in the workspace
+    monkeypatch.setenv("EBR_MLFLOW_TRACKING_URI", "http://127.0.0.1:1")
+    other = Workspace.at(tmp_path / "other")
+    _create_tracking_db(other)
+    assert not other.mlflow_db.exists()
