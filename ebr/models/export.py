@@ -21,6 +21,7 @@ from ebr.artifacts.atomic import atomic_output_dir
 from ebr.artifacts.checksums import sha256_file
 from ebr.models import export_cache
 from ebr.models.config import FeaturizerConfig
+from ebr.models.program_load import load_program
 
 if TYPE_CHECKING:
     import torch
@@ -258,8 +259,6 @@ def load_exported(path: str | Path, verify: bool = True, only: Iterable[str] | N
     the named modules the export has (`()`: none, the manifest and featurizer alone; asking for an absent one is
     a KeyError naming what it has when it is used): deserializing a program costs ~1 s, and most readers need
     the query tower only."""
-    import torch
-
     root = Path(path)
     manifest_path = root / MANIFEST
     if not manifest_path.is_file():
@@ -281,7 +280,7 @@ def load_exported(path: str | Path, verify: bool = True, only: Iterable[str] | N
     wanted = set(manifest["modules"]) if only is None else set(only)
     modules = {
         name: ExportedModule(
-            name, torch.export.load(str(root / e["file"])).module(), e["inputs"], e["output"]
+            name, load_program(root / e["file"]).module(), e["inputs"], e["output"]
         )
         for name, e in manifest["modules"].items() if name in wanted
     }

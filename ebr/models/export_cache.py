@@ -121,14 +121,14 @@ def _agrees(program: ExportedProgram, inputs: Mapping[str, torch.Tensor], expect
 def reuse(key: str, module: nn.Module, inputs: Mapping[str, torch.Tensor],
           expected: torch.Tensor) -> ExportedProgram | None:
     """A cached graph for `key` bound to `module`'s weights that reproduces `expected` on `inputs`, or None."""
-    import torch
+    from ebr.models.program_load import load_program
 
     candidates: list[tuple[str, Any]] = []
     if key in _memo:
         candidates.append(("reused_memory", lambda: _memo[key]))
     root = cache_dir()
     if root is not None and (root / f"{key}.pt2").is_file():
-        candidates.append(("reused_disk", lambda: torch.export.load(str(root / f"{key}.pt2"))))
+        candidates.append(("reused_disk", lambda: load_program(root / f"{key}.pt2")))
     for source, load in candidates:
         try:
             program = load()

@@ -3,6 +3,7 @@ built index, the report files, MLflow, and one metric recomputed independently."
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -27,12 +28,20 @@ def _eval_config(mlflow_dir: Path):
 
 
 @pytest.fixture(scope="module")
-def evaluated(pipe, tmp_path_factory):  # noqa: F811
+def evaluated(pipe):  # noqa: F811
+    """The base model evaluated on the tiny day: computed once per test process (test_realtime_skew.py reads the
+    same evaluation; the tiny pipeline's files share one worker)."""
+    return _evaluation(pipe)
+
+
+@functools.cache
+def _evaluation(pipe):  # noqa: F811
     from ebr.evaluate.two_tower import evaluate_two_tower
     from ebr.index import IndexConfig, build_index
     from ebr.index.export import ExportEmbeddingsConfig, export_doc_embeddings
 
-    work = tmp_path_factory.mktemp("evaluate")
+    work = pipe.base / "evaluated"
+    work.mkdir()
     model = trained(pipe, "base")
     emb, index = work / "emb", work / "index"
     export_doc_embeddings(model["model_dir"], pipe.features, pipe.data, pipe.day, emb,
