@@ -70,12 +70,23 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory) -> Path:
-    """A `tiny` simulated dataset of TINY_DAYS days; do not modify it (copy it first)."""
+    """A `tiny` simulated dataset of TINY_DAYS days; do not modify it (copy it first).
+
+    Simulated once per test run: under xdist the first worker to get here writes it in the run's temp root
+    (the parent of the workers' own), the others wait on a file lock and read the same files (`simulate` writes a
+    temp folder and renames it, so the folder is complete once it exists)."""
+    from filelock import FileLock
+
     from ebr.simulate import simulate
     from ebr.simulate.config import SimulateConfig
 
-    out = tmp_path_factory.mktemp("tiny") / "data"
-    simulate(out, SimulateConfig(scale="tiny", days=TINY_DAYS, seed=TINY_SEED))
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent
+    out = root / "tiny-shared" / "data"
+    with FileLock(str(root / "tiny-shared.lock")):
+        if not out.is_dir():
+            simulate(out, SimulateConfig(scale="tiny", days=TINY_DAYS, seed=TINY_SEED))
     return out
 
 

@@ -49,7 +49,7 @@ class CoarseScorer:
         d = Path(coarse_dir)
         if not (d / DOC_IDS).is_file() or not (d / DOC_VECTORS).is_file():
             return None
-        bundle = load_exported(export_dir_of(d))
+        bundle = load_exported(export_dir_of(d), only=["query_tower", "scorer"])  # the doc side is DOC_VECTORS
         spec = set(bundle["scorer"].input_spec)
         if spec not in ({"query", "doc"}, {"query", "doc", *CROSS_INPUTS}) or bundle.featurizer is None:
             return None
