@@ -3,6 +3,7 @@ relevance labels, its graded relevant docs. Saved and loaded as one parquet file
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -62,16 +63,34 @@ class EvalSet:
     def queries(self) -> list[str]:
         return self.frame["query"].tolist()
 
+    def _once(self, name: str, build: Callable[[], Judgements]) -> Judgements:
+        """`build()` the first time, then the same judgements: every system of an evaluation is scored against
+        the day's clicks and labels, and rebuilding them per system was most of a medium day's metric time. The
+        frame is not to be changed after the set is built (the set is frozen; its frame is taken as read-only)."""
+        cache = self.__dict__.setdefault("_judgements", {})
+        if name not in cache:
+            built = build()
+            for arr in (built.rows, built.docs, built.grades, built.judged):
+                arr.flags.writeable = False  # shared by every caller from now on
+            cache[name] = built
+        return cache[name]
+
     def clicks(self) -> Judgements:
         """Clicked docs per request (grade 1); requests without clicks are not judged."""
+        return self._once("clicks", self._build_clicks)
+
+    def labels(self) -> Judgements:
+        """Graded docs (label >= 1) of requests whose query has complete labels; others are not judged."""
+        return self._once("labels", self._build_labels)
+
+    def _build_clicks(self) -> Judgements:
         lists = self.frame["clicked_doc_ids"]
         lengths = lists.map(len).to_numpy(dtype=np.int64)
         rows = np.repeat(np.arange(len(lists), dtype=np.int64), lengths)
         docs = np.concatenate([np.asarray(x, dtype=np.int64) for x in lists]) if len(lists) else np.zeros(0, int)
         return Judgements.from_arrays(len(lists), rows, docs, np.ones(len(docs), dtype=np.int64), lengths > 0)
 
-    def labels(self) -> Judgements:
-        """Graded docs (label >= 1) of requests whose query has complete labels; others are not judged."""
+    def _build_labels(self) -> Judgements:
         ids, vals = self.frame["label_doc_ids"], self.frame["label_values"]
         lengths = ids.map(len).to_numpy(dtype=np.int64)
         rows = np.repeat(np.arange(len(ids), dtype=np.int64), lengths)

@@ -235,6 +235,16 @@ def _ideal_dcg(rows: np.ndarray, gains: np.ndarray, n_rows: int, ks: Sequence[in
     return {k: np.bincount(r, weights=np.where(rank < k, disc, 0.0), minlength=n_rows) for k in ks}
 
 
+def _ideal_dcg_of(labels: Judgements, gains: np.ndarray, ks: Sequence[int]) -> dict[int, np.ndarray]:
+    """The ideal DCG of `labels` (it depends on the labels alone), computed once per judgements object and Ks:
+    an evaluation scores every system against the same day's labels."""
+    cache = labels.__dict__.setdefault("_ideal_dcg", {})
+    key = tuple(ks)
+    if key not in cache:
+        cache[key] = _ideal_dcg(labels.rows, gains, labels.n_rows, ks)
+    return cache[key]
+
+
 def ndcg(retrieved: np.ndarray | TopK, labels: Judgements, ks: Sequence[int]) -> dict[int, MetricValue]:
     """NDCG@K with gains 2^label - 1 and discount 1/log2(rank + 1); requests with complete labels and IDCG > 0."""
     top = _topk(retrieved, ks)
@@ -242,7 +252,7 @@ def ndcg(retrieved: np.ndarray | TopK, labels: Judgements, ks: Sequence[int]) ->
     gains = np.exp2(labels.grades.astype(np.float64)) - 1.0
     pos = top.positions(labels.rows, labels.docs)
     disc = gains / np.log2(pos + 2.0)
-    ideal = _ideal_dcg(labels.rows, gains, labels.n_rows, ks)
+    ideal = _ideal_dcg_of(labels, gains, ks)
     out = {}
     for k in ks:
         dcg = np.bincount(labels.rows, weights=np.where(pos < k, disc, 0.0), minlength=labels.n_rows)

@@ -182,3 +182,24 @@ def test_topk_lookups_with_huge_and_unknown_ids() -> None:
     assert top.positions(rows, docs).tolist() == [1, 0, 3, 1, 2, 3]
     small = TopK(np.array([[5, 1]]))
     assert small.positions(np.array([0, 0, 0]), np.array([1, 6, -1])).tolist() == [1, 2, 2]
+
+
+def test_the_days_judgements_and_ideal_dcg_are_built_once_and_shared_read_only():
+    """Every system of an evaluation is scored against the same clicks and labels: built once per evaluation set
+    (read-only from then on), the ideal DCG once per labels and Ks, and the metrics equal a fresh computation."""
+    from ebr.judgements.metrics import Judgements, ndcg
+    from tests.evaluate.handmade import make_evalset
+
+    ev = make_evalset(["a", "b", "c"], clicks=[[1], [], [2, 3]], labels=[{1: 2, 4: 1}, None, {3: 1}])
+    labels, clicks = ev.labels(), ev.clicks()
+    assert ev.labels() is labels and ev.clicks() is clicks
+    with pytest.raises(ValueError, match="read-only"):
+        labels.grades[0] = 5
+    retrieved = np.array([[4, 1, -1], [7, 8, 9], [2, 3, -1]])
+    shared = ndcg(retrieved, labels, [1, 2])
+    assert ndcg(retrieved, labels, [1, 2]) == shared  # from the remembered ideal DCG
+    fresh = Judgements.from_arrays(labels.n_rows, labels.rows.copy(), labels.docs.copy(), labels.grades.copy(),
+                                   labels.judged.copy())
+    assert ndcg(retrieved, fresh, [1, 2]) == shared
+    other = ndcg(retrieved, labels, [3])  # other Ks: their own ideal DCG
+    assert set(other) == {3}
