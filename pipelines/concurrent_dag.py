@@ -83,8 +83,7 @@ def run_dag(pipeline_resource_name: str, dag_component_spec: Any, executors: dic
                                               parallel_executor=parallel_for, **common)
         return edo.execute_task(task_name=name, task_spec=body[name], **common)
 
-    failed: set[str] = set()
-    body_failed = _run_body(body, kinds, execute, io_store, conditions, all_completed, failed, fail_stack)
+    body_failed = _run_body(body, kinds, execute, io_store, conditions, all_completed, fail_stack)
     if body_failed and not exit_tasks:
         return {}, status.Status.FAILURE
     exit_failed = False
@@ -123,7 +122,7 @@ def _classify(tasks: Any, all_completed: int) -> tuple[dict[str, Any], dict[str,
 
 
 def _run_body(body: dict[str, Any], kinds: dict[str, Any], execute, io_store: Any, conditions: Any,
-              all_completed: int, failed: set[str], fail_stack: list[str]) -> bool:
+              all_completed: int, fail_stack: list[str]) -> bool:
     """Run the body tasks, each once its dependencies in this DAG have finished; True when any failed (or was
     skipped because an upstream task failed). Ties start in KFP's topological order."""
     from kfp.local import graph_utils, status
@@ -132,7 +131,7 @@ def _run_body(body: dict[str, Any], kinds: dict[str, Any], execute, io_store: An
     if not body:
         return False
     order = {name: i for i, name in enumerate(reversed(graph_utils.topological_sort_tasks(body)))}
-    pending, finished, body_failed = set(body), set(), False
+    pending, finished, failed = set(body), set(), set()
     with cf.ThreadPoolExecutor(max_workers=len(body), thread_name_prefix="kfp-task") as pool:
         running: dict[cf.Future, str] = {}
         while pending or running:
@@ -148,7 +147,6 @@ def _run_body(body: dict[str, Any], kinds: dict[str, Any], execute, io_store: An
                     failed.add(name)
                     finished.add(name)
                     io_store.put_task_status(name, "FAILED")
-                    body_failed = True
                     continue
                 if kinds[name] == edo.TaskKind.CONDITION and not conditions.evaluate_condition(
                         spec.trigger_policy.condition, io_store):
@@ -168,7 +166,6 @@ def _run_body(body: dict[str, Any], kinds: dict[str, Any], execute, io_store: An
                 if kinds[name] == edo.TaskKind.PARALLEL_FOR:
                     if result:
                         failed.add(name)
-                        body_failed = True
                     continue
                 outputs, task_status = result
                 ok = task_status == status.Status.SUCCESS
@@ -176,8 +173,7 @@ def _run_body(body: dict[str, Any], kinds: dict[str, Any], execute, io_store: An
                 if not ok:
                     fail_stack.append(name)
                     failed.add(name)
-                    body_failed = True
                     continue
                 for key, output in outputs.items():
                     io_store.put_task_output(name, key, output)
-    return body_failed
+    return bool(failed)
