@@ -46,15 +46,16 @@ def train_fine_ranker(day: str, workspace: str, config: str, samples: Input[Data
 
 @dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
 def distill_coarse_ranker(data_root: str, day: str, workspace: str, config: str, samples: Input[Dataset],
-                          teacher: Input[Model], features: Input[Artifact], model: Input[Model],
-                          coarse: Output[Model]):
+                          teacher: Input[Model], features: Input[Artifact], coarse: Output[Model],
+                          model: Input[Model] | None = None):
     """Distil the teacher into the coarse ranker and evaluate teacher, distilled and plain students on `day`;
-    `model` is the day's two-tower retrieval model, whose cosine the coarse ranker reads when
-    `coarse_ranker.model.retrieval_cosine` is on."""
+    `model` (wired only in a DAG compiled with `coarse_reads_retrieval_model`) is the day's two-tower retrieval
+    model, whose cosine the coarse ranker reads when `coarse_ranker.model.retrieval_cosine` is on."""
     from components.runtime import step
     from ebr.train.rankers import distill_coarse_ranker
 
     with step("distill_coarse_ranker", workspace, day, config) as ctx:
         distill_coarse_ranker(samples.path, teacher.path, coarse.path, ctx.cfg.coarse_ranker, data_root=data_root,
                               eval_day=day, features_dir=features.metadata["features_dir"],
-                              retrieval_model_dir=model.path, rows_cache=ctx.ws.ranking_rows)
+                              retrieval_model_dir=model.path if model is not None else None,
+                              rows_cache=ctx.ws.ranking_rows)

@@ -37,7 +37,8 @@ def _compile(args: argparse.Namespace) -> int:
     from pipelines.compile import compile_daily
 
     opts = ClusterOptions(workspace_pvc=args.workspace_pvc or None, mount_path=args.mount_path,
-                          secret=args.secret or None, image=args.image)
+                          secret=args.secret or None, image=args.image,
+                          coarse_reads_retrieval_model=args.coarse_reads_retrieval_model)
     if args.resources:
         opts = opts.with_resources_file(args.resources)
     print(compile_daily(args.out, opts=opts))
@@ -99,6 +100,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--resources", type=Path, metavar="FILE.yaml",
                    help="per-step overrides of requests/limits/timeouts/retries, e.g. `train-two-tower: "
                         "{memory_limit: 32Gi}`")
+    c.add_argument("--coarse-reads-retrieval-model", action="store_true",
+                   help="wire the day's two-tower model into the distillation (needed with "
+                        "coarse_ranker.model.retrieval_cosine on; the distillation then waits for the two-tower "
+                        "training)")
     c.set_defaults(func=_compile)
 
     s = ps.add_parser("schedule", help="create a recurring run on a Kubeflow Pipelines cluster")

@@ -86,14 +86,19 @@ BACKOFF_MAX = "600s"
 
 @dataclass(frozen=True)
 class ClusterOptions:
-    """Compile-time placement of the DAG. `workspace_pvc=None` compiles without volumes or secrets (a DAG for
-    the local runner only); the committed pipelines/daily.yaml uses the defaults below."""
+    """Compile-time placement and shape of the DAG. `workspace_pvc=None` compiles without volumes or secrets (a
+    DAG for the local runner only); the committed pipelines/daily.yaml uses the defaults below.
+
+    `coarse_reads_retrieval_model` wires the day's two-tower model into the distillation, which then waits for
+    the two-tower training: needed when `coarse_ranker.model.retrieval_cosine` is on. Off (the default, like
+    the flag), the distillation starts as soon as the fine ranker is trained, beside the two-tower training."""
 
     workspace_pvc: str | None = "ebr-workspace"
     mount_path: str = "/mnt/ebr"
     secret: str | None = "ebr-credentials"
     image: str = COMPONENT_IMAGE
     resources: dict[str, StepResources] = field(default_factory=lambda: dict(RESOURCES))
+    coarse_reads_retrieval_model: bool = False
 
     @property
     def workspace(self) -> str:

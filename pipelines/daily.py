@@ -1,7 +1,8 @@
-"""The daily DAG: fingerprint -> validate -> features -> samples -> train (two-tower, fine, then coarse: it may read
-the two-tower model's cosine) -> embed (fanned out over shards) -> index -> evaluate -> gate -> publish + rollout,
-or keep the champion; an exit handler records the run's final state. Compiled to pipelines/daily.yaml (committed)
-with the default `ClusterOptions`.
+"""The daily DAG: fingerprint -> validate -> features -> samples -> train (the two-tower model beside the fine
+ranker, then the coarse ranker, which waits for the two-tower model only when compiled to read its cosine) ->
+embed (fanned out over shards) -> index -> evaluate -> gate -> publish + rollout, or keep the champion; an exit
+handler records the run's final state. Compiled to pipelines/daily.yaml (committed) with the default
+`ClusterOptions`.
 
 `build(opts)` makes the two pipelines for one placement (pipelines/cluster.py): the workspace PVC and Secret,
 resources, timeouts and retries. The local runner runs the same DAG (it ignores the Kubernetes placement).
@@ -45,9 +46,12 @@ def _build(opts: ClusterOptions):
                                     **common), "train-two-tower").after(samples_ok)
         teacher = put(train_fine_ranker(samples=samples.outputs["samples"], features=feats.outputs["features"],
                                         **common), "train-fine-ranker").after(samples_ok)
+        # the two-tower model only where the coarse ranker reads its cosine: otherwise the distillation need not
+        # wait for the two-tower training (the longest step) and runs beside it
+        retrieval = {"model": model.outputs["model"]} if opts.coarse_reads_retrieval_model else {}
         coarse = put(distill_coarse_ranker(data_root=data_root, samples=samples.outputs["samples"],
                                            teacher=teacher.outputs["teacher"], features=feats.outputs["features"],
-                                           model=model.outputs["model"], **common), "distill-coarse-ranker")
+                                           **retrieval, **common), "distill-coarse-ranker")
 
         plan = put(plan_export_shards(data_root=data_root, **common), "plan-export-shards").after(model)
         with dsl.ParallelFor(plan.output, name="embedding-shards") as shard_no:

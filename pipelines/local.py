@@ -67,9 +67,8 @@ def run_local(data_root: str | Path, day: str, workspace: str | Path, cfg: EbrCo
     printed there as the run goes (pipelines/progress.py)."""
     from kfp import local
 
-    from pipelines.daily import daily
-
     cfg = cfg or EbrConfig()
+    daily = daily_for(cfg)
     check_max_tasks(max_parallel_tasks)  # before anything runs
     root = rawfs.raw_root(data_root)
     data_root, ws = (root.resolve() if isinstance(root, Path) else root), Workspace.at(workspace)
@@ -105,6 +104,18 @@ def run_local(data_root: str | Path, day: str, workspace: str | Path, cfg: EbrCo
         failure = _failure(log_file, error, ws.reports(day) / "steps")
         raise _with_html_report(failure, ws, day) from error
     return write_run_report(ws, day, time.perf_counter() - t0, log_file)
+
+
+def daily_for(cfg: EbrConfig):
+    """The daily DAG in the shape `cfg` needs: the committed one, or, with the coarse ranker reading the retrieval
+    cosine, the one whose distillation is given (and waits for) the day's two-tower model."""
+    from pipelines.daily import build, daily
+
+    if not cfg.coarse_ranker.model.retrieval_cosine:
+        return daily
+    from pipelines.cluster import ClusterOptions
+
+    return build(ClusterOptions(coarse_reads_retrieval_model=True))[0]
 
 
 def _create_tracking_db(ws: Workspace) -> None:

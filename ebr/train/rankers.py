@@ -564,8 +564,10 @@ def distill_coarse_ranker(
     cfg = cfg or CoarseRankerStepConfig()
     mc, tc, ec = cfg.model, cfg.train, cfg.evaluation
     if mc.retrieval_cosine and retrieval_model_dir is None:
-        raise ValueError("model.retrieval_cosine is on but retrieval_model_dir is not given: the coarse ranker's "
-                         "retrieval-cosine feature needs the two-tower retrieval model's directory")
+        raise ValueError("coarse_ranker.model.retrieval_cosine is on but retrieval_model_dir is not given: the "
+                         "coarse ranker's retrieval-cosine feature needs the two-tower retrieval model's directory "
+                         "(in the daily DAG: compile it with `ebr pipeline compile --coarse-reads-retrieval-model`; "
+                         "`ebr pipeline run --local` does so from the config)")
     out = check_out_dir(out_dir)
     info = _manifest_info(samples_dir)
     day = eval_day or info["day"]

@@ -69,6 +69,31 @@ def test_compiled_dag_has_every_step_and_the_gate():
     assert tasks["rollout"]["inputs"]["parameters"]["bundle"]["taskOutputParameter"]["producerTask"] == "publish"
 
 
+def test_the_distillation_waits_for_the_two_tower_model_only_when_compiled_to_read_its_cosine(tmp_path: Path):
+    from kfp import compiler
+
+    from ebr.config import EbrConfig, load_ebr_config
+    from pipelines.local import daily_for
+
+    default = _all_tasks(_load(DEFAULT_PACKAGE)[0])["distill-coarse-ranker"]
+    assert "train-two-tower" not in default["dependentTasks"] and "model" not in default["inputs"].get("artifacts")
+    assert "train-fine-ranker" in default["dependentTasks"]
+    assert main(["pipeline", "compile", "--out", str(tmp_path / "d.yaml"), "--scheduled-out",
+                 str(tmp_path / "s.yaml"), "--coarse-reads-retrieval-model"]) == 0
+    for path in (tmp_path / "d.yaml", tmp_path / "s.yaml"):
+        wired = _all_tasks(_load(path)[0])["distill-coarse-ranker"]
+        assert "train-two-tower" in wired["dependentTasks"]
+        assert wired["inputs"]["artifacts"]["model"]["taskOutputArtifact"]["producerTask"] == "train-two-tower"
+    # the local run picks the shape its config needs
+    cosine = load_ebr_config(overrides=["coarse_ranker.model.retrieval_cosine=true"])
+    assert daily_for(EbrConfig()) is daily_for(EbrConfig())  # the committed DAG, not a rebuild
+    compiled = {}
+    for name, cfg in (("plain", EbrConfig()), ("cosine", cosine)):
+        compiler.Compiler().compile(daily_for(cfg), str(tmp_path / f"{name}.yaml"))
+        compiled[name] = _all_tasks(_load(tmp_path / f"{name}.yaml")[0])["distill-coarse-ranker"]["dependentTasks"]
+    assert "train-two-tower" not in compiled["plain"] and "train-two-tower" in compiled["cosine"]
+
+
 def test_only_validation_is_cached_and_its_key_covers_the_data_fingerprint():
     spec, _ = _load(DEFAULT_PACKAGE)
     tasks = _all_tasks(spec)

@@ -127,10 +127,12 @@ def test_first_day_publishes_a_verified_bundle(two_days):
         assert r1["steps"][step]["status"] == "ok", step
     assert "keep_champion" not in r1["steps"]
     assert r1["run_status"]["state"] == "SUCCEEDED"
-    # two tasks at once: the independent trainings ran side by side, what depends on both waited for both
+    # two tasks at once: the independent trainings ran side by side, the distillation waited for its teacher only
+    # (the coarse ranker reads no retrieval cosine by default), the evaluation for every model
     assert _overlap(r1["steps"], "train_two_tower", "train_fine_ranker")
     assert not _overlap(r1["steps"], "train_fine_ranker", "distill_coarse_ranker")
-    assert not _overlap(r1["steps"], "train_two_tower", "distill_coarse_ranker")
+    for trained in ("train_two_tower", "distill_coarse_ranker"):
+        assert not _overlap(r1["steps"], trained, "evaluate")
     assert r1["steps"]["data_fingerprint"]["fingerprint"] == r1["steps"]["validate_data"]["fingerprint"]
     assert r1["steps"]["rollout"]["skipped"] == "rollout.enabled is false"
     assert not (ws / "mlflow.db").exists(), "tracked on the server, not in the workspace"
