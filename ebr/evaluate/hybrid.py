@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ebr.hybrid import ChannelHits, QuerySelection, fuse, select_channels
+from ebr.hybrid import ChannelHits, QuerySelection, fuse_many, select_channels
 from ebr.hybrid.defaults import DEFAULT_FUSION, DEFAULT_LEXICAL_WEIGHT
 from ebr.judgements.corpus import Corpus
 from ebr.judgements.evalset import EvalSet
@@ -51,24 +51,7 @@ def hybrid_ids(
 ) -> np.ndarray:
     """[n, k] merged doc ids (-1 pads) of every request; `ann` and `lexical` are (ids, scores) [n, >= k];
     `lexical_weights` [n], when given, is each request's lexical weight instead of the variant's."""
-    rule = QuerySelection(enabled=variant.selection)
-    weights = {"ann": 1.0, "lexical": variant.lexical_weight}
-    out = np.full((len(queries), k), EMPTY, dtype=np.int64)
-    for i, query in enumerate(queries):
-        if lexical_weights is not None:
-            weights["lexical"] = float(lexical_weights[i])
-        channels = select_channels(query, tokenize, rule)
-        hits = []
-        if "ann" in channels:
-            hits.append(ChannelHits("ann", ann[0][i], ann[1][i]))
-        if "lexical" in channels:
-            hits.append(ChannelHits("lexical", lexical[0][i], lexical[1][i]))
-        if len(hits) == 1:  # one channel: its own list, as the server answers it
-            ids = hits[0].valid()[0][:k]
-        else:
-            ids = fuse(variant.fusion, hits, k, weights).ids
-        out[i, : len(ids)] = ids
-    return out
+    return hybrid_systems(queries, ann, lexical, k, tokenize, (variant,), lexical_weights)[variant.name]
 
 
 def hybrid_systems(
@@ -80,11 +63,37 @@ def hybrid_systems(
     variants: Sequence[HybridVariant] = (SERVED,),
     lexical_weights: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
-    """{variant name: [n, k] ids} for each variant (`lexical_weights`: per-request weights, see `hybrid_ids`)."""
+    """{variant name: [n, k] ids} for each variant (`lexical_weights`: per-request weights, see `hybrid_ids`).
+
+    Each request's channels are selected and unioned once for all variants (`fuse_many`), the merge itself is
+    the server's per variant."""
     names = [v.name for v in variants]
     if len(set(names)) != len(names):
         raise ValueError(f"hybrid variant names must be distinct, got {names}")
-    return {v.name: hybrid_ids(queries, ann, lexical, k, v, tokenize, lexical_weights) for v in variants}
+    out = {v.name: np.full((len(queries), k), EMPTY, dtype=np.int64) for v in variants}
+    groups: dict[bool, dict[str, list[HybridVariant]]] = {}
+    for v in variants:
+        groups.setdefault(v.selection, {}).setdefault(v.fusion, []).append(v)
+    rules = {selection: QuerySelection(enabled=selection) for selection in groups}
+    for i, query in enumerate(queries):
+        for selection, by_fusion in groups.items():
+            channels = select_channels(query, tokenize, rules[selection])
+            hits = []
+            if "ann" in channels:
+                hits.append(ChannelHits("ann", ann[0][i], ann[1][i]))
+            if "lexical" in channels:
+                hits.append(ChannelHits("lexical", lexical[0][i], lexical[1][i]))
+            for fusion, group in by_fusion.items():
+                if len(hits) == 1:  # one channel: its own list, as the server answers it
+                    ids = hits[0].valid()[0][:k]
+                    for v in group:
+                        out[v.name][i, : len(ids)] = ids
+                    continue
+                weights = [{"ann": 1.0, "lexical": float(lexical_weights[i]) if lexical_weights is not None
+                            else v.lexical_weight} for v in group]
+                for v, fused in zip(group, fuse_many(fusion, hits, k, weights), strict=True):
+                    out[v.name][i, : len(fused.ids)] = fused.ids
+    return out
 
 
 def relax_fill(constrained: np.ndarray, loose: np.ndarray) -> np.ndarray:
@@ -160,26 +169,29 @@ def tune_lexical_weight(
     cross-fitting: each fold of queries (crc32 of the query) gets the weight chosen on the other folds."""
     import zlib
 
-    from ebr.evaluate.report import evaluate_systems
+    from ebr.judgements.metrics import ndcg_rows, parse_metric_key, true_recall_rows
 
     if folds < 2:
         raise ValueError(f"folds must be >= 2, got {folds}")
     if not grid or any(w < 0 for w in grid):
         raise ValueError(f"the weight grid must be non-empty and >= 0, got {list(grid)}")
     queries = evalset.queries
-    merged = {float(w): hybrid_ids(queries, ann, lexical, k, HybridVariant(f"w{w:g}", lexical_weight=float(w)),
-                                   tokenize) for w in grid}
+    grid_systems = hybrid_systems(queries, ann, lexical, k, tokenize,
+                                  [HybridVariant(f"w{w:g}", lexical_weight=float(w)) for w in grid])
+    merged = {float(w): grid_systems[f"w{w:g}"] for w in grid}
     channel_ids = {"ann": ann[0][:, :k], "lexical": lexical[0][:, :k]}
     fold = np.array([zlib.crc32(q.encode("utf-8")) % folds for q in queries], dtype=np.int64)
+    # each system's two tuning metrics per request, once: a fold's metric is their mean over its requests
+    per_row = {"true_recall": true_recall_rows, "ndcg": ndcg_rows}
+    labels = evalset.labels()
+    cuts = {key: parse_metric_key(key) for key in (TUNE_RECALL, TUNE_TOP)}
+    scored = {name: {key: per_row[metric](ids, labels, [cut])[cut] for key, (metric, cut) in cuts.items()
+                     if cut in ks}
+              for name, ids in ({f"w{w:g}": ids for w, ids in merged.items()} | channel_ids).items()}
 
     def metrics(rows: np.ndarray) -> tuple[dict[float, dict], dict[str, dict]]:
-        sub = EvalSet(evalset.day, evalset.frame.iloc[rows].reset_index(drop=True))
-        systems = {f"w{w:g}": ids[rows] for w, ids in merged.items()} | {n: v[rows] for n, v in channel_ids.items()}
-        report = evaluate_systems(sub, systems, ks)
-
         def pick(name: str) -> dict[str, float | None]:
-            m = report.systems[name]
-            return {key: (m[key].value if key in m else None) for key in (TUNE_RECALL, TUNE_TOP)}
+            return {key: (scored[name][key].mean(rows).value if key in scored[name] else None) for key in cuts}
 
         return {w: pick(f"w{w:g}") for w in merged}, {n: pick(n) for n in channel_ids}
 

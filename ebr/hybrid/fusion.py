@@ -63,65 +63,75 @@ def _check(channels: Sequence[ChannelHits], k: int, weights: Mapping[str, float]
     return w
 
 
-def _merge(channels: Sequence[ChannelHits], contributions: list[np.ndarray], k: int) -> Fused:
-    """Sum per-doc contributions over channels and keep the top k (ties: best rank, then doc id)."""
-    all_ids, all_scores, all_ranks, all_channel = [], [], [], []
-    for ci, (c, contrib) in enumerate(zip(channels, contributions, strict=True)):
-        ids, _ = c.valid()
-        all_ids.append(ids)
-        all_scores.append(contrib)
-        all_ranks.append(np.arange(len(ids), dtype=np.int64))
-        all_channel.append(np.full(len(ids), ci, dtype=np.int64))
-    if not all_ids or sum(len(x) for x in all_ids) == 0:
-        return Fused(np.zeros(0, np.int64), np.zeros(0, np.float64), [])
-    ids = np.concatenate(all_ids)
+def _merge(channels: Sequence[ChannelHits], valid: list[np.ndarray], contributions: list[list[np.ndarray]],
+           k: int) -> list[Fused]:
+    """Sum per-doc contributions over channels and keep the top k (ties: best rank, then doc id), once per set of
+    contributions: the union of the channels' docs, their best ranks and channel masks are shared."""
+    if sum(len(x) for x in valid) == 0:
+        return [Fused(np.zeros(0, np.int64), np.zeros(0, np.float64), []) for _ in contributions]
+    ids = np.concatenate(valid)
     uniq, inv = np.unique(ids, return_inverse=True)
-    fused = np.zeros(len(uniq))
-    np.add.at(fused, inv, np.concatenate(all_scores))
     best_rank = np.full(len(uniq), np.iinfo(np.int64).max)
-    np.minimum.at(best_rank, inv, np.concatenate(all_ranks))
-    order = np.lexsort((uniq, best_rank, -fused))[:k]
+    np.minimum.at(best_rank, inv, np.concatenate([np.arange(len(x), dtype=np.int64) for x in valid]))
     # which channels returned each doc, as a bit mask per doc: one tuple of names per distinct mask
     member = np.zeros(len(uniq), dtype=np.int64)
-    np.bitwise_or.at(member, inv, np.left_shift(1, np.concatenate(all_channel)))
+    np.bitwise_or.at(member, inv, np.concatenate([np.full(len(x), 1 << ci, dtype=np.int64)
+                                                  for ci, x in enumerate(valid)]))
     names = [c.name for c in channels]
-    masks = member[order].tolist()
-    tuples = {m: tuple(n for j, n in enumerate(names) if m >> j & 1) for m in set(masks)}
-    return Fused(uniq[order], fused[order], [tuples[m] for m in masks])
+    out = []
+    for contrib in contributions:
+        fused = np.bincount(inv, weights=np.concatenate(contrib), minlength=len(uniq))
+        order = np.lexsort((uniq, best_rank, -fused))[:k]
+        masks = member[order].tolist()
+        tuples = {m: tuple(n for j, n in enumerate(names) if m >> j & 1) for m in set(masks)}
+        out.append(Fused(uniq[order], fused[order], [tuples[m] for m in masks]))
+    return out
 
 
-def reciprocal_rank_fusion(channels: Sequence[ChannelHits], k: int, weights: Mapping[str, float] | None = None,
-                           rrf_k: float = RRF_K) -> Fused:
-    """Top k by weighted reciprocal-rank fusion of the channels' lists."""
-    w = _check(channels, k, weights)
-    if rrf_k < 0:
-        raise ValueError(f"rrf_k must be >= 0, got {rrf_k}")
-    contributions = [w[c.name] / (rrf_k + 1.0 + np.arange(len(c.valid()[0]))) for c in channels]
-    return _merge(channels, contributions, k)
-
-
-def weighted_score_fusion(channels: Sequence[ChannelHits], k: int,
-                          weights: Mapping[str, float] | None = None) -> Fused:
-    """Top k by the weighted sum of per-query min-max normalized scores (a channel with one doc gives it 1)."""
-    w = _check(channels, k, weights)
-    contributions = []
-    for c in channels:
-        ids, scores = c.valid()
+def _fuse_many(method: str, channels: Sequence[ChannelHits], k: int,
+               weight_sets: Sequence[Mapping[str, float] | None], rrf_k: float = RRF_K) -> list[Fused]:
+    if method not in FUSION_METHODS:
+        raise ValueError(f"fusion method must be one of {FUSION_METHODS}, got {method!r}")
+    ws = [_check(channels, k, w) for w in weight_sets]
+    hits = [c.valid() for c in channels]
+    if method == "rrf":
+        if rrf_k < 0:
+            raise ValueError(f"rrf_k must be >= 0, got {rrf_k}")
+        ranks = [rrf_k + 1.0 + np.arange(len(ids)) for ids, _ in hits]
+        contributions = [[w[c.name] / r for c, r in zip(channels, ranks, strict=True)] for w in ws]
+        return _merge(channels, [ids for ids, _ in hits], contributions, k)
+    base = []
+    for c, (_, scores) in zip(channels, hits, strict=True):
         if scores is None:
             raise ValueError(f"weighted fusion needs the scores of channel {c.name!r}")
         if not np.isfinite(scores).all():
             raise ValueError(f"channel {c.name!r} returned non-finite scores")
         span = scores.max() - scores.min() if len(scores) else 0.0
-        norm = (scores - scores.min()) / span if span > 0 else np.ones(len(scores))
-        contributions.append(w[c.name] * norm)
-    return _merge(channels, contributions, k)
+        base.append((scores - scores.min()) / span if span > 0 else np.ones(len(scores)))
+    contributions = [[w[c.name] * b for c, b in zip(channels, base, strict=True)] for w in ws]
+    return _merge(channels, [ids for ids, _ in hits], contributions, k)
+
+
+def reciprocal_rank_fusion(channels: Sequence[ChannelHits], k: int, weights: Mapping[str, float] | None = None,
+                           rrf_k: float = RRF_K) -> Fused:
+    """Top k by weighted reciprocal-rank fusion of the channels' lists."""
+    return _fuse_many("rrf", channels, k, [weights], rrf_k)[0]
+
+
+def weighted_score_fusion(channels: Sequence[ChannelHits], k: int,
+                          weights: Mapping[str, float] | None = None) -> Fused:
+    """Top k by the weighted sum of per-query min-max normalized scores (a channel with one doc gives it 1)."""
+    return _fuse_many("weighted", channels, k, [weights])[0]
 
 
 def fuse(method: str, channels: Sequence[ChannelHits], k: int, weights: Mapping[str, float] | None = None,
          rrf_k: float = RRF_K) -> Fused:
     """Merge by `method` ("rrf" or "weighted")."""
-    if method == "rrf":
-        return reciprocal_rank_fusion(channels, k, weights, rrf_k)
-    if method == "weighted":
-        return weighted_score_fusion(channels, k, weights)
-    raise ValueError(f"fusion method must be one of {FUSION_METHODS}, got {method!r}")
+    return _fuse_many(method, channels, k, [weights], rrf_k)[0]
+
+
+def fuse_many(method: str, channels: Sequence[ChannelHits], k: int,
+              weight_sets: Sequence[Mapping[str, float] | None], rrf_k: float = RRF_K) -> list[Fused]:
+    """`fuse` under each of several weight sets, equal to one `fuse` call per set: the channels' lists are
+    de-duplicated, normalized and unioned once (an evaluation tuning the weights merges each request many times)."""
+    return _fuse_many(method, channels, k, weight_sets, rrf_k)

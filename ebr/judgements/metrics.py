@@ -180,14 +180,34 @@ def _mean(per_row: np.ndarray, eligible: np.ndarray) -> MetricValue:
     return MetricValue(float(per_row[eligible].mean()) if n else float("nan"), n)
 
 
-def _recall(top: TopK, truth: Judgements, ks: Sequence[int], min_grade: int) -> dict[int, MetricValue]:
+@dataclass(frozen=True)
+class PerRequest:
+    """A metric's value on every request and which requests it is defined for: the mean over any subset of the
+    requests equals the metric computed on that subset alone (cross-fitting scores folds without recomputing)."""
+
+    values: np.ndarray
+    eligible: np.ndarray
+
+    def mean(self, rows: np.ndarray | None = None) -> MetricValue:
+        """The metric over all requests, or over the request rows `rows` (ascending)."""
+        if rows is None:
+            return _mean(self.values, self.eligible)
+        return _mean(self.values[rows], self.eligible[rows])
+
+
+def _recall_rows(top: TopK, truth: Judgements, ks: Sequence[int], min_grade: int) -> dict[int, PerRequest]:
     keep = truth.grades >= min_grade
     rows, docs = truth.rows[keep], truth.docs[keep]
     pos = top.positions(rows, docs)
     n_rel = np.bincount(rows, minlength=truth.n_rows)
     eligible = truth.judged & (n_rel > 0)
     denom = np.maximum(n_rel, 1)
-    return {k: _mean(np.bincount(rows, weights=pos < k, minlength=truth.n_rows) / denom, eligible) for k in ks}
+    return {k: PerRequest(np.bincount(rows, weights=pos < k, minlength=truth.n_rows) / denom, eligible)
+            for k in ks}
+
+
+def _recall(top: TopK, truth: Judgements, ks: Sequence[int], min_grade: int) -> dict[int, MetricValue]:
+    return {k: per.mean() for k, per in _recall_rows(top, truth, ks, min_grade).items()}
 
 
 def _check_rows(top: TopK, truth: Judgements) -> None:
@@ -207,6 +227,13 @@ def true_recall(retrieved: np.ndarray | TopK, labels: Judgements, ks: Sequence[i
     top = _topk(retrieved, ks)
     _check_rows(top, labels)
     return _recall(top, labels, ks, 1)
+
+
+def true_recall_rows(retrieved: np.ndarray | TopK, labels: Judgements, ks: Sequence[int]) -> dict[int, PerRequest]:
+    """`true_recall` per request (`PerRequest.mean()` is `true_recall`)."""
+    top = _topk(retrieved, ks)
+    _check_rows(top, labels)
+    return _recall_rows(top, labels, ks, 1)
 
 
 def p_good(
@@ -247,6 +274,11 @@ def _ideal_dcg_of(labels: Judgements, gains: np.ndarray, ks: Sequence[int]) -> d
 
 def ndcg(retrieved: np.ndarray | TopK, labels: Judgements, ks: Sequence[int]) -> dict[int, MetricValue]:
     """NDCG@K with gains 2^label - 1 and discount 1/log2(rank + 1); requests with complete labels and IDCG > 0."""
+    return {k: per.mean() for k, per in ndcg_rows(retrieved, labels, ks).items()}
+
+
+def ndcg_rows(retrieved: np.ndarray | TopK, labels: Judgements, ks: Sequence[int]) -> dict[int, PerRequest]:
+    """`ndcg` per request (`PerRequest.mean()` is `ndcg`)."""
     top = _topk(retrieved, ks)
     _check_rows(top, labels)
     gains = np.exp2(labels.grades.astype(np.float64)) - 1.0
@@ -256,8 +288,7 @@ def ndcg(retrieved: np.ndarray | TopK, labels: Judgements, ks: Sequence[int]) ->
     out = {}
     for k in ks:
         dcg = np.bincount(labels.rows, weights=np.where(pos < k, disc, 0.0), minlength=labels.n_rows)
-        eligible = labels.judged & (ideal[k] > 0)
-        out[k] = _mean(dcg / np.where(ideal[k] > 0, ideal[k], 1.0), eligible)
+        out[k] = PerRequest(dcg / np.where(ideal[k] > 0, ideal[k], 1.0), labels.judged & (ideal[k] > 0))
     return out
 
 

@@ -203,3 +203,22 @@ def test_the_days_judgements_and_ideal_dcg_are_built_once_and_shared_read_only()
     assert ndcg(retrieved, fresh, [1, 2]) == shared
     other = ndcg(retrieved, labels, [3])  # other Ks: their own ideal DCG
     assert set(other) == {3}
+
+
+def test_per_request_values_average_to_the_metric_of_any_subset_of_requests() -> None:
+    from ebr.judgements.metrics import ndcg_rows, true_recall_rows
+
+    rng = np.random.default_rng(11)
+    n, k_ret, corpus = 50, 12, 40
+    retrieved = np.stack([rng.permutation(corpus)[:k_ret] for _ in range(n)])
+    labels = [None if rng.random() < 0.3 else {int(d): int(rng.integers(0, 3))
+                                               for d in rng.choice(corpus, 8, replace=False)} for _ in range(n)]
+    subset = np.sort(rng.choice(n, 20, replace=False))
+    whole, part = Judgements.from_labels(labels), Judgements.from_labels([labels[i] for i in subset])
+    for rows_fn, fn in ((true_recall_rows, true_recall), (ndcg_rows, ndcg)):
+        per = rows_fn(retrieved, whole, [5, 12])
+        for k in (5, 12):
+            assert per[k].mean() == fn(retrieved, whole, [k])[k]
+            # the subset's mean is the metric computed on the subset alone, to the bit
+            assert per[k].mean(subset) == fn(retrieved[subset], part, [k])[k]
+            assert per[k].mean(subset) != per[k].mean()

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ebr.hybrid import ChannelHits, fuse, reciprocal_rank_fusion, weighted_score_fusion
+from ebr.hybrid import ChannelHits, fuse, fuse_many, reciprocal_rank_fusion, weighted_score_fusion
 
 
 def _hits(name: str, ids: list[int], scores: list[float] | None = None) -> ChannelHits:
@@ -82,3 +82,17 @@ def test_fused_list_is_the_union_ranked_without_repeats(a, b, k, method):
     assert (np.diff(out.scores) <= 1e-12).all(), "best first"
     for d, chans in zip(out.ids.tolist(), out.channels, strict=True):
         assert chans == tuple(n for n, lst in (("ann", a), ("lexical", b)) if d in lst)
+
+
+@settings(max_examples=100, deadline=None, derandomize=True)
+@given(st.lists(st.integers(-1, 30), max_size=15), st.lists(st.integers(-1, 30), max_size=15),
+       st.integers(1, 40), st.sampled_from(["rrf", "weighted"]),
+       st.lists(st.floats(0, 8), min_size=1, max_size=5))
+def test_fuse_many_is_one_fuse_per_weight_set(a, b, k, method, lexical_weights):
+    ann = _hits("ann", a, list(np.linspace(1, 0, len(a))))
+    lex = _hits("lexical", b, list(np.linspace(5, 1, len(b))))
+    sets = [{"ann": 1.0, "lexical": w} for w in lexical_weights]
+    for got, weights in zip(fuse_many(method, [ann, lex], k, sets), sets, strict=True):
+        want = fuse(method, [ann, lex], k, weights)
+        assert got.ids.tolist() == want.ids.tolist() and got.channels == want.channels
+        assert got.scores.tolist() == want.scores.tolist()  # to the bit
