@@ -77,8 +77,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="persistent state across days: features, MLflow, bundles, reports")
     r.add_argument("--no-cache", action="store_true", help="do not reuse cached outputs of cacheable steps")
     r.add_argument("--max-parallel-tasks", type=int, default=DEFAULT_MAX_TASKS, metavar="N",
-                   help="run up to N independent tasks at once (default: %(default)s; 1 = one after another; "
-                        "their peak memory adds up)")
+                   help="run up to N independent tasks at once, each with cores/N threads (default: "
+                        "%(default)s; 1 = one after another; their peak memory adds up)")
     r.add_argument("--quiet", action="store_true", help="no live step progress, only the summary at the end")
     r.add_argument("--config", help="YAML config file")
     r.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE")

@@ -8,7 +8,14 @@ from pathlib import Path
 import pytest
 from kfp import dsl, local
 
-from pipelines.concurrent_dag import DEFAULT_MAX_TASKS, check_max_tasks, concurrent_tasks
+from pipelines.concurrent_dag import (
+    DEFAULT_MAX_TASKS,
+    THREAD_ENV,
+    check_max_tasks,
+    concurrent_tasks,
+    task_threads,
+    threads_per_task,
+)
 
 BASE = "python:3.11"  # the local runner uses this interpreter (use_venv=False); the image is never pulled
 
@@ -63,6 +70,23 @@ def final(marker_dir: str, status: dsl.PipelineTaskFinalStatus):
     import pathlib
 
     (pathlib.Path(marker_dir) / "exit").write_text(status.state)
+
+
+@dsl.component(base_image=BASE, install_kfp_package=False)
+def threads_seen(marker_dir: str, me: str):
+    """Record the thread-pool sizes this task's libraries would read from the environment."""
+    import json
+    import os
+    import pathlib
+
+    names = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+    (pathlib.Path(marker_dir) / f"threads-{me}").write_text(json.dumps({n: os.environ.get(n) for n in names}))
+
+
+@dsl.pipeline
+def pair(marker_dir: str):
+    threads_seen(marker_dir=marker_dir, me="a")
+    threads_seen(marker_dir=marker_dir, me="b")
 
 
 @dsl.pipeline
@@ -136,6 +160,35 @@ def test_one_task_at_a_time_keeps_kfps_own_loop_and_every_patch_is_undone():
         assert edo.run_enhanced_dag is not real_dag and task_executor.execute_single_task is not real_task
         raise KeyError("the block fails")
     assert edo.run_enhanced_dag is real_dag and task_executor.execute_single_task is real_task
+
+
+def test_tasks_run_together_share_the_cores_threads_and_a_users_setting_is_kept(runner: Path, monkeypatch):
+    import json
+    import os
+
+    for name in THREAD_ENV:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MKL_NUM_THREADS", "3")  # the user's own choice
+    with concurrent_tasks(2):
+        pair(marker_dir=str(runner))
+    share = str(threads_per_task(2))
+    for me in ("a", "b"):
+        seen = json.loads((runner / f"threads-{me}").read_text())
+        assert seen == {"OMP_NUM_THREADS": share, "MKL_NUM_THREADS": "3", "OPENBLAS_NUM_THREADS": share}
+    # restored after the run: nothing set that was not set before, the user's value untouched
+    assert "OMP_NUM_THREADS" not in os.environ and os.environ["MKL_NUM_THREADS"] == "3"
+    with concurrent_tasks(1):  # one task at a time: every task may use every core, nothing is set
+        pair(marker_dir=str(runner))
+    assert json.loads((runner / "threads-a").read_text())["OMP_NUM_THREADS"] is None
+
+
+def test_threads_per_task_shares_the_cores_and_bad_values_are_refused():
+    assert threads_per_task(2, cores=2) == 1 and threads_per_task(2, cores=16) == 8
+    assert threads_per_task(4, cores=2) == 1 and threads_per_task(1, cores=6) == 6
+    with pytest.raises(ValueError, match="max_parallel_tasks"):
+        threads_per_task(0, cores=2)
+    with pytest.raises(ValueError, match="threads must be an integer >= 1, got 0"), task_threads(0):
+        pass
 
 
 @pytest.mark.parametrize("bad", [0, -1, 1.5, "2", True])
