@@ -377,7 +377,8 @@ class _Say:
 def train_and_score(data: TrainingData, cfg: EbrConfig, ev: EvalContext) -> dict[str, Any]:
     """Train one model with `fit_two_tower` (initial weights from two_tower.model.seed) and score it on the day."""
     from ebr.models.two_tower import TwoTowerModel
-    from ebr.train.two_tower import fit_two_tower, torch_settings
+    from ebr.train.threads import torch_settings
+    from ebr.train.two_tower import fit_two_tower
 
     tt = cfg.two_tower
     t0 = time.perf_counter()

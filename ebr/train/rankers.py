@@ -28,6 +28,7 @@ from ebr.models.config import FeaturizerConfig
 from ebr.models.rankers.config import CoarseRankerConfig, FineRankerConfig
 from ebr.settings import Section
 from ebr.train.distill import DistillConfig
+from ebr.train.threads import torch_settings
 from ebr.train.tracking import CURVES_PNG, MlflowConfig, RunLogger, log_run, plot_curves, untracked_note, write_json
 from ebr.train.two_tower_config import OptimizerConfig
 
@@ -87,7 +88,8 @@ class RankerTrainConfig(Section):
     seed: int = Field(0, description="shuffling and dropout; with the model seed, same seed -> same weights")
     num_threads: int | None = Field(
         1, ge=1,
-        description="torch threads while training; None = torch's default. One by default: bitwise repeatable "
+        description="torch threads of the step (training, teacher scoring, evaluation); None = torch's default. One "
+        "by default: bitwise repeatable whatever the machine or the tasks beside it "
         "(two threads changed the students' metrics in the 4th decimal between runs of the same seed) and only "
         "~15% slower than two on the small day",
     )
@@ -237,12 +239,9 @@ def fit(
 
     if train.n_requests == 0:
         raise ValueError(f"{desc}: no training request")
-    threads = torch.get_num_threads()
-    if cfg.num_threads is not None:
-        torch.set_num_threads(cfg.num_threads)
     history: list[dict[str, float]] = []
     try:
-        with torch.random.fork_rng(devices=[]):
+        with torch_settings(cfg.num_threads), torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
             gen = torch.Generator().manual_seed(cfg.seed)
             opts = make_optimizers(model, cfg.optimizer)
@@ -276,7 +275,6 @@ def fit(
                 row.update(evaluate())
                 history.append(row)
     finally:
-        torch.set_num_threads(threads)
         model.eval()
     return history
 
@@ -405,6 +403,21 @@ def train_fine_ranker(
     `features_dir` (the feature store) is needed only when the samples carry no joined ranking features.
     `rows_cache`: a directory caching the joined training rows for the day's distillation
     (`ebr.train.ranking_rows_cache`)."""
+    cfg = cfg or FineRankerStepConfig()
+    # every pass at the configured threads (teacher scoring and evaluation too, not only the training
+    # loop): the result does not depend on how many cores the task found (a side-by-side local task gets one)
+    with torch_settings(cfg.train.num_threads):
+        return _train_fine_ranker(samples_dir, out_dir, cfg, features_dir=features_dir, rows_cache=rows_cache)
+
+
+def _train_fine_ranker(
+    samples_dir: str | Path,
+    out_dir: str | Path,
+    cfg: FineRankerStepConfig,
+    features_dir: str | Path | None = None,
+    rows_cache: str | Path | None = None,
+) -> dict[str, Any]:
+    """The body of `train_fine_ranker`, at the configured threads."""
     import torch
 
     from ebr.models.rankers.cross_features import CROSS_FEATURE_NAMES
@@ -414,7 +427,6 @@ def train_fine_ranker(
     from ebr.train.losses import multitask_bce_loss
     from ebr.train.ranking_rows_cache import training_cross, training_rows
 
-    cfg = cfg or FineRankerStepConfig()
     mc, tc = cfg.model, cfg.train
     out = check_out_dir(out_dir)
     info = _manifest_info(samples_dir)
@@ -554,6 +566,27 @@ def distill_coarse_ranker(
     `retrieval_model_dir` (the same day's `train_two_tower` output), which is then required. `rows_cache`: the
     directory where the fine ranker step cached the day's joined training rows (`ebr.train.ranking_rows_cache`).
     Returns paths, the metrics of every system and the MLflow run id."""
+    cfg = cfg or CoarseRankerStepConfig()
+    # every pass at the configured threads (teacher scoring and evaluation too, not only the training
+    # loop): the result does not depend on how many cores the task found (a side-by-side local task gets one)
+    with torch_settings(cfg.train.num_threads):
+        return _distill_coarse_ranker(samples_dir, teacher_dir, out_dir, cfg, data_root=data_root, eval_day=eval_day,
+                                      features_dir=features_dir, retrieval_model_dir=retrieval_model_dir,
+                                      rows_cache=rows_cache)
+
+
+def _distill_coarse_ranker(
+    samples_dir: str | Path,
+    teacher_dir: str | Path,
+    out_dir: str | Path,
+    cfg: CoarseRankerStepConfig,
+    data_root: str | Path | None = None,
+    eval_day: str | None = None,
+    features_dir: str | Path | None = None,
+    retrieval_model_dir: str | Path | None = None,
+    rows_cache: str | Path | None = None,
+) -> dict[str, Any]:
+    """The body of `distill_coarse_ranker`, at the configured threads."""
     from ebr.models.rankers.coarse_ranker import encode_corpus
     from ebr.models.rankers.cost import student_cost_ms, teacher_cost_ms
     from ebr.models.rankers.cross_features import CROSS_FEATURE_NAMES
@@ -561,7 +594,6 @@ def distill_coarse_ranker(
     from ebr.models.rankers.rows import load_corpus_docs, load_eval_rows
     from ebr.train.ranking_rows_cache import training_cross, training_rows
 
-    cfg = cfg or CoarseRankerStepConfig()
     mc, tc, ec = cfg.model, cfg.train, cfg.evaluation
     if mc.retrieval_cosine and retrieval_model_dir is None:
         raise ValueError("coarse_ranker.model.retrieval_cosine is on but retrieval_model_dir is not given: the "

@@ -21,8 +21,8 @@ import logging
 import math
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,6 +33,7 @@ from ebr.artifacts.atomic import atomic_output_dir
 from ebr.train.checkpoint import save_two_tower
 from ebr.train.featurized_cache import training_data
 from ebr.train.retrieval_data import DocTable, RowSet, TrainingData, ValidationSet
+from ebr.train.threads import torch_settings
 from ebr.train.tracking import CURVES_PNG, RunLogger, mlflow_run, plot_curves, untracked_note, write_json
 from ebr.train.two_tower_config import TwoTowerTrainConfig
 
@@ -383,22 +384,6 @@ def validate(
 
 
 # ------------------------------------------------------------------------------------------------ training
-
-
-@contextmanager
-def torch_settings(num_threads: int | None, deterministic: bool) -> Iterator[None]:
-    """Torch thread count and deterministic algorithms for the block, restored afterwards."""
-    import torch
-
-    threads, det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
-    if num_threads is not None:
-        torch.set_num_threads(num_threads)
-    torch.use_deterministic_algorithms(deterministic)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-        torch.use_deterministic_algorithms(det)
 
 
 def fit_two_tower(

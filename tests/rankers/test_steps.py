@@ -62,8 +62,27 @@ def coarse(samples_dir, tiny_data, features_dir, tracking, teacher, rows_cache, 
         model=coarse_config(), train=_train(STUDENT_EPOCHS), distill=DistillConfig(),
         evaluation=RankerEvalConfig(compare_plain=True, cost_candidates=200, cost_repeats=3), mlflow=tracking,
     )
-    return out, distill_coarse_ranker(samples_dir, teacher[0], out, cfg, data_root=tiny_data,
-                                      features_dir=features_dir, rows_cache=rows_cache)
+    # run with more threads than the config's: every scoring pass must still run at the configured one
+    import ebr.train.rankers as step
+
+    seen: list[int] = []
+    real = step.score_all_pairs
+
+    def spy(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return real(*args, **kwargs)
+
+    outer = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(step, "score_all_pairs", spy)
+            result = distill_coarse_ranker(samples_dir, teacher[0], out, cfg, data_root=tiny_data,
+                                           features_dir=features_dir, rows_cache=rows_cache)
+        after = torch.get_num_threads()
+    finally:
+        torch.set_num_threads(outer)
+    return out, result | {"_threads_seen": seen, "_threads_after": after}
 
 
 def _run(tracking: MlflowConfig, run_id: str):
@@ -103,6 +122,14 @@ def test_holdout_report_has_the_three_rows_and_the_teacher_beats_a_random_order(
     rnd = np.random.default_rng(0).normal(size=len(ev.pairs))
     random_ndcg = ranking_metrics(rnd, ev, [10], names=["true_ndcg"])["true_ndcg@10"].value
     assert systems["teacher"]["true_ndcg@10"]["value"] > random_ndcg + 0.1
+
+
+def test_every_scoring_pass_runs_at_the_configured_threads_whatever_the_caller_had(coarse):
+    _, out = coarse
+    # teacher on train/valid/holdout pairs, both students on the holdout: all at train.num_threads = 1, although
+    # the caller ran with 2 (a task beside another gets its share of the cores; the student must not depend on it)
+    assert len(out["_threads_seen"]) >= 4 and set(out["_threads_seen"]) == {1}
+    assert out["_threads_after"] == 2  # the caller's setting is restored
 
 
 def test_distillation_raises_teacher_agreement_over_the_plain_student(coarse):
