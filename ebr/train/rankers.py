@@ -391,6 +391,30 @@ def _manifest_info(samples_dir: str | Path) -> dict[str, Any]:
     return {"day": m.get("day"), "train_days": m.get("train_days", [])}
 
 
+def _at_train_threads(default: type[Section]) -> Callable:
+    """Run a ranker step with every pass at its config's `train.num_threads` (teacher scoring and evaluation too,
+    not only the training loop), so its result does not depend on how many cores the task found (a local task
+    beside another gets one, a pod sees its node's)."""
+    import functools
+    import inspect
+
+    def decorate(fn: Callable) -> Callable:
+        signature = inspect.signature(fn)
+
+        @functools.wraps(fn)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            bound = signature.bind(*args, **kwargs)
+            cfg = bound.arguments.get("cfg") or default()
+            bound.arguments["cfg"] = cfg
+            with torch_settings(cfg.train.num_threads):
+                return fn(*bound.args, **bound.kwargs)
+
+        return run
+
+    return decorate
+
+
+@_at_train_threads(FineRankerStepConfig)
 def train_fine_ranker(
     samples_dir: str | Path,
     out_dir: str | Path,
@@ -403,21 +427,6 @@ def train_fine_ranker(
     `features_dir` (the feature store) is needed only when the samples carry no joined ranking features.
     `rows_cache`: a directory caching the joined training rows for the day's distillation
     (`ebr.train.ranking_rows_cache`)."""
-    cfg = cfg or FineRankerStepConfig()
-    # every pass at the configured threads (teacher scoring and evaluation too, not only the training
-    # loop): the result does not depend on how many cores the task found (a side-by-side local task gets one)
-    with torch_settings(cfg.train.num_threads):
-        return _train_fine_ranker(samples_dir, out_dir, cfg, features_dir=features_dir, rows_cache=rows_cache)
-
-
-def _train_fine_ranker(
-    samples_dir: str | Path,
-    out_dir: str | Path,
-    cfg: FineRankerStepConfig,
-    features_dir: str | Path | None = None,
-    rows_cache: str | Path | None = None,
-) -> dict[str, Any]:
-    """The body of `train_fine_ranker`, at the configured threads."""
     import torch
 
     from ebr.models.rankers.cross_features import CROSS_FEATURE_NAMES
@@ -427,6 +436,7 @@ def _train_fine_ranker(
     from ebr.train.losses import multitask_bce_loss
     from ebr.train.ranking_rows_cache import training_cross, training_rows
 
+    cfg = cfg or FineRankerStepConfig()
     mc, tc = cfg.model, cfg.train
     out = check_out_dir(out_dir)
     info = _manifest_info(samples_dir)
@@ -545,6 +555,7 @@ def render_report(day: str | None, systems: Mapping[str, Mapping[str, Any]], ks:
     return "\n".join(lines) + "\n"
 
 
+@_at_train_threads(CoarseRankerStepConfig)
 def distill_coarse_ranker(
     samples_dir: str | Path,
     teacher_dir: str | Path,
@@ -566,27 +577,6 @@ def distill_coarse_ranker(
     `retrieval_model_dir` (the same day's `train_two_tower` output), which is then required. `rows_cache`: the
     directory where the fine ranker step cached the day's joined training rows (`ebr.train.ranking_rows_cache`).
     Returns paths, the metrics of every system and the MLflow run id."""
-    cfg = cfg or CoarseRankerStepConfig()
-    # every pass at the configured threads (teacher scoring and evaluation too, not only the training
-    # loop): the result does not depend on how many cores the task found (a side-by-side local task gets one)
-    with torch_settings(cfg.train.num_threads):
-        return _distill_coarse_ranker(samples_dir, teacher_dir, out_dir, cfg, data_root=data_root, eval_day=eval_day,
-                                      features_dir=features_dir, retrieval_model_dir=retrieval_model_dir,
-                                      rows_cache=rows_cache)
-
-
-def _distill_coarse_ranker(
-    samples_dir: str | Path,
-    teacher_dir: str | Path,
-    out_dir: str | Path,
-    cfg: CoarseRankerStepConfig,
-    data_root: str | Path | None = None,
-    eval_day: str | None = None,
-    features_dir: str | Path | None = None,
-    retrieval_model_dir: str | Path | None = None,
-    rows_cache: str | Path | None = None,
-) -> dict[str, Any]:
-    """The body of `distill_coarse_ranker`, at the configured threads."""
     from ebr.models.rankers.coarse_ranker import encode_corpus
     from ebr.models.rankers.cost import student_cost_ms, teacher_cost_ms
     from ebr.models.rankers.cross_features import CROSS_FEATURE_NAMES
@@ -594,6 +584,7 @@ def _distill_coarse_ranker(
     from ebr.models.rankers.rows import load_corpus_docs, load_eval_rows
     from ebr.train.ranking_rows_cache import training_cross, training_rows
 
+    cfg = cfg or CoarseRankerStepConfig()
     mc, tc, ec = cfg.model, cfg.train, cfg.evaluation
     if mc.retrieval_cosine and retrieval_model_dir is None:
         raise ValueError("coarse_ranker.model.retrieval_cosine is on but retrieval_model_dir is not given: the "
