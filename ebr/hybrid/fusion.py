@@ -88,8 +88,10 @@ def _merge(channels: Sequence[ChannelHits], valid: list[np.ndarray], contributio
     return out
 
 
-def _fuse_many(method: str, channels: Sequence[ChannelHits], k: int,
-               weight_sets: Sequence[Mapping[str, float] | None], rrf_k: float = RRF_K) -> list[Fused]:
+def fuse_many(method: str, channels: Sequence[ChannelHits], k: int,
+              weight_sets: Sequence[Mapping[str, float] | None], rrf_k: float = RRF_K) -> list[Fused]:
+    """`fuse` under each of several weight sets, equal to one `fuse` call per set: the channels' lists are
+    de-duplicated, normalized and unioned once (an evaluation tuning the weights merges each request many times)."""
     if method not in FUSION_METHODS:
         raise ValueError(f"fusion method must be one of {FUSION_METHODS}, got {method!r}")
     ws = [_check(channels, k, w) for w in weight_sets]
@@ -115,23 +117,17 @@ def _fuse_many(method: str, channels: Sequence[ChannelHits], k: int,
 def reciprocal_rank_fusion(channels: Sequence[ChannelHits], k: int, weights: Mapping[str, float] | None = None,
                            rrf_k: float = RRF_K) -> Fused:
     """Top k by weighted reciprocal-rank fusion of the channels' lists."""
-    return _fuse_many("rrf", channels, k, [weights], rrf_k)[0]
+    return fuse_many("rrf", channels, k, [weights], rrf_k)[0]
 
 
 def weighted_score_fusion(channels: Sequence[ChannelHits], k: int,
                           weights: Mapping[str, float] | None = None) -> Fused:
     """Top k by the weighted sum of per-query min-max normalized scores (a channel with one doc gives it 1)."""
-    return _fuse_many("weighted", channels, k, [weights])[0]
+    return fuse_many("weighted", channels, k, [weights])[0]
 
 
 def fuse(method: str, channels: Sequence[ChannelHits], k: int, weights: Mapping[str, float] | None = None,
          rrf_k: float = RRF_K) -> Fused:
     """Merge by `method` ("rrf" or "weighted")."""
-    return _fuse_many(method, channels, k, [weights], rrf_k)[0]
+    return fuse_many(method, channels, k, [weights], rrf_k)[0]
 
-
-def fuse_many(method: str, channels: Sequence[ChannelHits], k: int,
-              weight_sets: Sequence[Mapping[str, float] | None], rrf_k: float = RRF_K) -> list[Fused]:
-    """`fuse` under each of several weight sets, equal to one `fuse` call per set: the channels' lists are
-    de-duplicated, normalized and unioned once (an evaluation tuning the weights merges each request many times)."""
-    return _fuse_many(method, channels, k, weight_sets, rrf_k)
