@@ -109,9 +109,10 @@ class QueryTower(nn.Module):
         x = self.tokens(inputs)
         if self.fusion is not None and self.cls is not None and self.token_type is not None:
             x = torch.cat([self.cls.expand(x.shape[0], -1, -1), x], dim=1) + self.token_type
-            for layer in self.fusion:
+            for layer in self.fusion[:-1]:
                 x = layer(x)
-            out = self.output(x[:, 0])
+            # only the [CLS] row is read out: the last layer computes that row alone
+            out = self.output(self.fusion[-1].first_token(x)[:, 0])
         else:
             out = self.output(x.flatten(1))
         return F.normalize(out, dim=-1)

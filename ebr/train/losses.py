@@ -6,7 +6,8 @@ a ~ U(0.4, 0.6); the vector-recall overview (000) for NCE (formula 14), InfoNCE 
 triplet (17) and the multi-task weighted loss (18); Facebook EBR (004) for the triplet distance 1 - cos.
 
 Candidates of the softmax are the batch's positives (in-batch negatives) followed by sampled negatives,
-shared by all rows ([M, k]) or per row ([B, K, k], with an optional validity mask for empty slots). With log-Q
+shared by all rows ([M, k]) or per row ([B, K, k], with an optional validity mask for empty slots; a
+`RowNegatives` holds a per-row set whose first M columns every row shares without repeating them B times). With log-Q
 correction each candidate's logit loses the log of its expected count under the sampler that produced it
 (`sampling_log_q`): in-batch candidates log(B * p_batch) (p_batch = the share of training draws whose positive is
 that doc), random negatives log(M * q) (q = the exposure table's probability), candidates not drawn at random (ANN
@@ -18,6 +19,7 @@ can be imported at CLI start-up.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, model_validator
@@ -67,6 +69,54 @@ class RetrievalLossConfig(Section):
         return self.temperature if self.use_temperature else 1.0
 
 
+@dataclass(frozen=True)
+class RowNegatives:
+    """Per-row negatives [B, M + S, k] kept as their two parts: `shared` [M, k] (every row's random negatives)
+    and `own` [B, S, k] (each row's own, e.g. ANN hard negatives). Stands wherever a [B, K, k] tensor does, in
+    the same column order, without materializing the shared part B times: the shared logits are one [B, k] x
+    [k, M] product and their gradient one [M, B] x [B, k] product, where the [B, M + S, k] tensor cost a copy,
+    a batched product and a reduction over B of tensors B times the size."""
+
+    shared: torch.Tensor
+    own: torch.Tensor
+
+    def __post_init__(self) -> None:
+        if self.shared.dim() != 2 or self.own.dim() != 3 or self.shared.shape[1] != self.own.shape[2]:
+            raise ValueError(f"RowNegatives needs shared [M, k] and own [B, S, k], got "
+                             f"{tuple(self.shared.shape)} and {tuple(self.own.shape)}")  # fmt: skip
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        b, s, k = self.own.shape
+        return (b, self.shared.shape[0] + s, k)
+
+    def dim(self) -> int:
+        return 3
+
+    def normalized(self) -> RowNegatives:
+        import torch.nn.functional as F
+
+        return RowNegatives(F.normalize(self.shared, dim=-1), F.normalize(self.own, dim=-1))
+
+    def scores(self, query: torch.Tensor) -> torch.Tensor:
+        """query [B, k] . each row's negatives -> [B, M + S]."""
+        import torch
+
+        return torch.cat([query @ self.shared.T, torch.einsum("bd,bkd->bk", query, self.own)], dim=1)
+
+    def take(self, j: torch.Tensor) -> torch.Tensor:
+        """The vectors at column indices `j` [B, N] (0 <= j < M + S) -> [B, N, k]."""
+        import torch
+
+        m, k = self.shared.shape[0], self.shared.shape[1]
+        from_shared = _take_rows(self.shared, j.clamp(max=max(m - 1, 0))) if m else None
+        if not self.own.shape[1]:
+            return from_shared
+        own = (j - m).clamp(min=0, max=self.own.shape[1] - 1)
+        from_own = torch.gather(self.own, 1, own.unsqueeze(-1).expand(-1, -1, k))
+        return from_own if from_shared is None else torch.where((j < m).unsqueeze(-1), from_shared, from_own)
+
+
 def _check_2d(name: str, t: torch.Tensor) -> None:
     if t.dim() != 2:
         raise ValueError(f"{name} must be 2-D [batch, dim], got shape {tuple(t.shape)}")
@@ -75,7 +125,7 @@ def _check_2d(name: str, t: torch.Tensor) -> None:
 def candidate_logits(
     query: torch.Tensor,
     pos_docs: torch.Tensor,
-    neg_docs: torch.Tensor | None = None,
+    neg_docs: torch.Tensor | RowNegatives | None = None,
     temperature: float = 1.0,
 ) -> torch.Tensor:
     """Similarities / tau of every row against its candidates: [B, B + M] (in-batch, then negatives).
@@ -93,7 +143,11 @@ def candidate_logits(
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
     parts = [query @ pos_docs.T]
-    if neg_docs is not None:
+    if isinstance(neg_docs, RowNegatives):
+        if neg_docs.shape[0] != query.shape[0] or neg_docs.shape[2] != query.shape[1]:
+            raise ValueError(f"neg_docs must be [{query.shape[0]}, K, {query.shape[1]}], got {neg_docs.shape}")
+        parts.append(neg_docs.scores(query))
+    elif neg_docs is not None:
         if neg_docs.dim() == 2 and neg_docs.shape[1] == query.shape[1]:
             parts.append(query @ neg_docs.T)
         elif (
@@ -193,7 +247,7 @@ def _take_rows(table: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
 
 
 def _gather_candidates(
-    pos_docs: torch.Tensor, neg_docs: torch.Tensor | None, idx: torch.Tensor
+    pos_docs: torch.Tensor, neg_docs: torch.Tensor | RowNegatives | None, idx: torch.Tensor
 ) -> torch.Tensor:
     """Candidate vectors [B, N, k] at candidate indices `idx` [B, N] of the `candidate_logits` layout."""
     import torch
@@ -205,7 +259,9 @@ def _gather_candidates(
     if neg_docs is None:
         return from_batch
     j = (idx - b).clamp(min=0)
-    if neg_docs.dim() == 2:
+    if isinstance(neg_docs, RowNegatives):
+        from_neg = neg_docs.take(j.clamp(max=neg_docs.shape[1] - 1))
+    elif neg_docs.dim() == 2:
         from_neg = _take_rows(neg_docs, j.clamp(max=neg_docs.shape[0] - 1))
     else:
         j = j.clamp(max=neg_docs.shape[1] - 1)
@@ -216,7 +272,7 @@ def _gather_candidates(
 def mix_hard_negatives(
     query: torch.Tensor,
     pos_docs: torch.Tensor,
-    neg_docs: torch.Tensor | None,
+    neg_docs: torch.Tensor | RowNegatives | None,
     negative_mask: torch.Tensor,
     num: int,
     low: float = 0.4,
@@ -253,7 +309,7 @@ def mix_hard_negatives(
 def _softmax_candidates(
     query: torch.Tensor,
     pos_docs: torch.Tensor,
-    neg_docs: torch.Tensor | None,
+    neg_docs: torch.Tensor | RowNegatives | None,
     temperature: float,
     pos_log_q: torch.Tensor | None,
     neg_log_q: torch.Tensor | None,
@@ -297,7 +353,7 @@ def _only_valid(
 def sampled_softmax_loss(
     query: torch.Tensor,
     pos_docs: torch.Tensor,
-    neg_docs: torch.Tensor | None = None,
+    neg_docs: torch.Tensor | RowNegatives | None = None,
     *,
     temperature: float = 1.0,
     pos_log_q: torch.Tensor | None = None,
@@ -341,7 +397,7 @@ def sampled_softmax_loss(
 def nce_loss(
     query: torch.Tensor,
     pos_docs: torch.Tensor,
-    neg_docs: torch.Tensor | None = None,
+    neg_docs: torch.Tensor | RowNegatives | None = None,
     *,
     temperature: float = 1.0,
     pos_log_q: torch.Tensor | None = None,
@@ -368,7 +424,7 @@ def nce_loss(
 def triplet_loss(
     query: torch.Tensor,
     pos_docs: torch.Tensor,
-    neg_docs: torch.Tensor | None = None,
+    neg_docs: torch.Tensor | RowNegatives | None = None,
     *,
     margin: float = 0.2,
     pos_ids: torch.Tensor | None = None,
@@ -387,8 +443,10 @@ def triplet_loss(
         raise ValueError(f"margin must be >= 0, got {margin}")
     q = F.normalize(query, dim=-1)
     cos = candidate_logits(
-        q, F.normalize(pos_docs, dim=-1), None if neg_docs is None else F.normalize(neg_docs, dim=-1)
-    )
+        q, F.normalize(pos_docs, dim=-1),
+        None if neg_docs is None else neg_docs.normalized() if isinstance(neg_docs, RowNegatives)
+        else F.normalize(neg_docs, dim=-1),
+    )  # fmt: skip
     b = q.shape[0]
     d_pos = 1 - torch.diagonal(cos[:, :b])
     d_neg = 1 - cos
@@ -432,7 +490,7 @@ def retrieval_loss(
     config: RetrievalLossConfig,
     query: torch.Tensor,
     pos_docs: torch.Tensor,
-    neg_docs: torch.Tensor | None = None,
+    neg_docs: torch.Tensor | RowNegatives | None = None,
     *,
     pos_ids: torch.Tensor | None = None,
     neg_ids: torch.Tensor | None = None,

@@ -257,13 +257,20 @@ def batch_loss(
     import torch
     import torch.nn.functional as F
 
-    from ebr.train.losses import retrieval_loss, sampling_log_q
+    from ebr.train.losses import RowNegatives, retrieval_loss, sampling_log_q
 
     idx = batch.idx
     b, m = len(idx), len(batch.shared)
     s = 0 if batch.per_row is None else batch.per_row.shape[1]
     neg_rows = batch.shared if batch.per_row is None else np.concatenate([batch.shared, batch.per_row.ravel()])
-    q = model.encode_queries(rows.query_tensors(idx))
+    rr = rows.rewrite_row[idx] if rows.rewrite_row is not None and rewrite_weight > 0 else None
+    sel = np.flatnonzero(rr >= 0) if rr is not None else np.empty(0, dtype=np.int64)
+    q_in = rows.query_tensors(idx)
+    if len(sel):  # the rewritten queries ride in the same pass of the query tower (rows are independent)
+        q_all = model.encode_queries(_cat_inputs(q_in, rows.rewrite_tensors(rr[sel])))
+        q, q_neg = q_all[:b], q_all[b:]
+    else:
+        q = model.encode_queries(q_in)
     pos_in = rows.doc_tensors(idx)
     if len(neg_rows):  # each distinct doc of the negatives is encoded once
         uniq, inv = np.unique(neg_rows, return_inverse=True)
@@ -279,8 +286,7 @@ def batch_loss(
     neg_lq = None if neg_lq is None else neg_lq.to(q.dtype)
     neg = neg_ids = valid = None
     if s:
-        shared = neg_vecs[:m].unsqueeze(0).expand(b, m, -1)
-        neg = torch.cat([shared, neg_vecs[m:].view(b, s, -1)], dim=1)
+        neg = RowNegatives(neg_vecs[:m], neg_vecs[m:].view(b, s, -1))  # the shared m once, not b times
         ids = np.concatenate([np.broadcast_to(docs.ids[batch.shared], (b, m)), docs.ids[batch.per_row]], axis=1)
         ok = np.ones((b, m + s), dtype=bool)
         if batch.per_row_valid is not None:
@@ -292,18 +298,14 @@ def batch_loss(
     loss = retrieval_loss(lcfg, q, pos, neg, pos_ids=pos_ids, neg_ids=neg_ids, pos_log_q=pos_lq, neg_log_q=neg_lq,
                           neg_valid=valid, generator=generator)
     parts = {"loss_retrieval": float(loss.detach())}
-    if rows.rewrite_row is not None and rewrite_weight > 0:
-        rr = rows.rewrite_row[idx]
-        sel = np.flatnonzero(rr >= 0)
-        if len(sel):
-            # The clicked doc must prefer its query to the query with a core term dropped (seed 000).
-            q_neg = model.encode_queries(rows.rewrite_tensors(rr[sel]))
-            tau = lcfg.effective_temperature
-            anchor = pos[sel]
-            logits = torch.stack([(q[sel] * anchor).sum(-1), (q_neg * anchor).sum(-1)], dim=1) / tau
-            rewrite = F.cross_entropy(logits, torch.zeros(len(sel), dtype=torch.long))
-            parts["loss_rewrite"] = float(rewrite.detach())
-            loss = loss + rewrite_weight * rewrite
+    if len(sel):
+        # The clicked doc must prefer its query to the query with a core term dropped (seed 000).
+        tau = lcfg.effective_temperature
+        anchor = pos[sel]
+        logits = torch.stack([(q[sel] * anchor).sum(-1), (q_neg * anchor).sum(-1)], dim=1) / tau
+        rewrite = F.cross_entropy(logits, torch.zeros(len(sel), dtype=torch.long))
+        parts["loss_rewrite"] = float(rewrite.detach())
+        loss = loss + rewrite_weight * rewrite
     return loss, parts
 
 

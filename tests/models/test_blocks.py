@@ -133,6 +133,31 @@ def test_transformer_layer_shapes_and_gradients():
     _assert_all_params_get_gradient(m, out)
 
 
+
+def test_transformer_layer_first_token_is_row_0_of_the_whole_layer_with_its_gradients():
+    torch.manual_seed(0)
+    m = TransformerLayer(D, num_heads=2)
+    x = torch.randn(B, L, D, requires_grad=True)
+    mask = torch.ones(B, L, dtype=torch.bool)
+    mask[0, 3:] = False
+    whole = m(x, mask)[:, :1]
+    alone = m.first_token(x, mask)
+    assert alone.shape == (B, 1, D)
+    torch.testing.assert_close(alone, whole, rtol=1e-5, atol=1e-6)
+    # the same gradients reach the input and every weight: the read-out trains the layer as before
+    grads = []
+    for out in (whole, alone):
+        m.zero_grad()
+        x.grad = None
+        out.pow(2).sum().backward()
+        grads.append([x.grad.clone(), *(p.grad.clone() for p in m.parameters())])
+    for g_whole, g_alone in zip(*grads, strict=True):
+        torch.testing.assert_close(g_alone, g_whole, rtol=1e-4, atol=1e-5)
+    # the other rows do matter to row 0 (it attends over them)
+    y = x.detach().clone()
+    y[1, 2] += 1.0
+    assert not torch.allclose(m.first_token(y, mask)[1], alone[1].detach())
+
 def test_mmoe_gates_are_distributions_and_every_tower_learns():
     m = MMoE(D, num_tasks=4, num_experts=3, expert_dims=[16], tower_dims=[8])
     x = torch.randn(B, D)

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from ebr.train.losses import (
     RetrievalLossConfig,
+    RowNegatives,
     accidental_hits,
     candidate_logits,
     log_q_matrix,
@@ -133,6 +134,42 @@ def test_per_row_negatives_with_log_q_and_ids():
     got = sampled_softmax_loss(q, p, n, pos_log_q=plq, neg_log_q=lq, pos_ids=pos_ids, neg_ids=ids)
     assert got.item() == pytest.approx(expected, rel=1e-9)
 
+
+
+@pytest.mark.parametrize("kind", ["sampled_softmax", "nce", "triplet"])
+@pytest.mark.parametrize("m, s", [(6, 3), (0, 3), (6, 1)])
+def test_shared_and_own_negatives_give_the_loss_and_gradients_of_the_whole_tensor(kind, m, s):
+    """RowNegatives(shared, own) is the [B, M + S, k] tensor of each row's negatives without its B copies of the
+    shared part: every loss (with log-Q, ids, empty slots and I_mix picking from both parts) is the same."""
+    g = torch.Generator().manual_seed(0)
+    b, k = 5, 4
+    q = torch.randn(b, k, generator=g, dtype=torch.float64, requires_grad=True)
+    p = torch.randn(b, k, generator=g, dtype=torch.float64, requires_grad=True)
+    shared = torch.randn(m, k, generator=g, dtype=torch.float64, requires_grad=True)
+    own = torch.randn(b, s, k, generator=g, dtype=torch.float64, requires_grad=True)
+    whole = torch.cat([shared.unsqueeze(0).expand(b, -1, -1), own], dim=1)
+    ids = torch.randint(0, 8, (b, m + s), generator=g)
+    pos_ids = torch.randint(0, 8, (b,), generator=g)
+    valid = torch.rand(b, m + s, generator=g) > 0.2
+    plq, nlq = torch.rand(b, generator=g, dtype=torch.float64).log(), torch.rand(b, m + s, dtype=torch.float64).log()
+    cfg = RetrievalLossConfig(kind=kind, log_q_correction=kind != "triplet", num_hard_negatives=4)
+
+    def loss_and_grads(neg):
+        for x in (q, p, shared, own):
+            x.grad = None
+        loss = retrieval_loss(cfg, q, p, neg, pos_ids=pos_ids, neg_ids=ids, pos_log_q=plq, neg_log_q=nlq,
+                              neg_valid=valid, generator=torch.Generator().manual_seed(1))  # fmt: skip
+        loss.backward()
+        return loss.detach(), [x.grad.clone() for x in (q, p, own) + ((shared,) if m else ())]
+
+    want, want_grads = loss_and_grads(whole)
+    got, got_grads = loss_and_grads(RowNegatives(shared, own))
+    torch.testing.assert_close(got, want)
+    for a, e in zip(got_grads, want_grads, strict=True):
+        torch.testing.assert_close(a, e)
+    assert RowNegatives(shared, own).shape == (b, m + s, k)
+    with pytest.raises(ValueError, match=r"shared \[M, k\] and own \[B, S, k\]"):
+        RowNegatives(own, shared)
 
 def test_hard_negative_mixing_interpolates_positive_and_hardest_negative():
     q = t([[1.0, 0.0, 0.0]])

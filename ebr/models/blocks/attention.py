@@ -116,3 +116,11 @@ class TransformerLayer(nn.Module):
         a, _ = self.attention(x, x, x, mask)
         x = self.norm1(x + self.dropout(a))
         return self.norm2(x + self.dropout(self.ffn(x)))
+
+    def first_token(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Row 0 of `forward(x, mask)`, [B, 1, d], computed alone: position 0 attends over every token, but no
+        other position's output is built (a [CLS] read-out needs only its own row: 1/L of the layer's cost)."""
+        head = x[:, :1]
+        a, _ = self.attention(head, x, x, mask)
+        head = self.norm1(head + self.dropout(a))
+        return self.norm2(head + self.dropout(self.ffn(head)))
