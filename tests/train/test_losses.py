@@ -15,6 +15,7 @@ from ebr.train.losses import (
     candidate_logits,
     log_q_matrix,
     mix_hard_negatives,
+    mixed_negative_logits,
     multitask_bce_loss,
     nce_loss,
     retrieval_loss,
@@ -170,6 +171,50 @@ def test_shared_and_own_negatives_give_the_loss_and_gradients_of_the_whole_tenso
     assert RowNegatives(shared, own).shape == (b, m + s, k)
     with pytest.raises(ValueError, match=r"shared \[M, k\] and own \[B, S, k\]"):
         RowNegatives(own, shared)
+
+
+@pytest.mark.parametrize("negatives", ["none", "shared", "per_row", "row_negatives"])
+@pytest.mark.parametrize("detach", [False, True])
+def test_mixed_negative_logits_are_the_query_times_the_mixed_vectors_with_their_gradients(negatives, detach):
+    """The I_mix logits from inner products alone equal q . mix_hard_negatives(...) (same picks, same draws of a),
+    and so do the gradients to the query and to every doc (none to the docs with `detach`)."""
+    g = torch.Generator().manual_seed(0)
+    b, m, s, k = 6, 5, 2, 4
+    q = torch.randn(b, k, generator=g, dtype=torch.float64, requires_grad=True)
+    p = torch.randn(b, k, generator=g, dtype=torch.float64, requires_grad=True)
+    shared = torch.randn(m, k, generator=g, dtype=torch.float64, requires_grad=True)
+    own = torch.randn(b, s, k, generator=g, dtype=torch.float64, requires_grad=True)
+    neg = {"none": None, "shared": shared, "per_row": own,
+           "row_negatives": RowNegatives(shared, own)}[negatives]  # fmt: skip
+    width = b + {"none": 0, "shared": m, "per_row": s, "row_negatives": m + s}[negatives]
+    usable = (torch.rand(b, width, generator=g) > 0.3) & ~torch.eye(b, width, dtype=torch.bool)
+    usable[0] = False
+    usable[0, width - 1] = True  # one usable negative in row 0: three of its four picks are empty
+    weights = torch.randn(b, 4, generator=g, dtype=torch.float64)
+
+    def logits_and_grads(analytic: bool):
+        for x in (q, p, shared, own):
+            x.grad = None
+        draws = torch.Generator().manual_seed(1)
+        if analytic:
+            got, a, valid = mixed_negative_logits(q, p, neg, usable, 4, generator=draws, detach=detach)
+        else:
+            mixed, a, valid = mix_hard_negatives(q, p, neg, usable, 4, generator=draws)
+            got = torch.einsum("bd,bnd->bn", q, mixed.detach() if detach else mixed)
+        (got.masked_fill(~valid, 0) * weights).sum().backward()
+        grads = [None if x.grad is None else x.grad.clone() for x in (q, p, shared, own)]
+        return got.detach(), a, valid, grads
+
+    want, want_a, want_valid, want_grads = logits_and_grads(False)
+    got, a, valid, got_grads = logits_and_grads(True)
+    assert torch.equal(valid, want_valid) and torch.equal(a, want_a) and valid.any() and not valid.all()
+    torch.testing.assert_close(got[valid], want[valid])
+    for x, e in zip(got_grads, want_grads, strict=True):
+        assert (x is None) == (e is None)
+        if x is not None:
+            torch.testing.assert_close(x, e)
+    assert (got_grads[1] is None) == detach  # the docs learn from the mixed negatives unless detached
+
 
 def test_hard_negative_mixing_interpolates_positive_and_hardest_negative():
     q = t([[1.0, 0.0, 0.0]])
