@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from ebr.config import EbrConfig
+from ebr.cpu_limit import size_thread_pools
 from ebr.features import feast_import
 from ebr.images import COMPONENT_IMAGE
 from ebr.models import export_cache
@@ -16,6 +17,8 @@ from ebr.workspace import Workspace
 # Every step process, before anything imports Feast: also the steps that reach it only through MLflow (its client
 # loads Feast's request-header plugin on the first call to a tracking server, e.g. publish).
 feast_import.install()
+# Thread pools sized to the pod's CPU limit, not the node's cores, before the step imports torch (ebr/cpu_limit.py).
+THREAD_POOLS = size_thread_pools()
 
 __all__ = ["COMPONENT_IMAGE", "StepContext", "peak_rss_mb", "step"]  # COMPONENT_IMAGE: see ebr/images.py
 
@@ -61,13 +64,18 @@ def step(name: str, workspace: str, day: str, config: str) -> Iterator[StepConte
         ws.record(day, f"steps/{name}", {"step": name, "status": status, "started_at": started_at,
                                          "wall_s": round(time.perf_counter() - t0, 3),
                                          "cpu_s": round(time.process_time() - c0, 3), "peak_rss_mb": peak_rss_mb(),
-                                         **_export_graphs(), **ctx.info})
+                                         **_export_graphs(), **_thread_pools(), **ctx.info})
 
 
 def _export_graphs() -> dict:
     """How the step's exports got their graphs (traced, or reused from this process / the workspace cache)."""
     counts = export_cache.stats()
     return {"export_graphs": counts} if any(counts.values()) else {}
+
+
+def _thread_pools() -> dict:
+    """The thread count set from the container's CPU limit as this process started, when it set one."""
+    return {"threads_from_cpu_limit": int(THREAD_POOLS["OMP_NUM_THREADS"])} if THREAD_POOLS else {}
 
 
 PROFILE_ENV = "EBR_PROFILE_DIR"

@@ -20,17 +20,15 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+from ebr.cpu_limit import THREAD_ENV, visible_cores
+
 DEFAULT_MAX_TASKS = 2  # the daily DAG's widest point: the two single-threaded training steps, one per core
-# the thread pools a task's libraries size from these (torch, OpenMP, MKL, OpenBLAS, Faiss)
-THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
 def threads_per_task(max_tasks: int, cores: int | None = None) -> int:
     """The cores of this machine (its CPU affinity) shared out among `max_tasks` tasks, at least 1 each."""
-    import os
-
     if cores is None:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        cores = visible_cores()
     return max(1, cores // check_max_tasks(max_tasks))
 
 
