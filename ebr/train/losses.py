@@ -104,18 +104,6 @@ class RowNegatives:
 
         return torch.cat([query @ self.shared.T, torch.einsum("bd,bkd->bk", query, self.own)], dim=1)
 
-    def take(self, j: torch.Tensor) -> torch.Tensor:
-        """The vectors at column indices `j` [B, N] (0 <= j < M + S) -> [B, N, k]."""
-        import torch
-
-        m, k = self.shared.shape[0], self.shared.shape[1]
-        from_shared = _take_rows(self.shared, j.clamp(max=max(m - 1, 0))) if m else None
-        if not self.own.shape[1]:
-            return from_shared
-        own = (j - m).clamp(min=0, max=self.own.shape[1] - 1)
-        from_own = torch.gather(self.own, 1, own.unsqueeze(-1).expand(-1, -1, k))
-        return from_own if from_shared is None else torch.where((j < m).unsqueeze(-1), from_shared, from_own)
-
 
 def _check_2d(name: str, t: torch.Tensor) -> None:
     if t.dim() != 2:
@@ -241,78 +229,6 @@ def accidental_hits(
     return torch.cat(parts, dim=1)
 
 
-def _take_rows(table: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-    """Rows of a [R, k] table at indices of any shape -> [*idx.shape, k] (equal to `table[idx]`)."""
-    return table.index_select(0, idx.reshape(-1)).view(*idx.shape, table.shape[1])
-
-
-def _gather_candidates(
-    pos_docs: torch.Tensor, neg_docs: torch.Tensor | RowNegatives | None, idx: torch.Tensor
-) -> torch.Tensor:
-    """Candidate vectors [B, N, k] at candidate indices `idx` [B, N] of the `candidate_logits` layout."""
-    import torch
-
-    b, k = pos_docs.shape
-    # index_select, not advanced indexing: its backward is an index_add (advanced indexing's backward is an
-    # accumulating index_put that sorts, ~10 ms per batch of 256 x 64 picks on a CPU).
-    from_batch = _take_rows(pos_docs, idx.clamp(max=b - 1))
-    if neg_docs is None:
-        return from_batch
-    j = (idx - b).clamp(min=0)
-    if isinstance(neg_docs, RowNegatives):
-        from_neg = neg_docs.take(j.clamp(max=neg_docs.shape[1] - 1))
-    elif neg_docs.dim() == 2:
-        from_neg = _take_rows(neg_docs, j.clamp(max=neg_docs.shape[0] - 1))
-    else:
-        j = j.clamp(max=neg_docs.shape[1] - 1)
-        from_neg = torch.gather(neg_docs, 1, j.unsqueeze(-1).expand(-1, -1, k))
-    return torch.where((idx < b).unsqueeze(-1), from_batch, from_neg)
-
-
-def _hard_picks(
-    sims: torch.Tensor, negative_mask: torch.Tensor, num: int, low: float, high: float,
-    generator: torch.Generator | None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The I_mix picks from query-candidate inner products `sims` [B, C]: (candidate indices [B, N], mixing
-    weights a ~ U(low, high) [B, N], valid [B, N]), N = min(num, C); a pick is invalid when its row has fewer
-    usable negatives than N."""
-    import torch
-
-    if not 0 <= low < high <= 1:
-        raise ValueError(f"mixing needs 0 <= low < high <= 1, got low={low}, high={high}")
-    if num < 1:
-        raise ValueError(f"num (hard negatives) must be >= 1, got {num}")
-    n = min(num, sims.shape[1])
-    top, idx = sims.detach().masked_fill(~negative_mask, float("-inf")).topk(n, dim=1)
-    a = torch.rand(idx.shape, generator=generator, device=sims.device, dtype=sims.dtype) * (high - low) + low
-    return idx, a, torch.isfinite(top)
-
-
-def mix_hard_negatives(
-    query: torch.Tensor,
-    pos_docs: torch.Tensor,
-    neg_docs: torch.Tensor | RowNegatives | None,
-    negative_mask: torch.Tensor,
-    num: int,
-    low: float = 0.4,
-    high: float = 0.6,
-    generator: torch.Generator | None = None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """MGDSPR I_mix: per row, the top-`num` negatives by inner product with the query, mixed with the
-    positive as a * i+ + (1 - a) * I_hard, a ~ U(low, high), then L2-normalized.
-
-    `negative_mask` [B, B + M] marks the usable negatives. Returns (mixed [B, N, k], a [B, N], valid [B, N])
-    with N = min(num, candidates); a pick is invalid when its row has fewer usable negatives than N.
-    """
-    import torch.nn.functional as F
-
-    idx, a, valid = _hard_picks(candidate_logits(query, pos_docs, neg_docs), negative_mask, num, low, high,
-                                generator)  # fmt: skip
-    hard = _gather_candidates(pos_docs, neg_docs, idx)
-    mixed = a.unsqueeze(-1) * pos_docs.unsqueeze(1) + (1 - a.unsqueeze(-1)) * hard
-    return F.normalize(mixed, dim=-1), a, valid
-
-
 def _squared_norms(pos_docs: torch.Tensor, neg_docs: torch.Tensor | RowNegatives | None) -> torch.Tensor:
     """|c|^2 of every candidate, laid out like `candidate_logits`: [B, B + M]."""
     import torch
@@ -339,12 +255,17 @@ def mixed_negative_logits(
     generator: torch.Generator | None = None,
     detach: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """q . m for the I_mix negatives m = normalize(a p + (1 - a) h) of `mix_hard_negatives` (the same picks and
-    draws): (logits [B, N], a, valid), without building the [B, N, k] mixed vectors. With h a picked candidate,
-    q . m = (a q.p + (1 - a) q.h) / |a p + (1 - a) h| and |a p + (1 - a) h|^2 = a^2 |p|^2 + (1 - a)^2 |h|^2 +
-    2 a (1 - a) p.h, each term gathered from a [B, B + M] product. `detach` stops the gradient through m (to the
-    docs), as `mixed.detach()` does. At batch 256 with 517 negatives and 64 picks, one thread: 8 ms forward and
-    backward instead of 41."""
+    """MGDSPR I_mix: per row, the top-`num` usable negatives h by inner product with the query (`negative_mask`
+    [B, B + M] marks the usable ones), each mixed with the positive as m = normalize(a p + (1 - a) h),
+    a ~ U(low, high). Returns (q . m [B, N], a [B, N], valid [B, N]), N = min(num, candidates); a pick is invalid
+    when its row has fewer usable negatives than N.
+
+    The mixed vectors are never built: q . m = (a q.p + (1 - a) q.h) / |a p + (1 - a) h| with |a p + (1 - a) h|^2 =
+    a^2 |p|^2 + (1 - a)^2 |h|^2 + 2 a (1 - a) p.h, each term gathered from a [B, B + M] product (at batch 256 with
+    517 negatives and 64 picks, one thread: 8 ms forward and backward instead of 41 for the [B, N, k] vectors;
+    tests/train/test_losses.py checks values and gradients against them). `detach` stops the gradient through m
+    to the docs (the query still learns from it)."""
+    import torch
 
     if detach:
         pos_docs = pos_docs.detach()
@@ -352,8 +273,15 @@ def mixed_negative_logits(
             neg_docs = RowNegatives(neg_docs.shared.detach(), neg_docs.own.detach())
         elif neg_docs is not None:
             neg_docs = neg_docs.detach()
+    if not 0 <= low < high <= 1:
+        raise ValueError(f"mixing needs 0 <= low < high <= 1, got low={low}, high={high}")
+    if num < 1:
+        raise ValueError(f"num (hard negatives) must be >= 1, got {num}")
     qc = candidate_logits(query, pos_docs, neg_docs)
-    idx, a, valid = _hard_picks(qc, negative_mask, num, low, high, generator)
+    # the picks: per row the top-`num` usable candidates by q.c, each with its own a ~ U(low, high)
+    top, idx = qc.detach().masked_fill(~negative_mask, float("-inf")).topk(min(num, qc.shape[1]), dim=1)
+    valid = torch.isfinite(top)
+    a = torch.rand(idx.shape, generator=generator, device=qc.device, dtype=qc.dtype) * (high - low) + low
     pc = candidate_logits(pos_docs, pos_docs, neg_docs)
     qh, ph, hh = qc.gather(1, idx), pc.gather(1, idx), _squared_norms(pos_docs, neg_docs).gather(1, idx)
     qp = (query * pos_docs).sum(-1, keepdim=True)

@@ -14,7 +14,6 @@ from ebr.train.losses import (
     accidental_hits,
     candidate_logits,
     log_q_matrix,
-    mix_hard_negatives,
     mixed_negative_logits,
     multitask_bce_loss,
     nce_loss,
@@ -173,11 +172,28 @@ def test_shared_and_own_negatives_give_the_loss_and_gradients_of_the_whole_tenso
         RowNegatives(own, shared)
 
 
+def mixed_vectors(q, p, neg, usable, num, low=0.4, high=0.6, generator=None):
+    """MGDSPR I_mix written out, the vectors themselves: the row's candidates c (in-batch positives, then its
+    negatives: [M, k] shared or [B, K, k] per row), the top-`num` usable ones by q.c, each mixed as
+    normalize(a p + (1 - a) c) with a ~ U(low, high) drawn as the library draws it. -> (mixed [B, N, k], a, valid)."""
+    b, k = p.shape
+    parts = [p.unsqueeze(0).expand(b, -1, -1)]
+    if neg is not None:
+        parts.append(neg.unsqueeze(0).expand(b, -1, -1) if neg.dim() == 2 else neg)
+    cand = torch.cat(parts, dim=1)
+    sims = torch.einsum("bd,bcd->bc", q, cand).detach().masked_fill(~usable, float("-inf"))
+    top, idx = sims.topk(min(num, cand.shape[1]), dim=1)
+    a = torch.rand(idx.shape, generator=generator, dtype=q.dtype) * (high - low) + low
+    hard = torch.gather(cand, 1, idx.unsqueeze(-1).expand(-1, -1, k))
+    mixed = a.unsqueeze(-1) * p.unsqueeze(1) + (1 - a.unsqueeze(-1)) * hard
+    return torch.nn.functional.normalize(mixed, dim=-1), a, torch.isfinite(top)
+
+
 @pytest.mark.parametrize("negatives", ["none", "shared", "per_row", "row_negatives"])
 @pytest.mark.parametrize("detach", [False, True])
 def test_mixed_negative_logits_are_the_query_times_the_mixed_vectors_with_their_gradients(negatives, detach):
-    """The I_mix logits from inner products alone equal q . mix_hard_negatives(...) (same picks, same draws of a),
-    and so do the gradients to the query and to every doc (none to the docs with `detach`)."""
+    """The I_mix logits from inner products alone equal q . the mixed vectors (same picks, same draws of a), and so
+    do the gradients to the query and to every doc (none to the docs with `detach`)."""
     g = torch.Generator().manual_seed(0)
     b, m, s, k = 6, 5, 2, 4
     q = torch.randn(b, k, generator=g, dtype=torch.float64, requires_grad=True)
@@ -199,7 +215,9 @@ def test_mixed_negative_logits_are_the_query_times_the_mixed_vectors_with_their_
         if analytic:
             got, a, valid = mixed_negative_logits(q, p, neg, usable, 4, generator=draws, detach=detach)
         else:
-            mixed, a, valid = mix_hard_negatives(q, p, neg, usable, 4, generator=draws)
+            whole = torch.cat([shared.unsqueeze(0).expand(b, -1, -1), own], dim=1) if negatives == "row_negatives" \
+                else neg
+            mixed, a, valid = mixed_vectors(q, p, whole, usable, 4, generator=draws)
             got = torch.einsum("bd,bnd->bn", q, mixed.detach() if detach else mixed)
         (got.masked_fill(~valid, 0) * weights).sum().backward()
         grads = [None if x.grad is None else x.grad.clone() for x in (q, p, shared, own)]
@@ -221,20 +239,14 @@ def test_hard_negative_mixing_interpolates_positive_and_hardest_negative():
     p = t([[0.0, 1.0, 0.0]])
     negs = t([[0.9, 0.0, 0.1], [0.5, 0.0, 0.5], [0.99, 0.1, 0.0]])
     usable = torch.tensor([[False, True, True, False]])  # the last (most similar) one is an accidental hit
-    g = torch.Generator().manual_seed(0)
-    mixed, a, valid = mix_hard_negatives(q, p, negs, usable, num=1, low=0.4, high=0.6, generator=g)
-    assert mixed.shape == (1, 1, 3) and valid.all()
-    assert 0.4 <= a.item() <= 0.6
-    hard = negs[0]  # highest inner product among usable negatives: 0.9 > 0.5
-    raw = a.item() * p[0] + (1 - a.item()) * hard
-    torch.testing.assert_close(mixed[0, 0], raw / raw.norm())
-    # the mixed vector lies between the positive and the hard negative (a positive combination of both)
-    coef = torch.linalg.lstsq(torch.stack([p[0], hard], dim=1), mixed[0, 0].unsqueeze(1)).solution.squeeze(1)
-    assert (coef > 0).all()
-    assert coef[0] / coef[1] == pytest.approx(a.item() / (1 - a.item()), rel=1e-6)
-    cos = torch.nn.functional.cosine_similarity
-    assert cos(mixed[0, 0], p[0], dim=0) > cos(hard, p[0], dim=0)
-    assert cos(mixed[0, 0], hard, dim=0) > cos(p[0], hard, dim=0)
+    got, a, valid = mixed_negative_logits(q, p, negs, usable, num=1, generator=torch.Generator().manual_seed(0))
+    assert got.shape == (1, 1) and valid.all() and 0.4 <= a.item() <= 0.6
+    # the hardest usable negative (0.9 > 0.5; the hit is skipped) mixed with the positive, then normalized
+    for hard, picked in ((negs[0], True), (negs[1], False), (negs[2], False)):
+        raw = a.item() * p[0] + (1 - a.item()) * hard
+        assert (got.item() == pytest.approx(float(q[0] @ raw / raw.norm()), rel=1e-12)) == picked
+    # between the positive's score (0) and the hard negative's own (0.9)
+    assert 0 < got.item() < 0.9
 
 
 def test_mixing_draws_a_within_bounds_and_caps_the_count():
@@ -242,20 +254,22 @@ def test_mixing_draws_a_within_bounds_and_caps_the_count():
     q = torch.nn.functional.normalize(torch.randn(4, 8), dim=-1)
     p = torch.nn.functional.normalize(torch.randn(4, 8), dim=-1)
     usable = ~torch.eye(4, dtype=torch.bool)
-    mixed, a, valid = mix_hard_negatives(q, p, None, usable, num=684, low=0.4, high=0.6)
-    assert mixed.shape == (4, 4, 8)  # capped at the 4 in-batch candidates
+    got, a, valid = mixed_negative_logits(q, p, None, usable, num=684, low=0.4, high=0.6)
+    assert got.shape == (4, 4)  # capped at the 4 in-batch candidates
     assert valid.sum(dim=1).tolist() == [3, 3, 3, 3]  # 3 usable negatives per row
     assert bool(((a >= 0.4) & (a <= 0.6)).all())
-    torch.testing.assert_close(mixed.norm(dim=-1), torch.ones(4, 4))
+    assert bool((got[valid].abs() <= 1 + 1e-6).all())  # q . a unit vector
     with pytest.raises(ValueError, match="low"):
-        mix_hard_negatives(q, p, None, usable, num=2, low=0.6, high=0.4)
+        mixed_negative_logits(q, p, None, usable, num=2, low=0.6, high=0.4)
+    with pytest.raises(ValueError, match="num"):
+        mixed_negative_logits(q, p, None, usable, num=0)
 
 
 def test_softmax_with_mixed_negatives_matches_the_formula():
     q, p, n = t(Q), t(P), t(N)
     tau = 0.5
     usable = ~torch.eye(2, 3, dtype=torch.bool)
-    mixed, _, valid = mix_hard_negatives(q, p, n, usable, num=1, generator=torch.Generator().manual_seed(3))
+    mixed, _, valid = mixed_vectors(q, p, n, usable, num=1, generator=torch.Generator().manual_seed(3))
     assert valid.all()
     m = [float(q[i] @ mixed[i, 0]) / tau for i in range(2)]
     expected = (
