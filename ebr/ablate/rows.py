@@ -180,6 +180,18 @@ ROWS: tuple[AblationRow, ...] = (
         note="the seed's claim is about engagement, which the evaluation does not measure; true_recall@100 (graded "
         "relevance) is the nearest proxy",
     ),
+    AblationRow(
+        "position_weights_on",
+        ("samples.positives.position_weight_power=1", "samples.positives.like_weight=0",
+         "samples.positives.favorite_weight=0", "samples.positives.comment_weight=0",
+         "two_tower.data.use_weights=true"),
+        "positives drawn in proportion to the inverse of their examination propensity (position ** 1, capped at "
+        "10), engagement weights zero: clicks the old ranker's top slots made likely count less",
+        Claim("000", "clicks are selected by the downstream ranker and by user behaviour, not drawn from the whole "
+              "corpus; training only on them overfits that slice (sample selection bias)", "true_recall@100", "up"),
+        note="inverse-propensity weighting is this project's remedy, not the seed's; power 1 is the classic "
+        "examination ~ 1/position prior",
+    ),
 )
 
 ROW_BY_NAME: dict[str, AblationRow] = {r.name: r for r in ROWS}

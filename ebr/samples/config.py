@@ -35,6 +35,16 @@ class PositivesConfig(Section):
     like_weight: float = Field(0.5, ge=0.0, description="added to a positive's weight of 1 when liked")
     favorite_weight: float = Field(1.0, ge=0.0, description="added when favorited (deeper engagement, seed 000)")
     comment_weight: float = Field(1.0, ge=0.0, description="added when commented")
+    position_weight_power: float = Field(
+        0.0, ge=0.0, le=3.0,
+        description="inverse-propensity weight of a click by where it was shown: the weight is multiplied by "
+        "position ** power (examination ~ position ** -power, as in click models), so clicks the layout made "
+        "likely count less than clicks on docs shown lower; 0 = no position weight. Read by the trainer only "
+        "with two_tower.data.use_weights",
+    )
+    max_position_weight: float = Field(
+        10.0, ge=1.0, description="cap of the position weight (inverse-propensity weights are clipped for variance)"
+    )
 
 
 class NegativesConfig(Section):

@@ -31,12 +31,20 @@ def sufficient_click_mask(imps: pd.DataFrame, cfg: PositivesConfig) -> np.ndarra
 
 
 def engagement_weight(rows: pd.DataFrame, cfg: PositivesConfig) -> np.ndarray:
-    """1 + like_weight*liked + favorite_weight*favorited + comment_weight*commented."""
+    """(1 + like_weight*liked + favorite_weight*favorited + comment_weight*commented) times the position weight."""
     w = np.ones(len(rows), dtype="float64")
     w += cfg.like_weight * rows["liked"].to_numpy(dtype=bool)
     w += cfg.favorite_weight * rows["favorited"].to_numpy(dtype=bool)
     w += cfg.comment_weight * rows["commented"].to_numpy(dtype=bool)
-    return w.astype("float32")
+    return (w * position_weight(rows["position"].to_numpy(dtype="float64"), cfg)).astype("float32")
+
+
+def position_weight(position: np.ndarray, cfg: PositivesConfig) -> np.ndarray:
+    """Inverse examination propensity of a click at a 1-based `position`: min(position ** power, cap); all ones
+    when `position_weight_power` is 0. Strong position bias makes clicks mirror the old ranker's top slots."""
+    if cfg.position_weight_power == 0:
+        return np.ones(len(position))
+    return np.minimum(np.maximum(position, 1.0) ** cfg.position_weight_power, cfg.max_position_weight)
 
 
 def click_positives(imps: pd.DataFrame, cfg: PositivesConfig) -> pd.DataFrame:

@@ -143,3 +143,21 @@ def test_exposure_knobs_filter_positives(tiny_data, tiny_days):
     no_missing = click_positives(imps, PositivesConfig(min_dwell_ms=0, keep_missing_dwell=False))
     dwell = imps.set_index(["request_id", "doc_id"])["dwell_ms"]
     assert dwell.loc[list(zip(no_missing["request_id"], no_missing["doc_id"], strict=True))].notna().all()
+
+
+def test_position_weight_is_a_capped_inverse_propensity(tiny_data, tiny_days):
+    win = load_window(tiny_data, tiny_days[-1], 3)
+    imps = attach_author(win.impressions, win.docs)
+    flat = PositivesConfig(min_dwell_ms=0, like_weight=0, favorite_weight=0, comment_weight=0)
+    plain = click_positives(imps, flat)
+    weighted = click_positives(imps, flat.model_copy(update={"position_weight_power": 1.5, "max_position_weight": 4}))
+    assert (plain["weight"] == 1).all()
+    assert plain[["request_id", "doc_id"]].equals(weighted[["request_id", "doc_id"]])
+    pos = imps.set_index(["request_id", "doc_id"])["position"]
+    shown = pos.loc[list(zip(weighted["request_id"], weighted["doc_id"], strict=True))].to_numpy(dtype="float64")
+    assert len(np.unique(shown)) > 2
+    np.testing.assert_allclose(weighted["weight"], np.minimum(shown ** 1.5, 4.0), rtol=1e-6)
+    assert weighted["weight"].max() == 4.0 and weighted["weight"].min() == 1.0
+    engaged = click_positives(imps, PositivesConfig(min_dwell_ms=0, position_weight_power=1.0))
+    base = click_positives(imps, PositivesConfig(min_dwell_ms=0))
+    np.testing.assert_allclose(engaged["weight"], base["weight"] * np.minimum(shown, 10.0), rtol=1e-6)
