@@ -127,6 +127,8 @@ class SearchEngine:
         if found.user_known:
             row.update(found.values)
             row["user_id"] = req.user_id
+        # the query's understanding is the query's, not the user's: a logged-out request has it too, as in training
+        row.update({QU_CATEGORY: found.get_text(QU_CATEGORY), QU_BRAND: found.get_text(QU_BRAND)})
         return row, found
 
     def _featurize(self, bundle: LoadedBundle, row: dict[str, Any], found: FeatureLookup) -> dict[str, Any]:

@@ -181,6 +181,13 @@ ROWS: tuple[AblationRow, ...] = (
         "relevance) is the nearest proxy",
     ),
     AblationRow(
+        "query_understanding_on", (f"{_QT}.query_understanding=true",),
+        "the query's understood leaf category and brand (feature store qu_category_leaf / qu_brand) as one more "
+        "fusion token of the query tower (off by default)",
+        Claim("000", "query attribute features (category, NER, topic, intent) belong in the query tower beside the "
+              "text (seed 002 lists the same)", "true_recall@100", "up"),
+    ),
+    AblationRow(
         "position_weights_on",
         ("samples.positives.position_weight_power=1", "samples.positives.like_weight=0",
          "samples.positives.favorite_weight=0", "samples.positives.comment_weight=0",

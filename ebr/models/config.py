@@ -174,6 +174,11 @@ class QueryTowerConfig(Section):
     bilinear: bool = Field(False, description="FiBiNet bilinear interaction on the user profile (seed 000)")
     bilinear_kind: Literal["field_all", "field_each", "field_interaction"] = "field_all"
     cls_fusion: bool = Field(True, description="MGDSPR [CLS] self-attention fusion; off: flatten + linear")
+    query_understanding: bool = Field(
+        False,
+        description="one more fusion token from the query's understood leaf category and brand (the feature "
+        "store's qu_category_leaf / qu_brand: query attribute features, seeds 000 and 002)",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> QueryTowerConfig:

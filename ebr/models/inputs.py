@@ -3,7 +3,8 @@
 `featurize_queries` and `featurize_docs` take a pandas DataFrame (a batch) or a list of dicts (one online
 request) and return a dict of int64 tensors with fixed padded shapes; id 0 is always padding/null.
 
-Query side columns: `query` (str, required); `user_id` (int or null => logged-out), `user_gender`
+Query side columns: `query` (str, required); `qu_category_leaf`, `qu_brand` (the query's understood leaf
+category and brand, str or null); `user_id` (int or null => logged-out), `user_gender`
 (`m`/`f`/`u` or null), `user_age` (int or null), `user_city`, `user_profile_tags` (list[str]),
 `recent_queries` (list[str], newest first), behaviour sequences `seq_{rt,st,lt}_{doc_ids,categories,authors,
 event_types}` (lists, newest first; categories are leaf categories) and the configured `user_numeric`
@@ -60,6 +61,8 @@ NS = {
 
 QUERY_REQUIRED = ("query",)
 USER_COLUMNS = ("user_id", "user_gender", "user_age", "user_city", "user_profile_tags", "recent_queries")
+# query understanding of the query text (the feature store's query_stats view; null for a query never seen)
+QUERY_UNDERSTANDING_COLUMNS = ("qu_category_leaf", "qu_brand")
 SEQUENCE_COLUMNS = tuple(f"seq_{w}_{f}" for w in SEQUENCE_WINDOWS for f in SEQUENCE_FIELDS)
 DOC_REQUIRED = ("doc_id", "title", "category_l1", "category_l2", "category_leaf", "author_id")
 DOC_COLUMNS = DOC_REQUIRED + ("brand", "attributes", "tags")
@@ -69,7 +72,7 @@ def query_tensor_keys(config: FeaturizerConfig) -> list[str]:
     """Keys of the dict `featurize_queries` returns (the query tower's input)."""
     del config  # the key set is fixed; shapes depend on the config
     return [
-        "query_unigrams", "query_bigrams", "query_words", "recent_query_words",
+        "query_unigrams", "query_bigrams", "query_words", "recent_query_words", "query_category", "query_brand",
         "user_id", "user_gender", "user_age", "user_city", "user_profile_tags", "user_numeric",
         *SEQUENCE_COLUMNS,
     ]  # fmt: skip
@@ -386,6 +389,8 @@ def query_arrays(rows: Rows, config: FeaturizerConfig) -> dict[str, np.ndarray]:
         pos = np.arange(len(flat)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
         words[rows_idx, pos] = flat_words
     out["recent_query_words"] = words
+    out["query_category"] = _hash_scalars(df.column("qu_category_leaf"), vocabs["category"], "qu_category_leaf")
+    out["query_brand"] = _hash_scalars(df.column("qu_brand"), vocabs["brand"], "qu_brand")
 
     out["user_id"] = _hash_scalars(df.column("user_id"), vocabs["user_id"], "user_id")
     genders = df.column("user_gender")

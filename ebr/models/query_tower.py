@@ -2,7 +2,8 @@
 
 Q_mgs (multi-granular semantic unit) attends over the real-time, short-term and long-term behaviour
 sequences (zero vector prepended); a [CLS] token self-attends over [CLS, Q_mgs, H_real, H_short, H_long,
-H_user] (MGDSPR 2.1.3, plus the profile vector as one more token), and its output is projected to `out_dim`
+H_user] (MGDSPR 2.1.3, plus the profile vector as one more token, and optionally the query's understood
+category and brand as another), and its output is projected to `out_dim`
 and L2-normalized. Every part switches off by one flag of `QueryTowerConfig`; a switched-off part has no
 parameters.
 """
@@ -20,10 +21,24 @@ from ebr.models.behavior import (
     ShortTermSequenceEncoder,
 )
 from ebr.models.blocks.attention import TransformerLayer
+from ebr.models.blocks.embedding import hashed_embedding
 from ebr.models.config import FeaturizerConfig, QueryTowerConfig
 from ebr.models.seeding import seeded
 from ebr.models.semantic_unit import MultiGranularSemanticUnit
 from ebr.models.user_profile import UserProfileEncoder
+
+
+class QueryUnderstanding(nn.Module):
+    """H_qu [B, d]: embeddings of the query's understood leaf category and brand, summed (zero when both are
+    unknown). Query attribute features (category, NER, intent) sit beside the text in seeds 000 and 002."""
+
+    def __init__(self, featurizer: FeaturizerConfig, dim: int, sparse: bool = False) -> None:
+        super().__init__()
+        self.category = hashed_embedding(featurizer.vocab.category + 1, dim, sparse)
+        self.brand = hashed_embedding(featurizer.vocab.brand + 1, dim, sparse)
+
+    def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.category(inputs["query_category"]) + self.brand(inputs["query_brand"])
 
 
 class QueryTower(nn.Module):
@@ -68,7 +83,9 @@ class QueryTower(nn.Module):
             )
             if personal and c.user_profile else None
         )  # fmt: skip
-        num_tokens = g * (1 + int(use_rt) + int(use_st) + int(use_lt)) + int(self.user_profile is not None)
+        self.understanding = QueryUnderstanding(featurizer, d, sparse) if c.query_understanding else None
+        num_tokens = (g * (1 + int(use_rt) + int(use_st) + int(use_lt)) + int(self.user_profile is not None)
+                      + int(self.understanding is not None))
         self.num_tokens = num_tokens
         if c.cls_fusion:
             self.cls = nn.Parameter(torch.zeros(1, 1, d))
@@ -87,7 +104,8 @@ class QueryTower(nn.Module):
             self.output = nn.Linear(num_tokens * d, c.out_dim)
 
     def tokens(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-        """The fusion tokens [B, N, d]: Q_mgs, then H_real, H_short, H_long (each [B, G, d]), then H_user."""
+        """The fusion tokens [B, N, d]: Q_mgs, then H_real, H_short, H_long (each [B, G, d]), then H_user and
+        H_qu (when on)."""
         q = self.semantic(inputs)
         parts = [q]
         if self.behavior_items is not None:
@@ -102,6 +120,8 @@ class QueryTower(nn.Module):
                 parts.append(self.long_term(self.behavior_items.fields(inputs, "lt"), mask, q))
         if self.user_profile is not None:
             parts.append(self.user_profile(inputs).unsqueeze(1))
+        if self.understanding is not None:
+            parts.append(self.understanding(inputs).unsqueeze(1))
         return torch.cat(parts, dim=1)
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:

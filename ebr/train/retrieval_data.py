@@ -19,7 +19,13 @@ import pandas as pd
 
 from ebr.features.doc_features import fill_missing_doc_features
 from ebr.models.config import FeaturizerConfig
-from ebr.models.inputs import SEQUENCE_COLUMNS, USER_COLUMNS, doc_arrays, query_arrays
+from ebr.models.inputs import (
+    QUERY_UNDERSTANDING_COLUMNS,
+    SEQUENCE_COLUMNS,
+    USER_COLUMNS,
+    doc_arrays,
+    query_arrays,
+)
 from ebr.train.two_tower_config import TwoTowerTrainConfig
 
 if TYPE_CHECKING:
@@ -48,8 +54,9 @@ def sample_table(samples_dir: str | Path, manifest: dict[str, Any], name: str) -
 
 
 def query_feature_columns(featurizer: FeaturizerConfig) -> list[str]:
-    """Columns `featurize_queries` reads besides `query`: user, sequence and user-numeric columns."""
-    return [*USER_COLUMNS, *SEQUENCE_COLUMNS, *(f.name for f in featurizer.user_numeric)]
+    """Columns `featurize_queries` reads besides `query`: query understanding, user, sequence and user-numeric."""
+    return [*QUERY_UNDERSTANDING_COLUMNS, *USER_COLUMNS, *SEQUENCE_COLUMNS,
+            *(f.name for f in featurizer.user_numeric)]
 
 
 def positives_with_features(

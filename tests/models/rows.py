@@ -47,6 +47,8 @@ def logged_in_row(query: str = "红色连衣裙 夏季") -> dict[str, Any]:
     """A logged-in request with a profile, recent queries and all three behaviour sequences."""
     return {
         "query": query,
+        "qu_category_leaf": "连衣裙",
+        "qu_brand": "某品牌",
         "user_id": 1042,
         "user_gender": "f",
         "user_age": 27,

@@ -229,3 +229,14 @@ def test_numeric_feature_validation():
     with pytest.raises(ValueError, match="unique"):
         FeaturizerConfig(doc_numeric=[NumericFeature(name="a"), NumericFeature(name="a")])
     assert math.isclose(NumericFeature(name="a", low=1, high=100, num_boundaries=3).edges()[2], 10.0)
+
+
+def test_query_understanding_is_hashed_in_the_doc_category_and_brand_vocabularies(cfg):
+    rows = [logged_in_row(), logged_out_row(), {**logged_in_row(), "qu_brand": None}]
+    x = featurize_queries(rows, cfg)
+    v = vocabularies(cfg)
+    assert x["query_category"].tolist() == [v["category"].id("连衣裙"), 0, v["category"].id("连衣裙")]
+    assert x["query_brand"].tolist() == [v["brand"].id("某品牌"), 0, 0]
+    docs = featurize_docs([doc_row()], cfg)  # the same category and brand on the doc side get the same ids
+    assert docs["category_leaf"].item() == x["query_category"][0].item()
+    assert docs["brand"].item() == x["query_brand"][0].item()

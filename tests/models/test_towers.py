@@ -67,6 +67,26 @@ def test_personalization_changes_the_query_vector_only_when_on(cfg):
     torch.testing.assert_close(q_off[0], q_off[1])
 
 
+def test_query_understanding_is_a_token_of_its_own_read_only_when_on(rows):
+    cfg = small_config(query_tower={"query_understanding": True})
+    model = TwoTowerModel(cfg).eval()
+    assert model.query_tower.understanding is not None
+    assert model.query_tower.num_tokens == TwoTowerModel(small_config()).query_tower.num_tokens + 1
+    base = logged_in_row("红色连衣裙")
+    variants = [base, {**base, "qu_category_leaf": "半身裙"}, {**base, "qu_brand": None},
+                {**base, "qu_category_leaf": None, "qu_brand": None}]
+    q = model.encode_queries(featurize_queries(variants, cfg.featurizer))
+    for i in (1, 2, 3):
+        assert (q[0] - q[i]).abs().max() > 1e-4, i
+    tokens = model.query_tower.tokens(featurize_queries(variants, cfg.featurizer))
+    torch.testing.assert_close(tokens[3, -1], torch.zeros(cfg.query_tower.hidden_dim))  # nothing understood
+    off = TwoTowerModel(small_config()).eval()
+    assert off.query_tower.understanding is None
+    q_off = off.encode_queries(featurize_queries(variants, off.config.featurizer))
+    for i in (1, 2, 3):
+        torch.testing.assert_close(q_off[0], q_off[i])
+
+
 QUERY_SWITCHES = {
     "personalization": ["user_profile", "realtime", "short_term", "long_term", "behavior_items",
                         "semantic.history_attention"],
@@ -158,7 +178,7 @@ def test_optional_parts_switch_on(rows):
 
 
 def test_backward_reaches_every_parameter(rows):
-    cfg = small_config(query_tower={"bilinear": True}, doc_tower={"senet": True})
+    cfg = small_config(query_tower={"bilinear": True, "query_understanding": True}, doc_tower={"senet": True})
     model = TwoTowerModel(cfg).train()
     q, d = _encode(model, cfg, rows)
     sampled_softmax_loss(q, d, temperature=0.1).backward()
