@@ -97,6 +97,8 @@ def build_features(data_root: str | Path, day: str, out_dir: str | Path, cfg: Fe
         all_built = built_days(out, fp)
         first = todo[0] if online_existed else all_built[0]
         start, end = _to_dt(day_start_us(first)), _to_dt(day_start_us(all_built[-1]) + DAY_US)
+        # Feast converts each batch to protos before writing: one batch per view would hold a whole view in memory
+        store.config.materialization_config.online_write_batch_size = cfg.online_write_batch_size
         store.materialize(start_date=start, end_date=end)
         materialized = {"start": start.isoformat(), "end": end.isoformat()}
     return {

@@ -50,6 +50,12 @@ class FeaturesConfig(Section):
     # --- build -------------------------------------------------------------------------------------------------
     backfill: bool = Field(True, description="build missing earlier days' partitions before day D (in order)")
     materialize: bool = Field(True, description="load the online store after the build")
+    online_write_batch_size: int = Field(
+        10_000, ge=1,
+        description="rows converted to protos and written per online-store batch while materializing (Feast's "
+        "default converts a whole view at once: at `large` build_features grew past 23 GB in materialization; "
+        "docs/features.md)",
+    )
     # --- online store ------------------------------------------------------------------------------------------
     online_store: OnlineStoreType = Field(
         "sqlite",

@@ -34,6 +34,8 @@ online_store:
 offline_store:
   type: file
 entity_key_serialization_version: 3
+materialization:
+  online_write_batch_size: {batch}
 """
 DEFAULT_SETTINGS_KEYS = ("project", "snapshot_ttl_days", "online_store", "redis_connection", "offline_engine",
                          "realtime_max_len", "recent_queries_max_len", "sequence_event_types")
@@ -70,6 +72,7 @@ def write_store_settings(out_dir: str | Path, cfg: FeaturesConfig) -> None:
         STORE_JSON: json.dumps(settings, indent=2),
         "feature_store.yaml": FEATURE_STORE_YAML.format(
             project=cfg.project, registry=REGISTRY, online=online_store_yaml(settings),
+            batch=cfg.online_write_batch_size,
         ),
     }
     for name, text in files.items():

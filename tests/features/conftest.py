@@ -14,11 +14,12 @@ os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
 @pytest.fixture(scope="session")
 def built(tiny_data, tiny_days, tmp_path_factory) -> tuple[Path, dict]:
-    """A feature directory built (and materialized) for the last tiny day, and build_features' result."""
-    from ebr.features import build_features
+    """A feature directory built (and materialized) for the last tiny day, and build_features' result. The
+    online store is written in batches of 50 rows, so every online test also checks the batched writes."""
+    from ebr.features import FeaturesConfig, build_features
 
     out = tmp_path_factory.mktemp("features") / "store"
-    result = build_features(tiny_data, tiny_days[-1], out)
+    result = build_features(tiny_data, tiny_days[-1], out, FeaturesConfig(online_write_batch_size=50))
     return out, result
 
 

@@ -79,3 +79,13 @@ def test_a_request_is_one_round_trip_and_entities_can_be_left_out(built, store, 
     assert len(calls) == 2 and set(calls[1][0]) == {"user_id"}
     assert only_user == {k: v for k, v in both.items() if k in only_user}
     assert set(only_user) < set(both), "the query's features are left out when not asked for"
+
+
+def test_the_feast_yaml_carries_the_online_write_batch(built):
+    from feast.repo_config import load_repo_config
+
+    out = built[0]
+    cfg = load_repo_config(out, out / "feature_store.yaml")
+    assert cfg.materialization_config.online_write_batch_size == 50
+    users = read_view(out, "user_profile")["user_id"].nunique()
+    assert users > 2 * 50, "the tiny data should need several batches per view"
