@@ -181,11 +181,11 @@ ROWS: tuple[AblationRow, ...] = (
         "relevance) is the nearest proxy",
     ),
     AblationRow(
-        "query_understanding_on", (f"{_QT}.query_understanding=true",),
-        "the query's understood leaf category and brand (feature store qu_category_leaf / qu_brand) as one more "
-        "fusion token of the query tower (off by default)",
+        "query_understanding_off", (f"{_QT}.query_understanding=false",),
+        "no query-understanding token: the query tower does not read the query's understood leaf category and "
+        "brand (feature store qu_category_leaf / qu_brand)",
         Claim("000", "query attribute features (category, NER, topic, intent) belong in the query tower beside the "
-              "text (seed 002 lists the same)", "true_recall@100", "up"),
+              "text (seed 002 lists the same)", "true_recall@100", "down"),
     ),
     AblationRow(
         "position_weights_on",

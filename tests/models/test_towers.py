@@ -57,7 +57,8 @@ def test_absent_user_columns_equal_explicit_nulls(cfg):
 
 
 def test_personalization_changes_the_query_vector_only_when_on(cfg):
-    same_query = [logged_in_row("红色连衣裙"), logged_out_row("红色连衣裙")]
+    understood = {k: logged_in_row()[k] for k in ("qu_category_leaf", "qu_brand")}  # the query's, not the user's
+    same_query = [logged_in_row("红色连衣裙"), logged_out_row("红色连衣裙") | understood]
     on = TwoTowerModel(cfg).eval()
     off_cfg = small_config(query_tower={"personalization": False})
     off = TwoTowerModel(off_cfg).eval()
@@ -68,10 +69,11 @@ def test_personalization_changes_the_query_vector_only_when_on(cfg):
 
 
 def test_query_understanding_is_a_token_of_its_own_read_only_when_on(rows):
-    cfg = small_config(query_tower={"query_understanding": True})
+    cfg = small_config()  # on by default
     model = TwoTowerModel(cfg).eval()
     assert model.query_tower.understanding is not None
-    assert model.query_tower.num_tokens == TwoTowerModel(small_config()).query_tower.num_tokens + 1
+    off = TwoTowerModel(small_config(query_tower={"query_understanding": False})).eval()
+    assert model.query_tower.num_tokens == off.query_tower.num_tokens + 1
     base = logged_in_row("红色连衣裙")
     variants = [base, {**base, "qu_category_leaf": "半身裙"}, {**base, "qu_brand": None},
                 {**base, "qu_category_leaf": None, "qu_brand": None}]
@@ -80,7 +82,6 @@ def test_query_understanding_is_a_token_of_its_own_read_only_when_on(rows):
         assert (q[0] - q[i]).abs().max() > 1e-4, i
     tokens = model.query_tower.tokens(featurize_queries(variants, cfg.featurizer))
     torch.testing.assert_close(tokens[3, -1], torch.zeros(cfg.query_tower.hidden_dim))  # nothing understood
-    off = TwoTowerModel(small_config()).eval()
     assert off.query_tower.understanding is None
     q_off = off.encode_queries(featurize_queries(variants, off.config.featurizer))
     for i in (1, 2, 3):
@@ -100,6 +101,7 @@ QUERY_SWITCHES = {
     "senet": ["user_profile.senet"],
     "dcn": ["user_profile.cross"],
     "cls_fusion": ["fusion", "cls", "token_type"],
+    "query_understanding": ["understanding"],
 }  # fmt: skip
 
 DOC_SWITCHES = {
@@ -178,7 +180,7 @@ def test_optional_parts_switch_on(rows):
 
 
 def test_backward_reaches_every_parameter(rows):
-    cfg = small_config(query_tower={"bilinear": True, "query_understanding": True}, doc_tower={"senet": True})
+    cfg = small_config(query_tower={"bilinear": True}, doc_tower={"senet": True})
     model = TwoTowerModel(cfg).train()
     q, d = _encode(model, cfg, rows)
     sampled_softmax_loss(q, d, temperature=0.1).backward()

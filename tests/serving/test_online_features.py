@@ -352,3 +352,19 @@ def test_the_trip_count_is_configured_from_the_environment():
     assert ServerSettings.resolve({"bundles_dir": "/b"}, {"EBR_FEATURE_TRIP_AFTER": "5"}).feature_trip_after == 5
     with pytest.raises(ValueError, match=re.escape("feature trip-after (EBR_FEATURE_TRIP_AFTER) must be >= 1")):
         ServerSettings.resolve({"bundles_dir": "/b"}, {"EBR_FEATURE_TRIP_AFTER": "0"})
+
+
+@pytest.mark.slow
+def test_query_understanding_reaches_the_query_tower_row_whoever_asks(feature_dir):
+    from serving.schema import SearchRequest
+    from serving.search import SearchEngine
+
+    source = OnlineFeatureSource(feature_dir)
+    assert source.open()
+    engine = SearchEngine(lambda: None, features=source)
+    for user in (None, USER, 999_999):  # logged out, known, unknown: the query's understanding is the query's
+        row, found = engine._features(SearchRequest(query=QUERY, user_id=user))
+        assert (row["qu_category_leaf"], row["qu_brand"]) == ("running shoes", "acme"), user
+        assert ("user_gender" in row) == (user == USER)
+    row, _ = engine._features(SearchRequest(query="a query nobody searched"))
+    assert row["qu_category_leaf"] is None and row["qu_brand"] is None
