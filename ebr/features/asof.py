@@ -50,16 +50,18 @@ def view_source(store: FeatureStore, view: str) -> ViewSource:
     return ViewSource(view, path, src.timestamp_field or TIMESTAMP, ttl)
 
 
-def _quote(name: str) -> str:
+def quote_ident(name: str) -> str:
     """A DuckDB identifier."""
     return '"' + name.replace('"', '""') + '"'
 
 
-def _parquet_glob(path: Path) -> str:
+def parquet_glob(path: Path) -> str:
+    """The parquet files of a batch source (a partitioned directory or one file), as a DuckDB glob."""
     return str(path / "**" / "*.parquet") if path.is_dir() else str(path)
 
 
-def _connect(threads: int | None):  # -> duckdb.DuckDBPyConnection
+def connect_duckdb(threads: int | None):  # -> duckdb.DuckDBPyConnection
+    """An in-memory DuckDB connection in UTC (`threads`: DuckDB's thread count, None = its default)."""
     import duckdb
 
     con = duckdb.connect(config={"threads": threads} if threads else {})
@@ -90,15 +92,15 @@ def asof_features(
     columns: dict[str, pd.Series] = {}
     probe = pd.DataFrame({key: pairs[key].to_numpy(), TIMESTAMP: pd.to_datetime(pairs[TIMESTAMP], utc=True)})
     probe["__ebr_pos"] = np.arange(n, dtype=np.int64)
-    con = _connect(threads)
+    con = connect_duckdb(threads)
     try:
         con.register(_PAIRS, probe)
         for view, cols in views.items():
             src = view_source(store, view)
-            q = _quote
+            q = quote_ident
             table = (
                 f"SELECT {q(key)}, {q(src.timestamp_field)} AS {_TS}, {', '.join(q(c) for c in cols)} "
-                f"FROM read_parquet('{_parquet_glob(src.path)}', hive_partitioning = false, union_by_name = true)"
+                f"FROM read_parquet('{parquet_glob(src.path)}', hive_partitioning = false, union_by_name = true)"
             )
             ttl_us = int(round(src.ttl_seconds * 1e6))
             within = f"v.{_TS} >= p.{TIMESTAMP} - to_microseconds({ttl_us})" if ttl_us else "TRUE"

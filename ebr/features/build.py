@@ -20,6 +20,7 @@ from ebr.features import profiles, sequences, statistics
 from ebr.features.config import FeaturesConfig
 from ebr.features.definitions import VIEWS
 from ebr.features.history import DAY_US, History, day_start_us, load_history
+from ebr.features.materialize import materialize_window
 from ebr.features.partitions import built_days, fingerprint, partition_dir, to_arrow, write_day
 from ebr.features.store import ONLINE_DB, REGISTRY, online_store_loaded, open_store, write_store_settings
 
@@ -97,10 +98,10 @@ def build_features(data_root: str | Path, day: str, out_dir: str | Path, cfg: Fe
         all_built = built_days(out, fp)
         first = todo[0] if online_existed else all_built[0]
         start, end = _to_dt(day_start_us(first)), _to_dt(day_start_us(all_built[-1]) + DAY_US)
-        # Feast converts each batch to protos before writing: one batch per view would hold a whole view in memory
-        store.config.materialization_config.online_write_batch_size = cfg.online_write_batch_size
-        store.materialize(start_date=start, end_date=end)
-        materialized = {"start": start.isoformat(), "end": end.isoformat()}
+        t2 = time.perf_counter()
+        rows_written = materialize_window(store, start, end, cfg.offline_engine, cfg.online_write_batch_size)
+        materialized = {"start": start.isoformat(), "end": end.isoformat(), "engine": cfg.offline_engine,
+                        "rows": rows_written, "seconds": round(time.perf_counter() - t2, 2)}
     return {
         "day": day,
         "built_days": todo,
