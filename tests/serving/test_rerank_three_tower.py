@@ -118,7 +118,8 @@ def test_a_three_tower_ranker_reranks_with_the_cross_features_of_the_request(ser
             "seq_rt_authors": case["seen_authors"], "seq_rt_event_types": ["click"] * len(case["seen"]),
             "user_profile_tags": [case["category"].split(" ")[0]]}
     request = {"query": case["query"], "user_id": USER, "query_category_leaf": case["category"],
-               "query_brand": case["brand"], **user}
+               "query_brand": case["brand"], "qu_category_leaf": case["category"], "qu_brand": case["brand"],
+               **user}  # the query tower reads the store's understanding (qu_*), the cross features the log's
     expected, cross = _eager(parts, tt_config, request, ids)
     np.testing.assert_allclose(coarse, expected, rtol=1e-5, atol=1e-5)
     # the request's cross features are not trivial: the query's category and brand, the user's seen docs
