@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from ebr.features.asof import connect_duckdb, parquet_glob, quote_ident, view_source
+from ebr.features.config import OfflineEngine
 from ebr.features.definitions import ENTITIES, VIEWS
 
 if TYPE_CHECKING:
@@ -37,7 +38,7 @@ def latest_rows_sql(glob: str, key: str, timestamp: str, columns: list[str], sta
     )
 
 
-def materialize_window(store: FeatureStore, start: datetime, end: datetime, engine: str, batch_rows: int,
+def materialize_window(store: FeatureStore, start: datetime, end: datetime, engine: OfflineEngine, batch_rows: int,
                        threads: int | None = None) -> dict[str, int]:
     """Load every view's latest rows of [start, end] into the online store; returns rows written per view
     (Feast's `materialize` does not count them: empty for the `file` engine)."""

@@ -30,7 +30,7 @@ def sufficient_click_mask(imps: pd.DataFrame, cfg: PositivesConfig) -> np.ndarra
     return mask
 
 
-def engagement_weight(rows: pd.DataFrame, cfg: PositivesConfig) -> np.ndarray:
+def positive_weight(rows: pd.DataFrame, cfg: PositivesConfig) -> np.ndarray:
     """(1 + like_weight*liked + favorite_weight*favorited + comment_weight*commented) times the position weight."""
     w = np.ones(len(rows), dtype="float64")
     w += cfg.like_weight * rows["liked"].to_numpy(dtype=bool)
@@ -50,7 +50,7 @@ def position_weight(position: np.ndarray, cfg: PositivesConfig) -> np.ndarray:
 def click_positives(imps: pd.DataFrame, cfg: PositivesConfig) -> pd.DataFrame:
     """One row per positive (request, doc) with its engagement weight; `imps` carries request and author columns."""
     rows = imps.loc[sufficient_click_mask(imps, cfg)].copy()
-    rows["weight"] = engagement_weight(rows, cfg)
+    rows["weight"] = positive_weight(rows, cfg)
     rows["kind"] = "click"
     rows = rows.sort_values(["event_timestamp", "request_id", "doc_id"], kind="mergesort")
     return rows[POSITIVE_COLUMNS].reset_index(drop=True)
