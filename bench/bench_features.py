@@ -4,11 +4,13 @@ For each scale the simulator writes `--days` days into a temporary folder; then 
 the features for the last day (derived tables for every day, Feast apply and materialize), and one child
 per offline engine (`--engines`: the DuckDB ASOF join `asof`, Feast's file store `file`) retrieves the
 `retrieval_training` service (the join `build_samples` makes) for the exposed impressions of the last day
-(at most `--max-rows` entity rows) and times single online lookups. Each phase runs in a fresh process, so
+(at most `--max-rows` entity rows) and times single online lookups; then one child per engine loads the built
+window into a fresh online store (`ebr.features.materialize`: DuckDB read + Feast writes, or Feast's
+materialize). Each phase runs in a fresh process, so
 its peak resident memory (getrusage maxrss, imports included) is its own.
 
     python bench/bench_features.py [--scales small medium] [--engines asof file] [--days 3]
-                                   [--max-rows 100000] [--out bench/results]
+                                   [--max-rows 100000] [--batch-rows 10000] [--out bench/results]
     python bench/bench_features.py --render   # rewrite the markdown from the JSON
 
 Writes OUT/features.json and OUT/features.md.
@@ -40,6 +42,8 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
                    help="offline engines compared, each in its own process (default: both)")
     p.add_argument("--engine", default="asof", help=argparse.SUPPRESS)
     p.add_argument("--online-requests", type=int, default=200, help="single online lookups timed (default 200)")
+    p.add_argument("--batch-rows", type=int, default=10_000,
+                   help="online-store write batch of the load phase (features.online_write_batch_size)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("bench/results"))
     p.add_argument("--timeout", type=int, default=3600, help="seconds allowed to each phase (default 3600)")
@@ -122,6 +126,25 @@ def _retrieve(work: Path, max_rows: int, online_requests: int, engine: str) -> d
     }  # fmt: skip
 
 
+def _load(work: Path, engine: str, batch_rows: int) -> dict:
+    """Load the built window into a fresh SQLite online store with `engine`'s reader (ebr.features.materialize)."""
+    from datetime import UTC, datetime, timedelta
+
+    from ebr.features import FeaturesConfig, open_store
+    from ebr.features.materialize import materialize_window
+    from ebr.features.partitions import built_days, fingerprint
+    from ebr.features.store import ONLINE_DB
+
+    (work / "features" / ONLINE_DB).unlink(missing_ok=True)
+    days = built_days(work / "features", fingerprint(FeaturesConfig()))
+    start = datetime.fromisoformat(days[0]).replace(tzinfo=UTC)
+    end = datetime.fromisoformat(days[-1]).replace(tzinfo=UTC) + timedelta(days=1)
+    t0, r0 = _usage()
+    store = open_store(work / "features", apply=True)  # a fresh online store needs its tables
+    written = materialize_window(store, start, end, engine, batch_rows)
+    return {**_measure(t0, r0), "engine": engine, "batch_rows": batch_rows, "rows_written": sum(written.values())}
+
+
 def _child(phase: str, scale: str, work: Path, args: argparse.Namespace) -> None:
     """Run one phase and print its measurements as one JSON line."""
     import logging
@@ -131,6 +154,8 @@ def _child(phase: str, scale: str, work: Path, args: argparse.Namespace) -> None
         out = _simulate(scale, work, args.days, args.seed)
     elif phase == "build":
         out = _build(work)
+    elif phase == "load":
+        out = _load(work, args.engine, args.batch_rows)
     else:
         out = _retrieve(work, args.max_rows, args.online_requests, args.engine)
     print(json.dumps(out))
@@ -138,7 +163,8 @@ def _child(phase: str, scale: str, work: Path, args: argparse.Namespace) -> None
 
 def _run_phase(phase: str, scale: str, work: Path, args: argparse.Namespace, engine: str = "asof") -> dict:
     cmd = [sys.executable, __file__, "--child", phase, scale, str(work), "--days", str(args.days), "--engine", engine,
-           "--seed", str(args.seed), "--max-rows", str(args.max_rows), "--online-requests", str(args.online_requests)]
+           "--seed", str(args.seed), "--max-rows", str(args.max_rows), "--online-requests", str(args.online_requests),
+           "--batch-rows", str(args.batch_rows)]
     try:
         proc = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=args.timeout)
     except subprocess.TimeoutExpired:
@@ -203,6 +229,24 @@ def _markdown(results: list[dict], meta: dict) -> str:
         q = next((q for q in r.get("retrieve", {}).values() if "entity_rows" in q), None)
         if q:
             lines.append(f"| {r['scale']} | {q['distinct_users']:,} | {q['distinct_docs']:,} |")
+    lines += [
+        "",
+        "Loading the online store (the whole built window into a fresh SQLite store, each engine in its own "
+        "process): `asof` reads each key's latest row with DuckDB and writes through Feast's "
+        "`write_to_online_store` in batches, `file` runs Feast's `materialize` (Dask reads and sorts every "
+        "partition of a view), its writes batched the same (docs/features.md).",
+        "",
+        "| scale | engine | rows written | batch rows | load s | CPU s | peak MB |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        for engine, q in r.get("load", {}).items():
+            if "error" in q:
+                lines.append(f"| {r['scale']} | {engine} | {q['error']} |||||")
+                continue
+            written = f"{q['rows_written']:,}" if engine == "asof" else "(not counted)"
+            lines.append(f"| {r['scale']} | {engine} | {written} | {q['batch_rows']:,} | {q['seconds']} "
+                         f"| {q['cpu_seconds']} | {q['peak_rss_mb']:,} |")
     lines += ["", "Derived rows per view (all days):", ""]
     for r in results:
         if "derived_rows" in r.get("build", {}):
@@ -235,6 +279,10 @@ def main(argv: list[str] | None = None) -> int:
                 for engine in args.engines:
                     r["retrieve"][engine] = _run_phase("retrieve", scale, work, args, engine)
                     print(f"{scale} retrieve {engine}: {r['retrieve'][engine]}", flush=True)
+                r["load"] = {}
+                for engine in args.engines:
+                    r["load"][engine] = _run_phase("load", scale, work, args, engine)
+                    print(f"{scale} load {engine}: {r['load'][engine]}", flush=True)
             results.append(r)
         finally:
             shutil.rmtree(work, ignore_errors=True)
