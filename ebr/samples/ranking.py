@@ -23,14 +23,20 @@ SOURCES = (
 RANKING_COLUMNS = columns("ranking")
 
 
+def _logged_mask(imps: pd.DataFrame, cfg: RankingConfig) -> pd.Series:
+    """Impressions that become ranking rows: every exposed doc, and the cut stages config includes."""
+    stage = imps["stage"]
+    keep = (stage == "exposed") | ((stage == "ranked") & cfg.include_ranked)
+    return keep | ((stage == "preranked") & cfg.include_preranked)
+
+
 def _logged_rows(imps: pd.DataFrame, cfg: RankingConfig) -> pd.DataFrame:
     stage = imps["stage"]
     clicked = imps["clicked"].astype(bool)
     source = pd.Series(np.where(clicked, "exposed_clicked", "exposed_unclicked"), index=imps.index, dtype="object")
     source[stage == "ranked"] = "ranked_cut"
     source[stage == "preranked"] = "preranked_cut"
-    keep = (stage == "exposed") | ((stage == "ranked") & cfg.include_ranked)
-    keep |= (stage == "preranked") & cfg.include_preranked
+    keep = _logged_mask(imps, cfg)
     rows = imps.loc[keep].copy()
     rows["source"] = source[keep]
     rows["label_click"] = rows["clicked"].astype("int8")
@@ -88,9 +94,9 @@ def random_negatives(
     return out
 
 
-def requests_within(request_ids: pd.Series, max_rows: int, rng: np.random.Generator) -> np.ndarray:
-    """Whole requests, in the order of a hash keyed by one draw of `rng`, while their rows fit in `max_rows`."""
-    counts = request_ids.value_counts(sort=False)
+def requests_within(counts: pd.Series, max_rows: int, rng: np.random.Generator) -> np.ndarray:
+    """Whole requests (`counts`: rows per request_id), in the order of a hash keyed by one draw of `rng`, while
+    their rows fit in `max_rows`."""
     key = "".join(f"{b:02x}" for b in rng.bytes(8))  # 16 characters, as pandas' hash key wants
     order = np.argsort(pd.util.hash_array(counts.index.to_numpy(dtype=object), hash_key=key), kind="stable")
     within = np.cumsum(counts.to_numpy()[order]) <= max_rows
@@ -100,17 +106,23 @@ def requests_within(request_ids: pd.Series, max_rows: int, rng: np.random.Genera
 def ranking_samples(
     imps: pd.DataFrame, corpus: pd.DataFrame, cfg: RankingConfig, rng: np.random.Generator
 ) -> pd.DataFrame:
-    """Every source of ranking rows for the window's requests, sorted so each request's rows are contiguous."""
-    req_ids = imps["request_id"]
+    """Every source of ranking rows for the window's requests, sorted so each request's rows are contiguous.
+
+    With `cfg.max_rows`, whole requests are chosen before any row is built, by their most rows (logged rows +
+    every wanted random negative), so the table never passes the bound and memory follows the bound, not the
+    window (a `large` window's clicked requests would give tens of millions of rows)."""
     if cfg.require_click:
-        req_ids = imps.loc[imps["clicked"].astype(bool), "request_id"]
-    imps = imps[imps["request_id"].isin(req_ids)]
+        imps = imps[imps["request_id"].isin(imps.loc[imps["clicked"].astype(bool), "request_id"].unique())]
+    if cfg.max_rows is not None:
+        most = imps.loc[_logged_mask(imps, cfg), "request_id"].value_counts(sort=False)
+        most = most.reindex(imps["request_id"].unique(), fill_value=0)
+        most += cfg.random_same_category + cfg.random_other_category
+        if most.sum() > cfg.max_rows:
+            imps = imps[imps["request_id"].isin(requests_within(most, cfg.max_rows, rng))]
     logged = _logged_rows(imps, cfg)
     requests = imps[REQUEST_COLUMNS].drop_duplicates("request_id")
     rand = random_negatives(requests, imps, corpus, cfg, rng)
     out = pd.concat([logged, rand], ignore_index=True)
-    if cfg.max_rows is not None and len(out) > cfg.max_rows:
-        out = out[out["request_id"].isin(requests_within(out["request_id"], cfg.max_rows, rng))]
     out["position"] = out["position"].astype("Int32")
     out["dwell_ms"] = out["dwell_ms"].astype("Int32")
     out["rank_score"] = out["rank_score"].astype("float32")

@@ -71,9 +71,19 @@ def test_ranking_rows_are_capped_by_whole_requests_deterministically(tables, tin
     runs = [ranking_samples(imps, tables["negatives"], cfg.ranking, _rng(cfg, day, "ranking")) for _ in range(2)]
     capped = runs[0]
     assert 0.5 * cap < len(capped) <= cap and capped.equals(runs[1])
-    # whole requests: every kept request has all of its rows of the uncapped table, and nothing else
-    kept = full[full["request_id"].isin(capped["request_id"].unique())]
-    pd.testing.assert_frame_equal(kept.reset_index(drop=True)[capped.columns], capped.reset_index(drop=True),
-                                  check_dtype=False)
+    kept_ids = capped["request_id"].unique()
+    assert 0 < len(kept_ids) < full["request_id"].nunique()
+    # whole requests: every kept request has all of its logged rows of the uncapped table, and nothing else
+    logged = ~full["source"].str.startswith("random")
+    kept = full[logged & full["request_id"].isin(kept_ids)].reset_index(drop=True)
+    mine = capped[~capped["source"].str.startswith("random")].reset_index(drop=True)
+    pd.testing.assert_frame_equal(kept[capped.columns], mine, check_dtype=False)
+    # requests are chosen before rows are built, so the random negatives are drawn for the kept requests only;
+    # each still gets at most its wanted number and never a doc it logged
+    rnd = capped[capped["source"].str.startswith("random")]
+    want = cfg.ranking.random_same_category + cfg.ranking.random_other_category
+    assert rnd["request_id"].isin(kept_ids).all() and rnd.groupby("request_id").size().max() <= want
+    seen = imps[["request_id", "doc_id"]].drop_duplicates()
+    assert rnd.merge(seen, on=["request_id", "doc_id"]).empty
     # the default bound keeps every row of a small day (1.4M rows), so the tiny day is uncapped
     assert full_cfg.ranking.max_rows is not None and full_cfg.ranking.max_rows >= 1_400_000 > len(full)
