@@ -99,7 +99,8 @@ def build_features(data_root: str | Path, day: str, out_dir: str | Path, cfg: Fe
         first = todo[0] if online_existed else all_built[0]
         start, end = _to_dt(day_start_us(first)), _to_dt(day_start_us(all_built[-1]) + DAY_US)
         t2 = time.perf_counter()
-        rows_written = materialize_window(store, start, end, cfg.offline_engine, cfg.online_write_batch_size)
+        rows_written = materialize_window(store, start, end, cfg.offline_engine, cfg.online_write_batch_size,
+                                          memory_limit=cfg.offline_memory_limit)
         materialized = {"start": start.isoformat(), "end": end.isoformat(), "engine": cfg.offline_engine,
                         "rows": rows_written, "seconds": round(time.perf_counter() - t2, 2)}
     return {

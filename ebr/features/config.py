@@ -77,6 +77,13 @@ class FeaturesConfig(Section):
         "directory-partitioned file sources (docs/features.md). Recorded in store.json so every reader of the "
         "directory joins the same way",
     )
+    offline_memory_limit: str = Field(
+        "2GB",
+        pattern=r"^[0-9]+(\.[0-9]+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$",
+        description="DuckDB's memory limit in the asof engine's joins and the online-store load (past it DuckDB "
+        "spills to a temporary directory): without one DuckDB takes up to 80% of the machine's memory, and the "
+        "doc views' join of a `large` day's ranking rows added ~5.7 GB to build_samples (docs/features.md)",
+    )
     on_missing: OnMissing = Field(
         "raise",
         description="entity rows the file offline store drops (features outside TTL or all in the future): "

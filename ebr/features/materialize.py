@@ -39,7 +39,7 @@ def latest_rows_sql(glob: str, key: str, timestamp: str, columns: list[str], sta
 
 
 def materialize_window(store: FeatureStore, start: datetime, end: datetime, engine: OfflineEngine, batch_rows: int,
-                       threads: int | None = None) -> dict[str, int]:
+                       threads: int | None = None, memory_limit: str | None = None) -> dict[str, int]:
     """Load every view's latest rows of [start, end] into the online store; returns rows written per view
     (Feast's `materialize` does not count them: empty for the `file` engine)."""
     if batch_rows < 1:
@@ -50,8 +50,7 @@ def materialize_window(store: FeatureStore, start: datetime, end: datetime, engi
         store.materialize(start_date=start, end_date=end)
         return {}
     written: dict[str, int] = {}
-    con = connect_duckdb(threads)
-    try:
+    with connect_duckdb(threads, memory_limit) as con:
         for spec in VIEWS:
             src = view_source(store, spec.name)
             key = ENTITIES[spec.entity].join_key
@@ -66,6 +65,4 @@ def materialize_window(store: FeatureStore, start: datetime, end: datetime, engi
                 n += batch.num_rows
             written[spec.name] = n
             log.info("features: %s rows of %s written to the online store", n, spec.name)
-    finally:
-        con.close()
     return written

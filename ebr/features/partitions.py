@@ -28,7 +28,7 @@ MANIFESTS_DIR = "manifests"
 # Fields that change no derived row: retrieval, build and store settings.
 _NOT_IN_FINGERPRINT = {
     "project", "on_missing", "materialize", "backfill", "snapshot_ttl_days", "online_store", "redis_connection",
-    "online_write_batch_size",
+    "online_write_batch_size", "offline_memory_limit",
 }
 
 

@@ -38,7 +38,7 @@ materialization:
   online_write_batch_size: {batch}
 """
 DEFAULT_SETTINGS_KEYS = ("project", "snapshot_ttl_days", "online_store", "redis_connection", "offline_engine",
-                         "realtime_max_len", "recent_queries_max_len", "sequence_event_types")
+                         "offline_memory_limit", "realtime_max_len", "recent_queries_max_len", "sequence_event_types")
 
 
 def _settings(cfg: FeaturesConfig) -> dict:

@@ -117,6 +117,11 @@ def build_samples(
     }
     if cfg.use_exposed_unclicked_negatives:
         tables["exposed_unclicked"] = exposed_unclicked(imps, positives["request_id"])
+    # the window's impressions (28M rows, ~6 GB at `large`) are not needed past here: keep the clicks and the
+    # requests that hard-negative mining reads, and free the rest before the feature joins allocate theirs
+    clicks = imps.loc[imps["clicked"].astype(bool), ["request_id", "query", "doc_id"]].reset_index(drop=True)
+    window_requests, days = win.requests, win.days
+    del imps, win
     if features_dir is not None:
         services = {"retrieval": "retrieval_training", "ranking": "ranking_training"}
         for name in cfg.join_features:
@@ -139,8 +144,7 @@ def build_samples(
             from ebr.index import load_index
 
             searcher = load_index(prev_index)
-        clicks = imps.loc[imps["clicked"].astype(bool), ["request_id", "query", "doc_id"]]
-        requests, how = mining_requests(win.requests, retrieval, tables.get("retrieval_features"), features_dir)
+        requests, how = mining_requests(window_requests, retrieval, tables.get("retrieval_features"), features_dir)
         if how:
             notes.append(how)
         hard = mine_hard_negatives(requests, retrieval, clicks, negatives, searcher, encode_queries, quota,
@@ -150,8 +154,8 @@ def build_samples(
     manifest: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "day": day,
-        "train_days": win.days,
-        "day_range": [win.days[0], win.days[-1]],
+        "train_days": days,
+        "day_range": [days[0], days[-1]],
         "seed": cfg.seed,
         "tables": {name: {"file": f"{name}.parquet", "rows": int(len(t)), "columns": list(t.columns)}
                    for name, t in tables.items()},

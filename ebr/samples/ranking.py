@@ -111,14 +111,17 @@ def ranking_samples(
     With `cfg.max_rows`, whole requests are chosen before any row is built, by their most rows (logged rows +
     every wanted random negative), so the table never passes the bound and memory follows the bound, not the
     window (a `large` window's clicked requests would give tens of millions of rows)."""
-    if cfg.require_click:
-        imps = imps[imps["request_id"].isin(imps.loc[imps["clicked"].astype(bool), "request_id"].unique())]
+    rid = imps["request_id"]  # masks over the window, one copy of the kept requests' impressions at the end
+    kept = rid.isin(rid[imps["clicked"].astype(bool)].unique()) if cfg.require_click else None
     if cfg.max_rows is not None:
-        most = imps.loc[_logged_mask(imps, cfg), "request_id"].value_counts(sort=False)
-        most = most.reindex(imps["request_id"].unique(), fill_value=0)
+        logged = _logged_mask(imps, cfg) if kept is None else _logged_mask(imps, cfg) & kept
+        most = rid[logged].value_counts(sort=False)
+        most = most.reindex((rid if kept is None else rid[kept]).unique(), fill_value=0)
         most += cfg.random_same_category + cfg.random_other_category
         if most.sum() > cfg.max_rows:
-            imps = imps[imps["request_id"].isin(requests_within(most, cfg.max_rows, rng))]
+            kept = rid.isin(requests_within(most, cfg.max_rows, rng))
+    if kept is not None:
+        imps = imps[kept]
     logged = _logged_rows(imps, cfg)
     requests = imps[REQUEST_COLUMNS].drop_duplicates("request_id")
     rand = random_negatives(requests, imps, corpus, cfg, rng)

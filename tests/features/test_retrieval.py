@@ -255,3 +255,54 @@ def test_directory_records_its_offline_engine(built, tmp_path):
     assert reopened.config.offline_store.type in ("file", "dask")  # Feast names its file store "dask"
     with pytest.raises(ValueError, match="offline engine must be one of"):
         offline_engine(reopened, "duckdb")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("complete", [True, False])
+def test_feature_columns_are_spread_typed_with_the_values_and_dtypes_an_object_column_infers(complete):
+    """Numbers are spread as numeric arrays (no Python object per value), equal to the object-column rule."""
+    from ebr.features.retrieval import _spread
+
+    columns = {
+        "f32": pd.Series(np.array([0.1, np.nan, 2.5], dtype="float32")),
+        "f64": pd.Series([1.0, 2.0, np.nan]),
+        "i32": pd.Series(np.array([3, 4, 5], dtype="int32")),
+        "i64": pd.Series([7, 8, 9]),
+        "flag": pd.Series([True, False, True]),
+        "name": pd.Series(["a", None, "c"]),
+        "when": pd.Series(pd.to_datetime(["2026-11-01", "2026-11-02", "2026-11-03"], utc=True)),
+        "ints_na": pd.Series([1, None, 3], dtype="Int64"),
+    }
+    codes = np.array([2, 0, 0, 1, 2])
+    n = 5 if complete else 7
+    rows = np.arange(5) if complete else np.array([0, 2, 3, 5, 6])
+    for name, values in columns.items():
+        want = np.full(n, None, dtype=object)  # the rule: objects, then the dtype pandas infers
+        want[rows] = values.to_numpy(dtype=object)[codes]
+        want = pd.Series(want).infer_objects()
+        raw = _spread(values, codes, rows, n, is_list=False)
+        assert raw.dtype != object or name not in ("f32", "f64", "i32", "i64"), name
+        pd.testing.assert_series_equal(pd.Series(raw).infer_objects(), want, obj=name)
+    lists = _spread(pd.Series([[1], [2, 3], []], dtype=object), codes, rows, n, is_list=True)
+    assert [list(v) for v in lists[rows]] == [[], [1], [1], [2, 3], []]
+    assert all(lists[i] == [] for i in set(range(n)) - set(rows))
+
+
+def test_asof_join_under_a_duckdb_memory_limit_gives_the_same_rows_and_cleans_its_spill_dir(store, logged_rows):
+    from pathlib import Path
+
+    from ebr.features.asof import asof_features, connect_duckdb
+    from ebr.features.config import FeaturesConfig
+
+    pairs = logged_rows[["doc_id", "event_timestamp"]].drop_duplicates().reset_index(drop=True)
+    views = {"doc_profile": ["category_leaf", "title"], "doc_stats": ["doc_age_days", "doc_clicks_1d"]}
+    free = asof_features(store, pairs, "doc_id", views, memory_limit="")  # "" = no limit
+    tight = asof_features(store, pairs, "doc_id", views, memory_limit="20MB")
+    pd.testing.assert_frame_equal(tight[0], free[0])
+    assert all((tight[i][v] == free[i][v]).all() for i in (1, 2) for v in views)
+    with connect_duckdb(None, "64MB") as con:
+        spill = Path(con.execute("SELECT current_setting('temp_directory')").fetchone()[0])
+        assert con.execute("SELECT current_setting('memory_limit')").fetchone()[0].startswith("61")  # 64 MB in MiB
+        assert spill.is_dir()
+    assert not spill.exists()
+    with pytest.raises(ValueError, match="offline_memory_limit"):
+        FeaturesConfig(offline_memory_limit="lots")
