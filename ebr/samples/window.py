@@ -92,10 +92,15 @@ def load_window(data_root: str | Path, day: str, days_back: int) -> Window:
 
 
 def attach_author(frame: pd.DataFrame, docs: pd.DataFrame) -> pd.DataFrame:
-    """Add `author_id` from the corpus table (the doc's author as of the end of the window)."""
-    out = frame.merge(docs[["doc_id", "author_id"]], on="doc_id", how="left", validate="many_to_one")
-    if out["author_id"].isna().any():
-        bad = out.loc[out["author_id"].isna(), "doc_id"].head(5).tolist()
+    """Add `author_id` from the corpus table (the doc's author as of the end of the window) to `frame` in place,
+    and return it: the window's impressions are the step's biggest frame (28M rows at `large`), which a merge
+    would copy whole."""
+    if not docs["doc_id"].is_unique:
+        dup = docs.loc[docs["doc_id"].duplicated(), "doc_id"].head(5).tolist()
+        raise ValueError(f"docs table: doc_id is not unique, e.g. {dup}")
+    at = pd.Index(docs["doc_id"]).get_indexer(frame["doc_id"])
+    if (at < 0).any():
+        bad = frame["doc_id"].to_numpy()[at < 0][:5].tolist()
         raise ValueError(f"doc_id not in the corpus known before the day (docs table): {bad}")
-    out["author_id"] = out["author_id"].astype("int64")
-    return out
+    frame["author_id"] = docs["author_id"].to_numpy()[at].astype("int64")
+    return frame
