@@ -67,6 +67,10 @@ def test_cached_load_equals_a_fresh_featurization_and_is_memory_mapped(pipe, tmp
 
     title = cached.docs.arrays["title_words"]
     assert isinstance(title.base, np.memmap) and not title.flags.writeable  # read-only views of the mapping
+    # the run that wrote the entry trains from it too, not from the joined frame it featurized
+    assert isinstance(built.docs.arrays["title_words"].base, np.memmap)
+    assert list(built.train.frame.columns) == list(cached.train.frame.columns)
+    assert "seq_st_doc_ids" in fresh.train.frame.columns and "seq_st_doc_ids" not in built.train.frame.columns
     idx = np.array([5, 0, 3, 3])
     for name, tensor in cached.train.query_tensors(idx).items():  # the batch path takes the mapped arrays
         assert tensor.dtype == fresh.train.query_tensors(idx)[name].dtype

@@ -167,6 +167,30 @@ def test_training_data_splits_requests_and_groups_negatives(pipe):
     assert data.counts["exposed_unclicked_rows"] > 0 and data.counts["rewrite_negatives"] > 0
 
 
+def test_list_columns_kept_as_arrow_featurize_exactly_like_object_columns(pipe):
+    """The trainer reads the joined positives' query-side lists as Arrow (memory); the arrays must not change."""
+    from ebr.models.inputs import doc_arrays, query_arrays
+    from ebr.train.retrieval_data import read_samples_manifest, sample_table
+
+    featurizer = tiny_config(None).model.featurizer
+    manifest = read_samples_manifest(pipe.samples)
+    plain = sample_table(pipe.samples, manifest, "retrieval_features")
+    arrow = sample_table(pipe.samples, manifest, "retrieval_features", arrow_lists=True)
+    lists = [c for c in arrow.columns if isinstance(arrow[c].dtype, pd.ArrowDtype)]
+    assert list(arrow.columns) == list(plain.columns)
+    assert {"seq_rt_doc_ids", "seq_st_doc_ids", "recent_queries"} <= set(lists)
+    assert not {"attributes", "tags"} & set(lists)  # the doc side stays objects (filled from the doc table)
+    pd.testing.assert_frame_equal(arrow.drop(columns=lists), plain.drop(columns=lists))
+    arrow.loc[0, "seq_st_doc_ids"], plain.at[0, "seq_st_doc_ids"] = pd.NA, None  # a null list: NA vs None
+    assert arrow["seq_st_doc_ids"].isna().sum() == 1
+    want, got = query_arrays(plain, featurizer), query_arrays(arrow, featurizer)
+    assert want.keys() == got.keys() and want["seq_st_doc_ids"].any()
+    for k in want:
+        np.testing.assert_array_equal(got[k], want[k], err_msg=k)
+    for k, v in doc_arrays(plain, featurizer).items():
+        np.testing.assert_array_equal(doc_arrays(arrow, featurizer)[k], v, err_msg=k)
+
+
 def test_positives_are_joined_from_the_store_when_the_samples_lack_features(pipe, tmp_path):
     from ebr.features.doc_features import doc_feature_table
     from ebr.train.retrieval_data import positives_with_features, read_samples_manifest, sample_table
