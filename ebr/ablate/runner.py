@@ -295,7 +295,7 @@ class EvalContext:
 
         ec = cfg.evaluation.evaluate
         corpus = load_corpus(data_root, day)
-        evalset = build_evalset(data_root, day, ec.label_days, corpus)
+        evalset = build_evalset(data_root, day, ec.label_days, corpus, ec.max_requests)
         if evalset.n_requests == 0:
             raise ValueError(f"no request on {day} under {data_root}: nothing to evaluate")
         store = open_store(features_dir)

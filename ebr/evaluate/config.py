@@ -19,6 +19,12 @@ class EvaluateConfig(Section):
         description="which label partitions count: same_day (D only), up_to_day (a query's latest complete labels "
         "on or before D: reproducible) or any_day (the nearest complete day, earlier first on ties)",
     )
+    max_requests: int | None = Field(
+        30_000, ge=1,
+        description="bound on the evaluation day's requests (a uniform sample by a stable hash of request_id, the "
+        "ranker evaluation's rule): a `medium` day (30,000) is whole; a `large` day's 100,000 requests with "
+        "every system's lists and features would not fit the step's memory. None = every request",
+    )
     popularity_window_days: int | None = Field(
         None, ge=1, description="training days (before D) whose exposures rank the popularity baseline; None = all"
     )

@@ -218,7 +218,7 @@ def evaluate_two_tower(
     if len(unknown):
         raise ValueError(f"embeddings in {embeddings_dir} hold {len(unknown)} doc(s) not in the corpus as of {day}, "
                          f"e.g. {unknown[:5].tolist()}")
-    evalset = build_evalset(data_root, day, ec.label_days, corpus)
+    evalset = build_evalset(data_root, day, ec.label_days, corpus, ec.max_requests)
     if evalset.n_requests == 0:
         raise ValueError(f"no request on {day} under {data_root}: nothing to evaluate")
     kmax = max(ec.ks)

@@ -151,20 +151,40 @@ def label_sets(labels: pd.DataFrame, day: str, queries: set[str], known: np.ndar
     return out.reset_index()
 
 
+def evaluation_requests(request_ids: pd.Series, max_requests: int) -> np.ndarray:
+    """Mask of the `max_requests` requests with the smallest stable hash of request_id (all when fewer)."""
+    from ebr.text.hashing import stable_hash64
+
+    if max_requests < 1:
+        raise ValueError(f"max_requests must be >= 1, got {max_requests}")
+    keys = np.fromiter((stable_hash64(str(r), "ebr_eval") for r in request_ids), dtype=np.uint64,
+                       count=len(request_ids))
+    keep = np.zeros(len(keys), dtype=bool)
+    keep[np.argsort(keys, kind="stable")[:max_requests]] = True
+    return keep
+
+
 def build_evalset(
     root: str | Path,
     day: str,
     label_days: LabelDays = "up_to_day",
     corpus: Corpus | None = None,
+    max_requests: int | None = None,
 ) -> EvalSet:
     """The evaluation set of `day`: clicks from impressions of `day` and `day`+1 (when present); labels from the
-    partitions `label_days` allows, chosen by `label_sets`; labeled docs outside `corpus` (when given) dropped."""
+    partitions `label_days` allows, chosen by `label_sets`; labeled docs outside `corpus` (when given) dropped.
+
+    `max_requests`: a day with more requests keeps that many, those with the smallest stable hash of request_id
+    (`evaluation_requests`): a uniform sample, the same for every evaluation of the day with the same bound."""
     if label_days not in LABEL_DAYS:
         raise ValueError(f"label_days must be one of {LABEL_DAYS}, got {label_days!r}")
     if day not in list_days(root, "search_requests"):
         raise ValueError(f"no search_requests partition for day {day} under {root}")
     requests = load(root, "search_requests", [day]).sort_values(["event_timestamp", "request_id"], kind="stable")
-    requests = requests[REQUEST_COLUMNS].reset_index(drop=True)
+    requests = requests[REQUEST_COLUMNS]
+    if max_requests is not None and len(requests) > max_requests:
+        requests = requests[evaluation_requests(requests["request_id"], max_requests)]
+    requests = requests.reset_index(drop=True)
     requests["user_id"] = requests["user_id"].astype("Int64")
     next_day = (date.fromisoformat(day) + timedelta(days=1)).isoformat()
     imp_days = [d for d in list_days(root, "impressions") if d in (day, next_day)]

@@ -107,6 +107,12 @@ class RankerEvalConfig(Section):
         "distillation adds (docs/rankers.md: +0.12 ndcg@10 on the small day). Off daily: it trains a third model, "
         "about a third of the step; switch it on to check the gain on your own logs",
     )
+    max_requests: int | None = Field(
+        30_000, ge=1,
+        description="bound on the holdout day's requests, the two-tower evaluation's rule (a uniform sample by a "
+        "stable hash of request_id; a `medium` day is whole): a `large` day's 100,000 requests have ~4M logged "
+        "candidates, whose joined features took this step past 14 GB. None = every request",
+    )
     cost_candidates: int = Field(1000, ge=1, description="candidates of one request scored per timing")
     cost_repeats: int = Field(
         50, ge=1, description="timings per model; the median is reported (15 let one noisy burst move it by 40%)"
@@ -631,7 +637,7 @@ def distill_coarse_ranker(
     elif retrieval_model_dir is not None:
         notes.append("retrieval_model_dir given but model.retrieval_cosine is off: the retrieval model is not read")
     if data_root is not None:
-        ev_rows = load_eval_rows(data_root, day, features_dir)
+        ev_rows = load_eval_rows(data_root, day, features_dir, ec.max_requests)
         eval_desc = (f"Holdout day {day}: {ev_rows.n_requests} requests, {len(ev_rows.pairs)} logged candidates "
                      "(pre-ranked, ranked and exposed docs). ndcg: relevance labels where the query has complete "
                      "labels, else clicks; true_ndcg: labels only; click_ndcg: clicks only.")

@@ -109,3 +109,20 @@ def test_label_sets_choose_the_nearest_complete_day() -> None:
 def test_build_evalset_rejects_a_missing_day(tiny_data) -> None:
     with pytest.raises(ValueError, match="no search_requests partition for day 1999-01-01"):
         build_evalset(tiny_data, "1999-01-01")
+
+
+def test_a_bounded_evalset_is_a_stable_uniform_subset_of_the_whole(evalset, tiny_data, tiny_days) -> None:
+    from ebr.judgements.evalset import evaluation_requests
+
+    n = len(evalset.frame) // 3
+    bounded = build_evalset(tiny_data, tiny_days[-1], max_requests=n).frame
+    again = build_evalset(tiny_data, tiny_days[-1], max_requests=n).frame
+    assert len(bounded) == n and bounded.equals(again)
+    # the kept requests' rows are exactly the whole table's rows, in the same order
+    whole = evalset.frame[evalset.frame["request_id"].isin(bounded["request_id"])].reset_index(drop=True)
+    pd.testing.assert_frame_equal(bounded, whole)
+    # uniform, not the first requests of the day; a bound above the day keeps everything
+    assert not bounded["request_id"].equals(evalset.frame["request_id"].head(n).reset_index(drop=True))
+    assert build_evalset(tiny_data, tiny_days[-1], max_requests=len(evalset.frame)).frame.equals(evalset.frame)
+    with pytest.raises(ValueError, match="max_requests"):
+        evaluation_requests(evalset.frame["request_id"], 0)

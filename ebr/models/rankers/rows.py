@@ -214,16 +214,18 @@ def load_training_rows(samples_dir: str | Path, features_dir: str | Path | None 
     return rows_from_joined(frame, source, tuple(notes))
 
 
-def load_eval_rows(data_root: str | Path, day: str, features_dir: str | Path) -> RankingRows:
+def load_eval_rows(
+    data_root: str | Path, day: str, features_dir: str | Path, max_requests: int | None = None
+) -> RankingRows:
     """Logged candidates of `day` (every impression row of its requests) with features and judgements.
 
     Features: `ranking_training` from the feature store in `features_dir` (which must have built `day`), as of
     each request. Requests are those of the evaluation set (`ebr.judgements.evalset.build_evalset`, the one rule
     for the clicks and relevance labels of a day) and carry its `labels_complete`, `label_doc_ids`,
-    `label_values` and `clicked_doc_ids`.
+    `label_values` and `clicked_doc_ids`; `max_requests` bounds them by the evaluation set's rule.
     """
     root = rawfs.raw_root(data_root)
-    ev = build_evalset(root, day).frame
+    ev = build_evalset(root, day, max_requests=max_requests).frame
     nxt = (pd.Timestamp(day) + pd.Timedelta(days=1)).date().isoformat()
     imp_days = [d for d in list_days(root, "impressions") if d in (day, nxt)]
     if not imp_days:
