@@ -191,6 +191,20 @@ def test_list_columns_kept_as_arrow_featurize_exactly_like_object_columns(pipe):
         np.testing.assert_array_equal(doc_arrays(arrow, featurizer)[k], v, err_msg=k)
 
 
+def test_query_rows_featurized_in_chunks_give_the_same_arrays(pipe):
+    from ebr.models.inputs import query_arrays
+    from ebr.train.retrieval_data import _narrow, query_arrays_chunked, read_samples_manifest, sample_table
+
+    featurizer = tiny_config(None).model.featurizer
+    frame = sample_table(pipe.samples, read_samples_manifest(pipe.samples), "retrieval_features", arrow_lists=True)
+    want = _narrow(query_arrays(frame, featurizer))
+    got = query_arrays_chunked(frame, featurizer, chunk_rows=97)  # uneven chunks, the last one short
+    assert len(frame) > 5 * 97 and want.keys() == got.keys()
+    for k in want:
+        assert got[k].dtype == want[k].dtype, k
+        np.testing.assert_array_equal(got[k], want[k], err_msg=k)
+
+
 def test_positives_are_joined_from_the_store_when_the_samples_lack_features(pipe, tmp_path):
     from ebr.features.doc_features import doc_feature_table
     from ebr.train.retrieval_data import positives_with_features, read_samples_manifest, sample_table
