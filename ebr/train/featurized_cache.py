@@ -38,6 +38,7 @@ import pandas as pd
 
 from ebr.artifacts.atomic import atomic_output_dir
 from ebr.train.retrieval_data import (
+    ROW_COLUMNS,
     SAMPLES_MANIFEST,
     DocTable,
     RowSet,
@@ -54,7 +55,6 @@ log = logging.getLogger(__name__)
 FORMAT = "ebr.featurized/1"
 MANIFEST = "manifest.json"
 DEFAULT_DIR = "featurized"
-ROW_COLUMNS = ("request_id", "user_id", "query", "doc_id", "kind", "event_timestamp", "weight")
 # Source files (relative to the ebr package) whose code decides the arrays: an edit there gives another key.
 CODE_FILES = (
     "models/inputs.py", "models/config.py", "text", "features/doc_features.py", "features/asof.py",
@@ -373,7 +373,7 @@ def load_or_build(samples_dir: str | Path, features_dir: str | Path, cfg: TwoTow
         except CacheInvalid as e:
             log.warning("featurization cache entry %s is unusable (%s): removed, featurizing again", entry, e)
             shutil.rmtree(entry, ignore_errors=True)
-    data = load_training_data(samples_dir, features_dir, cfg)
+    data = load_training_data(samples_dir, features_dir, cfg, keep_features=False)
     info["featurize_seconds"] = time.perf_counter() - t0
     try:
         write_featurized(data, entry, key, inputs, {"built_by": {"rank": rank, "world_size": world_size},

@@ -203,6 +203,8 @@ def _narrow(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 FEATURIZE_CHUNK_ROWS = 100_000
+# the columns of a row set's `frame` kept beside its arrays (all that the featurization cache stores of the rows)
+ROW_COLUMNS = ("request_id", "user_id", "query", "doc_id", "kind", "event_timestamp", "weight")
 
 
 def query_arrays_chunked(frame: pd.DataFrame, featurizer: FeaturizerConfig,
@@ -233,10 +235,13 @@ def build_rowset(
     requests: pd.Index,
     rewrites: pd.DataFrame | None,
     point_in_time_docs: bool = False,
+    keep_features: bool = True,
 ) -> RowSet:
     """Featurize positives once: query arrays per distinct (request, query); doc arrays of the doc table (the
-    features every candidate has), or the row's own point-in-time doc features (`point_in_time_docs`)."""
-    frame = frame.reset_index(drop=True)
+    features every candidate has), or the row's own point-in-time doc features (`point_in_time_docs`).
+    Without `keep_features` the row set's `frame` keeps only `ROW_COLUMNS` once featurized (memory)."""
+    if not frame.index.equals(pd.RangeIndex(len(frame))):
+        frame = frame.reset_index(drop=True)  # (a copy of every column: only when the index needs it)
     key = frame["request_id"].astype(str) + "\x1f" + frame["query"].astype(str)
     query_row, _ = pd.factorize(key)
     _, first = np.unique(query_row, return_index=True)
@@ -254,6 +259,8 @@ def build_rowset(
     )  # fmt: skip
     if rewrites is not None and len(rewrites):
         _attach_rewrites(rs, rewrites, featurizer)
+    if not keep_features:
+        rs.frame = rs.frame[[c for c in ROW_COLUMNS if c in rs.frame.columns]]
     return rs
 
 
@@ -319,20 +326,23 @@ def validation_mask(frame: pd.DataFrame, last_day: str, share: float) -> np.ndar
     return out
 
 
-def _validation(frame: pd.DataFrame, docs: DocTable, featurizer: FeaturizerConfig) -> ValidationSet | None:
+def _validation(frame: pd.DataFrame, docs: DocTable, featurizer: FeaturizerConfig,
+                keep_features: bool = True) -> ValidationSet | None:
     clicks = frame[frame["kind"] == "click"].reset_index(drop=True)
     if clicks.empty:
         return None
     requests = pd.Index(clicks["request_id"].unique())
-    rows = build_rowset(clicks, docs, featurizer, requests, None)
+    rows = build_rowset(clicks, docs, featurizer, requests, None, keep_features=keep_features)
     first = clicks.drop_duplicates("request_id").index.to_numpy()
     clicked = clicks.groupby("request_id", sort=False)["doc_id"].agg(lambda s: sorted(set(s.tolist())))
     return ValidationSet(rows, first, [clicked[r] for r in clicks.loc[first, "request_id"]])
 
 
-def load_training_data(samples_dir: str | Path, features_dir: str | Path, cfg: TwoTowerTrainConfig) -> TrainingData:
+def load_training_data(samples_dir: str | Path, features_dir: str | Path, cfg: TwoTowerTrainConfig,
+                       keep_features: bool = True) -> TrainingData:
     """Read the samples of day D, the doc table as of D (the negatives table's docs: known before D) and featurize
-    everything."""
+    everything. `keep_features`: the row sets' frames keep the joined feature columns (else only `ROW_COLUMNS`,
+    as a featurization-cache entry has them: what the trainer's path asks for, to bound its memory)."""
     from ebr.features.doc_features import doc_feature_table
 
     manifest = read_samples_manifest(samples_dir)
@@ -346,10 +356,11 @@ def load_training_data(samples_dir: str | Path, features_dir: str | Path, cfg: T
     table = doc_feature_table(features_dir, negatives[["doc_id"]], day, cfg.features_as_of)
     docs = DocTable.build(table, negatives, featurizer)
     frame, notes = positives_with_features(samples_dir, manifest, features_dir, table)
+    del table  # the doc table's arrays are built; its frame (1M docs at `large`) is not needed past here
     if not cfg.data.use_rewrites:
         frame = frame[frame["kind"] == "click"].reset_index(drop=True)
     valid = validation_mask(frame, train_days[-1], cfg.data.valid_share)
-    val = _validation(frame[valid], docs, featurizer) if valid.any() else None
+    val = _validation(frame[valid], docs, featurizer, keep_features) if valid.any() else None
     n_positives = len(frame)
     by_kind = {k: int(v) for k, v in frame["kind"].value_counts().sort_index().items()}
     train_frame = frame[~valid].reset_index(drop=True)
@@ -362,7 +373,8 @@ def load_training_data(samples_dir: str | Path, features_dir: str | Path, cfg: T
     requests = pd.Index(train_frame["request_id"].unique())
     rewrites = sample_table(samples_dir, manifest, "rewrites") if cfg.data.use_rewrites else None
     pit = cfg.data.positive_doc_features == "point_in_time"
-    train = build_rowset(train_frame, docs, featurizer, requests, rewrites, pit)
+    train = build_rowset(train_frame, docs, featurizer, requests, rewrites, pit, keep_features)
+    del train_frame
     if cfg.data.valid_share > 0 and val is None:
         notes.append(f"no held-out request on {train_days[-1]}: no validation, no early stopping")
 
