@@ -355,6 +355,19 @@ def prune(root: str | Path, keep: int, protect: str | Path | None = None) -> lis
 # ----------------------------------------------------------------------------------------------- load or build
 
 
+def return_freed_memory() -> None:
+    """Hand freed heap pages back to the OS (glibc `malloc_trim`; a no-op elsewhere). Featurizing a `large` day
+    frees GBs of small Python objects that glibc otherwise keeps resident: 8.8 GB RSS for 3.1 GB of arrays."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def load_or_build(samples_dir: str | Path, features_dir: str | Path, cfg: TwoTowerTrainConfig, root: str | Path,
                   rank: int = 0, world_size: int = 1) -> tuple[TrainingData, dict[str, Any]]:
     """The day's TrainingData from the cache entry of its key under `root` when it is whole, else featurized
@@ -382,6 +395,7 @@ def load_or_build(samples_dir: str | Path, features_dir: str | Path, cfg: TwoTow
         # train from the entry just written, as a cache hit would: memory-mapped arrays and the rows' key columns
         # instead of the joined feature frame (at `large` ~10 GB resident through the whole training otherwise)
         data = read_featurized(entry, key)
+        return_freed_memory()
         for p in prune(root, cfg.data.cache_keep, protect=entry):
             log.info("featurization cache: removed old entry %s", p)
     except OSError as e:
