@@ -632,6 +632,14 @@ def distill_coarse_ranker(
         histories["student_plain"] = plain_hist
 
     notes = list(rows.notes)
+    rows_info = {"requests": rows.n_requests, "pairs": len(rows.pairs), "feature_source": rows.feature_source}
+    sampled_docs = None if data_root is not None else rows.docs.drop_duplicates("doc_id", keep="last").reset_index(
+        drop=True)
+    if data_root is not None:
+        valid_rows = None
+    # the training rows and tensors are done with: free them before the holdout day's rows are joined (at `large`
+    # the 2M training rows and the evaluation rows together passed the step's memory budget)
+    del rows, train_f, valid_f, s_train, s_valid, teacher_train, teacher_valid, cross
     if retrieval is not None:
         notes.append(f"both students' heads read the retrieval cosine of the two-tower model in {retrieval_model_dir}")
     elif retrieval_model_dir is not None:
@@ -641,7 +649,7 @@ def distill_coarse_ranker(
         eval_desc = (f"Holdout day {day}: {ev_rows.n_requests} requests, {len(ev_rows.pairs)} logged candidates "
                      "(pre-ranked, ranked and exposed docs). ndcg: relevance labels where the query has complete "
                      "labels, else clicks; true_ndcg: labels only; click_ndcg: clicks only.")
-    elif valid_f is not None:
+    elif valid_rows is not None:
         ev_rows = valid_rows
         eval_desc = (f"No data root: metrics on {ev_rows.n_requests} validation requests of the samples "
                      "(clicks only, no relevance labels).")
@@ -670,7 +678,7 @@ def distill_coarse_ranker(
     if data_root is not None:
         corpus = load_corpus_docs(data_root, day, features_dir)
     else:
-        corpus = rows.docs.drop_duplicates("doc_id", keep="last").reset_index(drop=True)
+        corpus = sampled_docs
     doc_ids, doc_vecs = encode_corpus(student, corpus, mc.featurizer)
 
     n_ex = min(4, ev_student_t.n_pairs)
@@ -714,11 +722,11 @@ def distill_coarse_ranker(
                          "vectors; the serving bundle scores it)")
         manifest = {
             "format": FORMAT, "kind": "coarse_ranker", "model_kind": mc.kind, **info, "eval_day": day,
-            "feature_source": rows.feature_source, "teacher_dir": str(teacher_dir), "mlflow_run_id": run_id,
+            "feature_source": rows_info["feature_source"], "teacher_dir": str(teacher_dir), "mlflow_run_id": run_id,
             "retrieval_model_dir": str(retrieval_model_dir) if retrieval is not None else None,
             "registered_model": cfg.mlflow.registered_model if registered else None,
             "registered_version": registered.get("version"),
-            "rows": {"requests": rows.n_requests, "pairs": len(rows.pairs), "train_requests": len(train_idx),
+            "rows": {"requests": rows_info["requests"], "pairs": rows_info["pairs"], "train_requests": len(train_idx),
                      "valid_requests": len(valid_idx), "corpus_docs": len(doc_ids)},
             "files": {"model": MODEL_FILE, "config": MODEL_CONFIG, "export": EXPORT_DIR, "doc_ids": DOC_IDS,
                       "doc_vectors": DOC_VECTORS, "doc_rows": DOC_ROWS if student.three_tower else None,
