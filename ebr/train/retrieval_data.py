@@ -66,7 +66,7 @@ def sample_table(
 
     table = pq.read_table(path)
     frame = table.to_pandas(types_mapper=lambda t: pd.ArrowDtype(t) if is_list(t) else None)
-    for c in DOC_FEATURE_COLUMNS:  # the doc side's lists are filled from the doc table as objects: keep them so
+    for c in DOC_FEATURE_COLUMNS:  # doc-side lists stay objects: fill_missing_doc_features writes into them
         if c in frame.columns and is_list(table.schema.field(c).type):
             frame[c] = table.column(c).to_pandas().to_numpy(dtype=object)
     return frame
