@@ -45,6 +45,15 @@ def training_days(root: str | Path, day: str, window_days: int | None = None) ->
     return [d for d in list_days(root, "impressions") if first.isoformat() <= d < day]
 
 
+def exposure_counts(impressions: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(doc ids, how often each was exposed): the rows of `impressions` with stage `exposed`, ids ascending."""
+    for col in ("doc_id", "stage"):
+        if col not in impressions.columns:
+            raise ValueError(f"impressions frame has no column {col!r}")
+    exposed = impressions.loc[impressions["stage"] == "exposed", "doc_id"].to_numpy(dtype=np.int64)
+    return np.unique(exposed, return_counts=True)
+
+
 class PopularityRetriever:
     """Most-exposed docs of the query's predicted category over the training days; global popularity when the
     category is null or unseen. A short category list is padded with the globally most exposed other docs."""
@@ -56,13 +65,14 @@ class PopularityRetriever:
     @classmethod
     def fit(cls, impressions: pd.DataFrame, corpus: Corpus) -> PopularityRetriever:
         """Rank docs by exposure count (rows with stage `exposed`), ties by doc id; category from `corpus`."""
-        for col in ("doc_id", "stage"):
-            if col not in impressions.columns:
-                raise ValueError(f"impressions frame has no column {col!r}")
-        exposed = impressions.loc[impressions["stage"] == "exposed", "doc_id"].to_numpy(dtype=np.int64)
-        ids, counts = np.unique(exposed, return_counts=True)
+        ids, counts = exposure_counts(impressions)
+        return cls.from_counts(ids, counts, corpus)
+
+    @classmethod
+    def from_counts(cls, ids: np.ndarray, counts: np.ndarray, corpus: Corpus) -> PopularityRetriever:
+        """Rank the docs `ids` by their exposure `counts`, ties by doc id; category from `corpus`."""
         order = np.lexsort((ids, -counts))
-        ids = ids[order]
+        ids = np.asarray(ids, dtype=np.int64)[order]
         codes, names = pd.factorize(corpus.category_leaf[corpus.positions(ids, "exposed doc ids")])
         grouped = np.argsort(codes, kind="stable")
         bounds = np.searchsorted(codes[grouped], np.arange(1, len(names)))
@@ -70,12 +80,17 @@ class PopularityRetriever:
 
     @classmethod
     def from_logs(cls, root: str | Path, day: str, window_days: int | None = None) -> PopularityRetriever:
-        """Fit on the impressions of the days before `day` only (no look-ahead), categories as of `day`'s start."""
+        """Fit on the impressions of the days before `day` only (no look-ahead), categories as of `day`'s start.
+
+        Read and checked a day at a time, only each day's exposure counts kept: at `large` the seven days'
+        28M impression rows at once took ~4.5 GB for what is one count per doc."""
         days = training_days(root, day, window_days)
         if not days:
             raise ValueError(f"no impressions partition before day {day} under {root}: popularity needs training days")
-        impressions = load(root, "impressions", days)
-        return cls.fit(impressions, load_corpus(root, day, include_day=False))
+        per_day = [exposure_counts(load(root, "impressions", [d])) for d in days]
+        ids, inverse = np.unique(np.concatenate([i for i, _ in per_day]), return_inverse=True)
+        counts = np.bincount(inverse, weights=np.concatenate([c for _, c in per_day])).astype(np.int64)
+        return cls.from_counts(ids, counts, load_corpus(root, day, include_day=False))
 
     def ranked(self, category: str | None, k: int) -> np.ndarray:
         """The k most exposed docs of `category` (padded with global popularity), or global popularity."""

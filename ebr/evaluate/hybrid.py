@@ -16,7 +16,10 @@ from ebr.judgements.evalset import EvalSet
 from ebr.lexical import LexicalIndex
 
 EMPTY = -1
-SCORE_CHUNK = 256  # requests scored against the allowed docs at once (memory: 256 x corpus floats)
+SCORE_CHUNK = 256  # requests scored at once (scores_of: 256 x k x dim floats)
+# scores held at once by the served channel's exact search (requests x allowed docs): 16M floats, 64 MB, plus the
+# top-k selection's int64 positions; at `large` 256 requests x 1M unconstrained docs took ~4.5 GB at a time
+SCORE_BUDGET = 1 << 24
 
 
 @dataclass(frozen=True)
@@ -35,8 +38,12 @@ SERVED = HybridVariant("hybrid")  # what the server does by default (retrieval=a
 def scores_of(doc_ids: np.ndarray, doc_vectors: np.ndarray, queries: np.ndarray, retrieved: np.ndarray) -> np.ndarray:
     """Inner products of each query with its retrieved docs ([n, k]; -inf where the id is -1 padding)."""
     order = np.argsort(doc_ids, kind="stable")
-    pos = order[np.searchsorted(doc_ids, np.maximum(retrieved, 0), sorter=order)]
-    scores = np.einsum("nd,nkd->nk", queries.astype(np.float32), doc_vectors[pos].astype(np.float32))
+    scores = np.empty(retrieved.shape, dtype=np.float32)
+    for start in range(0, len(retrieved), SCORE_CHUNK):  # bounded memory: chunk x k x dim gathered vectors
+        part = retrieved[start : start + SCORE_CHUNK]
+        pos = order[np.searchsorted(doc_ids, np.maximum(part, 0), sorter=order)]
+        scores[start : start + len(part)] = np.einsum("nd,nkd->nk", queries[start : start + len(part)].astype(
+            np.float32), doc_vectors[pos].astype(np.float32))
     return np.where(retrieved >= 0, scores, -np.inf)
 
 
@@ -257,11 +264,12 @@ def served_channels(
         if len(vec_pos):
             allowed_vectors = doc_vectors[vec_pos]
             kk = min(k, len(vec_pos))
-            for start in range(0, len(rows), SCORE_CHUNK):  # bounded memory: chunk x allowed scores at a time
-                part = rows[start : start + SCORE_CHUNK]
+            chunk = max(1, min(SCORE_CHUNK, SCORE_BUDGET // len(vec_pos)))  # bounded: chunk x allowed scores
+            for start in range(0, len(rows), chunk):
+                part = rows[start : start + chunk]
                 scores = queries[part] @ allowed_vectors.T
-                cand = np.argpartition(-scores, kk - 1, axis=1)[:, :kk] if kk < scores.shape[1] else \
-                    np.broadcast_to(np.arange(scores.shape[1]), scores.shape)
+                cand = np.argpartition(scores, scores.shape[1] - kk, axis=1)[:, -kk:] if kk < scores.shape[1] \
+                    else np.broadcast_to(np.arange(scores.shape[1]), scores.shape)
                 cand_sc = np.take_along_axis(scores, cand, axis=1)
                 order = np.lexsort((cand, -cand_sc), axis=1)  # best first, ties by position
                 top = np.take_along_axis(cand, order, axis=1)

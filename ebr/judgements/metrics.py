@@ -85,6 +85,56 @@ class Judgements:
         first[1:] = (rows[1:] != rows[:-1]) | (docs[1:] != docs[:-1])
         return cls(n_rows, rows[first], docs[first], grades[first], np.asarray(judged, dtype=bool))
 
+    def _packed(self) -> tuple[np.ndarray, np.ndarray, int, np.ndarray | None]:
+        """(packed (row, doc) keys ascending, their grades, the span, the doc ids' ranks when the ids are too
+        large to pack), computed once: every system of an evaluation is looked up in the same labels."""
+        cache = self.__dict__.get("_packed_keys")
+        if cache is None:
+            uniq = None
+            span = int(self.docs.max()) + 2 if len(self.docs) else 1
+            codes = self.docs + 1
+            if self.n_rows and span > (2**62) // self.n_rows:  # huge ids: compress them to ranks first
+                uniq = np.unique(self.docs)
+                span = len(uniq) + 1
+                codes = np.searchsorted(uniq, self.docs) + 1
+            keys = self.rows * span + codes
+            grades = self.grades
+            if len(keys) > 1 and (keys[1:] < keys[:-1]).any():  # built directly, not through from_arrays
+                order = np.argsort(keys, kind="stable")
+                keys, grades = keys[order], grades[order]
+            cache = (keys, grades, span, uniq)
+            self.__dict__["_packed_keys"] = cache
+        return cache
+
+    def slot_grades(self, ids: np.ndarray) -> np.ndarray:
+        """The grade of every retrieved slot of `ids` [R, K] (rows are this object's rows): 0 for an unlisted doc
+        or an empty slot. Memory is the size of `ids`, not of the labels (~1,000 per request at `large`)."""
+        ids = np.asarray(ids, dtype=np.int64)
+        out = np.zeros(ids.shape, dtype=np.int64)
+        keys, grades, span, uniq = self._packed()
+        if not len(keys) or ids.size == 0:
+            return out
+        if uniq is None:
+            valid = (ids >= 0) & (ids <= span - 2)
+            codes = ids + 1
+        else:
+            i = np.minimum(np.searchsorted(uniq, ids), len(uniq) - 1)
+            valid = (ids >= 0) & (uniq[i] == ids)
+            codes = i + 1
+        q = np.arange(ids.shape[0], dtype=np.int64)[:, None] * span + np.where(valid, codes, 0)
+        j = np.minimum(np.searchsorted(keys, q), len(keys) - 1)
+        found = valid & (keys[j] == q)
+        out[found] = grades[j[found]]
+        return out
+
+    def count_at_least(self, min_grade: int) -> np.ndarray:
+        """Per row, how many docs have grade >= `min_grade` (cached per grade)."""
+        cache = self.__dict__.setdefault("_counts", {})
+        if min_grade not in cache:
+            rows = self.rows if min_grade <= 1 else self.rows[self.grades >= min_grade]
+            cache[min_grade] = np.bincount(rows, minlength=self.n_rows)
+        return cache[min_grade]
+
     @classmethod
     def from_clicks(cls, clicked: Sequence[Iterable[int]]) -> Judgements:
         """Clicked doc ids per request; a request without clicks is not judged."""
@@ -196,14 +246,11 @@ class PerRequest:
 
 
 def _recall_rows(top: TopK, truth: Judgements, ks: Sequence[int], min_grade: int) -> dict[int, PerRequest]:
-    keep = truth.grades >= min_grade
-    rows, docs = truth.rows[keep], truth.docs[keep]
-    pos = top.positions(rows, docs)
-    n_rel = np.bincount(rows, minlength=truth.n_rows)
+    hits = np.cumsum(truth.slot_grades(top.ids) >= min_grade, axis=1)
+    n_rel = truth.count_at_least(min_grade)
     eligible = truth.judged & (n_rel > 0)
     denom = np.maximum(n_rel, 1)
-    return {k: PerRequest(np.bincount(rows, weights=pos < k, minlength=truth.n_rows) / denom, eligible)
-            for k in ks}
+    return {k: PerRequest(hits[:, k - 1] / denom, eligible) for k in ks}
 
 
 def _recall(top: TopK, truth: Judgements, ks: Sequence[int], min_grade: int) -> dict[int, MetricValue]:
@@ -242,10 +289,8 @@ def p_good(
     """Per request with complete labels: (docs of label >= min_label in the top-K) / K; empty slots count as bad."""
     top = _topk(retrieved, ks)
     _check_rows(top, labels)
-    keep = labels.grades >= min_label
-    rows = labels.rows[keep]
-    pos = top.positions(rows, labels.docs[keep])
-    return {k: _mean(np.bincount(rows, weights=pos < k, minlength=labels.n_rows) / k, labels.judged) for k in ks}
+    good = np.cumsum(labels.slot_grades(top.ids) >= min_label, axis=1)
+    return {k: _mean(good[:, k - 1] / k, labels.judged) for k in ks}
 
 
 def p_good_exact(retrieved: np.ndarray | TopK, labels: Judgements, ks: Sequence[int]) -> dict[int, MetricValue]:
@@ -253,22 +298,27 @@ def p_good_exact(retrieved: np.ndarray | TopK, labels: Judgements, ks: Sequence[
     return p_good(retrieved, labels, ks, min_label=2)
 
 
-def _ideal_dcg(rows: np.ndarray, gains: np.ndarray, n_rows: int, ks: Sequence[int]) -> dict[int, np.ndarray]:
-    order = np.lexsort((-gains, rows))
-    r, g = rows[order], gains[order]
-    starts = np.searchsorted(r, r, side="left")
-    rank = np.arange(len(r)) - starts
-    disc = g / np.log2(rank + 2.0)
-    return {k: np.bincount(r, weights=np.where(rank < k, disc, 0.0), minlength=n_rows) for k in ks}
+def _ideal_dcg(rows: np.ndarray, grades: np.ndarray, n_rows: int, ks: Sequence[int]) -> dict[int, np.ndarray]:
+    """Per row, the DCG of its labels in grade order: from the count of each grade (no sort of the labels)."""
+    cum_disc = np.concatenate([[0.0], np.cumsum(1.0 / np.log2(np.arange(max(ks)) + 2.0))])  # first n discounts
+    out = {k: np.zeros(n_rows) for k in ks}
+    above = np.zeros(n_rows, dtype=np.int64)
+    for g in np.unique(grades)[::-1]:
+        n = np.bincount(rows[grades == g], minlength=n_rows)
+        gain = 2.0 ** float(g) - 1.0
+        for k in ks:
+            out[k] += gain * (cum_disc[np.minimum(above + n, k)] - cum_disc[np.minimum(above, k)])
+        above += n
+    return out
 
 
-def _ideal_dcg_of(labels: Judgements, gains: np.ndarray, ks: Sequence[int]) -> dict[int, np.ndarray]:
+def _ideal_dcg_of(labels: Judgements, ks: Sequence[int]) -> dict[int, np.ndarray]:
     """The ideal DCG of `labels` (it depends on the labels alone), computed once per judgements object and Ks:
     an evaluation scores every system against the same day's labels."""
     cache = labels.__dict__.setdefault("_ideal_dcg", {})
     key = tuple(ks)
     if key not in cache:
-        cache[key] = _ideal_dcg(labels.rows, gains, labels.n_rows, ks)
+        cache[key] = _ideal_dcg(labels.rows, labels.grades, labels.n_rows, ks)
     return cache[key]
 
 
@@ -281,14 +331,12 @@ def ndcg_rows(retrieved: np.ndarray | TopK, labels: Judgements, ks: Sequence[int
     """`ndcg` per request (`PerRequest.mean()` is `ndcg`)."""
     top = _topk(retrieved, ks)
     _check_rows(top, labels)
-    gains = np.exp2(labels.grades.astype(np.float64)) - 1.0
-    pos = top.positions(labels.rows, labels.docs)
-    disc = gains / np.log2(pos + 2.0)
-    ideal = _ideal_dcg_of(labels, gains, ks)
+    gains = np.exp2(labels.slot_grades(top.ids).astype(np.float64)) - 1.0
+    dcg = np.cumsum(gains / np.log2(np.arange(gains.shape[1]) + 2.0), axis=1)
+    ideal = _ideal_dcg_of(labels, ks)
     out = {}
     for k in ks:
-        dcg = np.bincount(labels.rows, weights=np.where(pos < k, disc, 0.0), minlength=labels.n_rows)
-        out[k] = PerRequest(dcg / np.where(ideal[k] > 0, ideal[k], 1.0), labels.judged & (ideal[k] > 0))
+        out[k] = PerRequest(dcg[:, k - 1] / np.where(ideal[k] > 0, ideal[k], 1.0), labels.judged & (ideal[k] > 0))
     return out
 
 

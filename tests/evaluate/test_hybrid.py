@@ -25,6 +25,23 @@ def test_scores_of_are_inner_products_and_padding_is_minus_infinity():
             assert got[i, j] == pytest.approx(want, rel=1e-5)
 
 
+def test_scores_of_scores_many_requests_in_chunks_like_one_product():
+    from ebr.evaluate.hybrid import SCORE_CHUNK
+
+    rng = np.random.default_rng(1)
+    n, k = 2 * SCORE_CHUNK + 7, 5  # three chunks, the last one short
+    doc_ids = rng.permutation(50).astype(np.int64) + 100
+    vectors = rng.standard_normal((50, 8)).astype(np.float32)
+    queries = rng.standard_normal((n, 8)).astype(np.float32)
+    retrieved = rng.choice(doc_ids, size=(n, k))
+    retrieved[::3, -1] = -1
+    got = scores_of(doc_ids, vectors, queries, retrieved)
+    row_of = {int(d): i for i, d in enumerate(doc_ids)}
+    want = np.array([[queries[i] @ vectors[row_of[int(d)]] if d >= 0 else -np.inf for d in retrieved[i]]
+                     for i in range(n)], dtype=np.float32)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
 def test_each_request_is_merged_as_the_server_merges_it():
     queries = ["red dress", "SKU-00123", "one two three four five six seven eight nine"]
     ann_ids = np.array([[1, 2, 3], [4, 5, 6], [7, 8, -1]])
@@ -49,8 +66,8 @@ def test_variant_names_must_be_distinct():
         hybrid_systems(["q"], one, one, 1, str.split, [HybridVariant("a"), HybridVariant("a")])
 
 
-@pytest.mark.parametrize("chunk", [1, 256])
-def test_served_channels_answer_inside_the_query_understanding_constraints(chunk, monkeypatch):
+@pytest.mark.parametrize(("chunk", "budget"), [(1, 1 << 24), (256, 1 << 24), (256, 30)])
+def test_served_channels_answer_inside_the_query_understanding_constraints(chunk, budget, monkeypatch):
     import pandas as pd
 
     from ebr.evaluate import hybrid
@@ -58,6 +75,7 @@ def test_served_channels_answer_inside_the_query_understanding_constraints(chunk
     from ebr.judgements.corpus import Corpus
 
     monkeypatch.setattr(hybrid, "SCORE_CHUNK", chunk)  # one request per chunk gives the same answers
+    monkeypatch.setattr(hybrid, "SCORE_BUDGET", budget)  # as does a budget smaller than one row of scores
     from ebr.judgements.evalset import EvalSet
     from ebr.lexical import LexicalIndex
 

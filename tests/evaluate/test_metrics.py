@@ -184,6 +184,23 @@ def test_topk_lookups_with_huge_and_unknown_ids() -> None:
     assert small.positions(np.array([0, 0, 0]), np.array([1, 6, -1])).tolist() == [1, 2, 2]
 
 
+def test_slot_grades_look_up_each_retrieved_doc_in_the_labels_with_huge_ids_and_any_triple_order() -> None:
+    """Metrics look each retrieved slot up in the labels (memory of the top-K, not of ~1,000 labels a request)."""
+    big = 2**62 + 5  # forces the id-compression path
+    labels = Judgements.from_labels([{7: 2, big: 1, 3: 0}, None, {big: 3, 9: 1}])
+    retrieved = np.array([[big, 7, 3, -1], [7, big, 9, -1], [9, 8, big, -1]])
+    want = [[1, 2, 0, 0], [0, 0, 0, 0], [1, 0, 3, 0]]
+    assert labels.slot_grades(retrieved).tolist() == want
+    shuffled = Judgements(3, labels.rows[::-1].copy(), labels.docs[::-1].copy(), labels.grades[::-1].copy(),
+                          labels.judged)  # built directly, triples not sorted
+    assert shuffled.slot_grades(retrieved).tolist() == want
+    assert labels.count_at_least(1).tolist() == [2, 0, 2] and labels.count_at_least(2).tolist() == [1, 0, 1]
+    # @2: request 0 has gains 1 + 3/log2(3) of ideal 3 + 1/log2(3); request 2 has 1 (its grade 3 is at slot 3)
+    assert ndcg(retrieved, labels, [2])[2].value == pytest.approx(
+        np.mean([(1 + 3 / np.log2(3)) / (3 + 1 / np.log2(3)), 1 / (7 + 1 / np.log2(3))]))
+    assert ndcg(retrieved, shuffled, [2]) == ndcg(retrieved, labels, [2])
+
+
 def test_the_days_judgements_and_ideal_dcg_are_built_once_and_shared_read_only():
     """Every system of an evaluation is scored against the same clicks and labels: built once per evaluation set
     (read-only from then on), the ideal DCG once per labels and Ks, and the metrics equal a fresh computation."""

@@ -94,3 +94,28 @@ def test_author_docs_and_user_register_days(built, tiny_data, tiny_days):
     snap = _snapshot(read_view(built[0], "user_stats"), at).set_index("user_id")
     reg = users.set_index("user_id")["register_ts"].reindex(snap.index)
     assert np.allclose(snap["user_register_days"], (at - reg).dt.total_seconds() / 86400, atol=1e-3)
+
+
+@pytest.mark.parametrize("string_keys", [False, True])
+def test_window_sums_equal_a_direct_sum_over_each_window(string_keys):
+    from ebr.features.history import DAY_US
+    from ebr.features.statistics import window_sums
+
+    rng = np.random.default_rng(3)
+    quarter = DAY_US // 4  # times on a quarter-day grid: many facts fall exactly on a window's bounds
+    names = np.array([f"q{i}" for i in range(12)]) if string_keys else np.arange(12) * 7
+    facts = pd.DataFrame({"k": rng.choice(names[:9], 500), "ts": rng.integers(0, 160, 500) * quarter,
+                          "a": rng.integers(0, 3, 500), "b": 1})
+    points = pd.DataFrame({"k": rng.choice(names, 80), "ts": rng.integers(0, 180, 80) * quarter},
+                          index=rng.permutation(80) + 5)  # keys 9..11 have no fact; the index is not 0..n
+    got = window_sums(points, facts, "k", ["a", "b"], (1, 7, 30))
+    assert list(got.columns) == ["a_1", "b_1", "a_7", "b_7", "a_30", "b_30"]
+    assert got.index.equals(points.index)
+    for idx, p in points.iterrows():
+        for w in (1, 7, 30):
+            inside = facts[(facts["k"] == p["k"]) & (facts["ts"] < p["ts"]) & (facts["ts"] >= p["ts"] - w * DAY_US)]
+            assert got.loc[idx, f"a_{w}"] == inside["a"].sum()
+            assert got.loc[idx, f"b_{w}"] == len(inside)
+    assert got["b_30"].sum() > got["b_1"].sum() > 0
+    empty = window_sums(points, facts.iloc[:0], "k", ["a"], (1,))
+    assert (empty["a_1"] == 0).all() and empty.index.equals(points.index)
