@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 
 from ebr.artifacts.atomic import atomic_output_dir
+from ebr.heap import return_freed_memory
 from ebr.train.retrieval_data import (
     ROW_COLUMNS,
     SAMPLES_MANIFEST,
@@ -353,19 +354,6 @@ def prune(root: str | Path, keep: int, protect: str | Path | None = None) -> lis
 
 
 # ----------------------------------------------------------------------------------------------- load or build
-
-
-def return_freed_memory() -> None:
-    """Hand freed heap pages back to the OS (glibc `malloc_trim`; a no-op elsewhere). Featurizing a `large` day
-    frees GBs of small Python objects that glibc otherwise keeps resident: 8.8 GB RSS for 3.1 GB of arrays."""
-    import ctypes
-    import gc
-
-    gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
 
 
 def load_or_build(samples_dir: str | Path, features_dir: str | Path, cfg: TwoTowerTrainConfig, root: str | Path,

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ebr.features.doc_features import DOC_FEATURE_COLUMNS, fill_missing_doc_features
+from ebr.heap import return_freed_memory
 from ebr.models.config import FeaturizerConfig
 from ebr.models.inputs import (
     QUERY_UNDERSTANDING_COLUMNS,
@@ -355,6 +356,7 @@ def load_training_data(samples_dir: str | Path, features_dir: str | Path, cfg: T
         raise ValueError(f"samples in {samples_dir} have no negatives table (the random-negative sampling table)")
     table = doc_feature_table(features_dir, negatives[["doc_id"]], day, cfg.features_as_of)
     docs = DocTable.build(table, negatives, featurizer)
+    return_freed_memory()  # the corpus' featurization intermediates (1M titles at `large`)
     frame, notes = positives_with_features(samples_dir, manifest, features_dir, table)
     del table  # the doc table's arrays are built; its frame (1M docs at `large`) is not needed past here
     if not cfg.data.use_rewrites:
@@ -375,6 +377,7 @@ def load_training_data(samples_dir: str | Path, features_dir: str | Path, cfg: T
     pit = cfg.data.positive_doc_features == "point_in_time"
     train = build_rowset(train_frame, docs, featurizer, requests, rewrites, pit, keep_features)
     del train_frame
+    return_freed_memory()
     if cfg.data.valid_share > 0 and val is None:
         notes.append(f"no held-out request on {train_days[-1]}: no validation, no early stopping")
 

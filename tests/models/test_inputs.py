@@ -71,6 +71,21 @@ def test_large_batches_match_one_request_at_a_time(cfg):
             assert torch.equal(d_batch[k][i], one[k][0]), (i, k)
 
 
+def test_texts_analyzed_in_chunks_give_the_same_ids(cfg, monkeypatch):
+    from ebr.models import inputs
+
+    rows = [{**logged_in_row(), "query": f"红色 连衣裙 {i % 7} dress"} for i in range(90)]
+    docs = [{**d, "title": f"{d['title']} {i}"} for i, d in enumerate(doc_rows() * 30)]
+    whole_q, whole_d = featurize_queries(pd.DataFrame(rows), cfg), featurize_docs(docs, cfg)
+    monkeypatch.setattr(inputs, "_TEXT_CHUNK", 4)  # many chunks, the last one short
+    chunked_q, chunked_d = featurize_queries(pd.DataFrame(rows), cfg), featurize_docs(docs, cfg)
+    for whole, chunked in ((whole_q, chunked_q), (whole_d, chunked_d)):
+        assert whole.keys() == chunked.keys()
+        for k in whole:
+            assert torch.equal(whole[k], chunked[k]), k
+    assert len(set(map(tuple, whole_d["title_words"].tolist()))) > 4  # more distinct titles than one chunk
+
+
 def test_one_request_with_numpy_ids_and_nulls_matches_the_batch_path(cfg):
     # a request hashes through a per-vocabulary memo: numpy ids, ints and nulls must give the batch's ids
     row = {**logged_in_row(), "seq_st_doc_ids": np.arange(21, 31), "seq_rt_event_types": ["click", None, "like"],
