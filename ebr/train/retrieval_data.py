@@ -212,15 +212,21 @@ def query_arrays_chunked(frame: pd.DataFrame, featurizer: FeaturizerConfig,
                          chunk_rows: int = FEATURIZE_CHUNK_ROWS) -> dict[str, np.ndarray]:
     """`query_arrays` of `frame`, `chunk_rows` rows at a time, narrowed: the same arrays (every key has a fixed
     width from config), while the featurizer's per-value intermediates stay one chunk's size (at `large` they
-    added ~3.7 GB over 1M query rows at once)."""
-    parts = [_narrow(query_arrays(frame.iloc[i : i + chunk_rows], featurizer))
-             for i in range(0, max(len(frame), 1), chunk_rows)]
-    if len(parts) == 1:
-        return parts[0]
-    out = {}
-    for k in parts[0]:
-        dtype = np.result_type(*(p[k].dtype for p in parts))  # a chunk narrowed to int32, another kept int64
-        out[k] = np.concatenate([p[k].astype(dtype, copy=False) for p in parts])
+    added ~3.7 GB over 1M query rows at once). Each chunk is written into the output arrays and its freed heap
+    handed back before the next (300k rows: +1.2 GB resident for 0.5 GB of arrays without that)."""
+    out: dict[str, np.ndarray] = {}
+    for i in range(0, max(len(frame), 1), chunk_rows):
+        part = _narrow(query_arrays(frame.iloc[i : i + chunk_rows], featurizer))
+        if len(frame) <= chunk_rows:
+            return part
+        for k, v in part.items():
+            if k not in out:
+                out[k] = np.empty((len(frame), *v.shape[1:]), dtype=v.dtype)
+            elif np.result_type(out[k].dtype, v.dtype) != out[k].dtype:  # a chunk kept int64, earlier ones int32
+                out[k] = out[k].astype(np.result_type(out[k].dtype, v.dtype))
+            out[k][i : i + len(v)] = v
+        del part
+        return_freed_memory()
     return out
 
 

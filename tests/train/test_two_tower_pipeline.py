@@ -205,6 +205,21 @@ def test_query_rows_featurized_in_chunks_give_the_same_arrays(pipe):
         np.testing.assert_array_equal(got[k], want[k], err_msg=k)
 
 
+def test_chunked_query_arrays_widen_when_a_later_chunk_needs_int64(monkeypatch):
+    from ebr.train import retrieval_data
+
+    def fake(rows, featurizer):  # ids of the rows' own positions; the last rows' ids need 64 bits
+        pos = rows["pos"].to_numpy(dtype=np.int64)
+        return {"ids": np.where(pos >= 20, pos + 2**40, pos)[:, None].repeat(3, axis=1), "one": pos}
+
+    monkeypatch.setattr(retrieval_data, "query_arrays", fake)
+    frame = pd.DataFrame({"pos": np.arange(25)})
+    got = retrieval_data.query_arrays_chunked(frame, None, chunk_rows=8)
+    assert got["ids"].dtype == np.int64 and got["one"].dtype == np.int32
+    np.testing.assert_array_equal(got["ids"][:, 0], np.where(np.arange(25) >= 20, np.arange(25) + 2**40, np.arange(25)))
+    np.testing.assert_array_equal(got["one"], np.arange(25))
+
+
 def test_positives_are_joined_from_the_store_when_the_samples_lack_features(pipe, tmp_path):
     from ebr.features.doc_features import doc_feature_table
     from ebr.train.retrieval_data import positives_with_features, read_samples_manifest, sample_table
