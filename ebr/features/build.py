@@ -88,8 +88,10 @@ def build_features(data_root: str | Path, day: str, out_dir: str | Path, cfg: Fe
         tables = {name: to_arrow(name, frame) for name, frame in frames.items()}
         rows[d] = {name: t.num_rows for name, t in tables.items()}
         write_day(out, d, tables, {"day": d, "fingerprint": fp, "rows": rows[d], "data_root": str(root)})
+        del frames, tables  # not alive while the next day derives (~2 GB a day at `large`)
         log.info("features: built %s in %.1fs", d, time.perf_counter() - t1)
 
+    del h  # the loaded history (~2.5 GB at `large`) is not needed while the online store loads
     online_existed = online_store_loaded(out, cfg)
     write_store_settings(out, cfg)
     store = open_store(out, apply=True)

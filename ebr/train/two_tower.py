@@ -312,7 +312,8 @@ def batch_loss(
 def _doc_inputs(docs: DocTable, rows: np.ndarray) -> dict[str, torch.Tensor]:
     import torch
 
-    return {k: torch.from_numpy(np.ascontiguousarray(v[rows])) for k, v in docs.arrays.items()}
+    return {k: torch.from_numpy(np.ascontiguousarray(v[rows]).astype(np.int64, copy=False))
+            for k, v in docs.arrays.items()}  # the doc table's arrays are int32
 
 
 # ---------------------------------------------------------------------------------------------- validation

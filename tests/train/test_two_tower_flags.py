@@ -189,6 +189,15 @@ def test_rewrites_off_trains_on_clicks_only(pipe):  # noqa: F811
     cfg = tiny_config(None)
     model = TwoTowerModel(cfg.model)
     hits = np.flatnonzero(on.train.rewrite_row >= 0)[:32]
+    # a rewrite keeps its click's request and user: every non-text array equals the click row's, the query differs
+    rw, q = on.train.rewrite, on.train.query
+    for i in hits:
+        r, own = on.train.rewrite_row[i], on.train.query_row[i]
+        for k in rw:
+            if k.startswith(("user_", "seq_")) or k == "recent_query_words":
+                np.testing.assert_array_equal(rw[k][r], q[k][own], err_msg=k)
+    assert any(not np.array_equal(rw["query_words"][on.train.rewrite_row[i]], q["query_words"][on.train.query_row[i]])
+               for i in hits)
     from ebr.train.two_tower import Batch
 
     _, parts = _loss(model, on, cfg, Batch(hits, on.docs.sample(8, np.random.default_rng(0)), None), 1.0)
