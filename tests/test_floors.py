@@ -13,7 +13,7 @@ EBR = Path(__file__).resolve().parents[1] / "ebr"
 
 # Bottom first; see docs/architecture.md for what lives on each floor.
 FLOORS: list[set[str]] = [
-    {"settings", "dates", "rawfs", "credentials", "images", "artifacts", "cpu_limit"},
+    {"settings", "dates", "rawfs", "credentials", "images", "artifacts", "cpu_limit", "heap"},
     {"text", "contract", "rollout", "workspace"},
     {"features", "lexical", "hybrid", "validation", "simulate"},
     {"judgements"},
