@@ -44,6 +44,25 @@ def parse_metric_key(key: str) -> tuple[str, int]:
     return m.group(1), int(m.group(2))
 
 
+def _pack_codes(ids: np.ndarray, n_rows: int) -> tuple[np.ndarray, int, np.ndarray | None]:
+    """How doc ids pack with their row into one sortable int64 (`row * span + code`): the ids' codes (1-based, -1
+    -> 0), the span, and the sorted distinct ids when the ids are too large to pack as they are (codes are then
+    ranks)."""
+    span = int(ids.max()) + 2 if ids.size else 1
+    if n_rows and span > (2**62) // n_rows:  # huge ids: compress them to ranks first
+        uniq, inv = np.unique(ids, return_inverse=True)
+        return inv.reshape(ids.shape) + 1, len(uniq) + 1, uniq
+    return ids + 1, span, None
+
+
+def _lookup_codes(docs: np.ndarray, span: int, uniq: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """(valid, codes) of doc ids to look up in a set packed by `_pack_codes`: valid where the id can be in it."""
+    if uniq is None:
+        return (docs >= 0) & (docs <= span - 2), docs + 1
+    i = np.minimum(np.searchsorted(uniq, docs), len(uniq) - 1)
+    return (docs >= 0) & (uniq[i] == docs), i + 1
+
+
 @dataclass(frozen=True)
 class Judgements:
     """Ground truth as flat (row, doc, grade >= 1) triples plus which rows are judged: for clicks, rows with a
@@ -90,13 +109,7 @@ class Judgements:
         large to pack), computed once: every system of an evaluation is looked up in the same labels."""
         cache = self.__dict__.get("_packed_keys")
         if cache is None:
-            uniq = None
-            span = int(self.docs.max()) + 2 if len(self.docs) else 1
-            codes = self.docs + 1
-            if self.n_rows and span > (2**62) // self.n_rows:  # huge ids: compress them to ranks first
-                uniq = np.unique(self.docs)
-                span = len(uniq) + 1
-                codes = np.searchsorted(uniq, self.docs) + 1
+            codes, span, uniq = _pack_codes(self.docs, self.n_rows)
             keys = self.rows * span + codes
             grades = self.grades
             if len(keys) > 1 and (keys[1:] < keys[:-1]).any():  # built directly, not through from_arrays
@@ -114,13 +127,7 @@ class Judgements:
         keys, grades, span, uniq = self._packed()
         if not len(keys) or ids.size == 0:
             return out
-        if uniq is None:
-            valid = (ids >= 0) & (ids <= span - 2)
-            codes = ids + 1
-        else:
-            i = np.minimum(np.searchsorted(uniq, ids), len(uniq) - 1)
-            valid = (ids >= 0) & (uniq[i] == ids)
-            codes = i + 1
+        valid, codes = _lookup_codes(ids, span, uniq)
         q = np.arange(ids.shape[0], dtype=np.int64)[:, None] * span + np.where(valid, codes, 0)
         j = np.minimum(np.searchsorted(keys, q), len(keys) - 1)
         found = valid & (keys[j] == q)
@@ -179,14 +186,7 @@ class TopK:
         if dup.any():
             r, c = np.argwhere(dup)[0]
             raise ValueError(f"{what}: request row {r} holds doc id {ordered[r, c + 1]} more than once")
-        self._max_id = int(arr.max()) if arr.size else -1
-        self._uniq: np.ndarray | None = None
-        self._span = self._max_id + 2
-        codes = ordered + 1
-        if n_rows and self._span > (2**62) // n_rows:  # huge ids: compress them to ranks first
-            self._uniq, inv = np.unique(ordered, return_inverse=True)
-            self._span = len(self._uniq) + 1
-            codes = inv.reshape(ordered.shape) + 1
+        codes, self._span, self._uniq = _pack_codes(ordered, n_rows)
         self._keys = (np.arange(n_rows, dtype=np.int64)[:, None] * self._span + codes).ravel()
         self._cols = order.ravel()
 
@@ -200,14 +200,7 @@ class TopK:
         out = np.full(len(rows), k, dtype=np.int64)
         if len(rows) == 0 or self.ids.size == 0:
             return out
-        docs = np.asarray(docs, dtype=np.int64)
-        if self._uniq is None:
-            valid = (docs >= 0) & (docs <= self._max_id)
-            codes = docs + 1
-        else:
-            i = np.minimum(np.searchsorted(self._uniq, docs), len(self._uniq) - 1)
-            valid = (self._uniq[i] == docs) & (docs >= 0)
-            codes = i + 1
+        valid, codes = _lookup_codes(np.asarray(docs, dtype=np.int64), self._span, self._uniq)
         q = np.asarray(rows, dtype=np.int64) * self._span + codes
         j = np.minimum(np.searchsorted(self._keys, q), len(self._keys) - 1)
         found = valid & (self._keys[j] == q)
