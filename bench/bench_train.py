@@ -52,6 +52,7 @@ VARIANTS: dict[str, dict] = {
     "no_hard_mixing": {"loss": {"hard_negative_mixing": False}},
     "no_rewrite_term": {"data": {"rewrite_negative_weight": 0.0}},
     "random_negatives_128": {"negatives": {"random_negatives": 128}},
+    "batch_1024": {"train": {"batch_size": 1024}},  # the default model, 4x the batch (4x the in-batch negatives)
 }
 
 
