@@ -194,3 +194,18 @@ def test_samples_without_joined_features_need_the_feature_store(samples_dir, tmp
         load_training_rows(tmp_path, None)
     with pytest.raises(FileNotFoundError, match="manifest.json"):
         load_training_rows(tmp_path / "nowhere", None)
+
+
+def test_distinct_rows_number_equal_rows_alike_in_order_of_first_sight():
+    from ebr.models.rankers.rows import _distinct_rows
+
+    rng = np.random.default_rng(4)
+    n = 200
+    frame = pd.DataFrame({"doc_id": rng.integers(0, 6, n), "title": rng.choice(["a", "b", None], n),
+                          "score": rng.choice([1.0, np.nan], n),
+                          "attributes": [list(rng.choice(["p", "q"], int(rng.integers(0, 3)))) for _ in range(n)]})
+    got = _distinct_rows(frame)
+    keys = [(d, t, None if s != s else s, tuple(a)) for d, t, s, a in frame.itertuples(index=False)]
+    first: dict = {}
+    want = [first.setdefault(k, len(first)) for k in keys]
+    assert got.tolist() == want and len(first) > 10

@@ -101,13 +101,14 @@ def _pairs(samples: pd.DataFrame, request_row: np.ndarray, doc_row: np.ndarray) 
 def _distinct_rows(frame: pd.DataFrame) -> np.ndarray:
     """A code per row of `frame`, equal for rows with equal values (lists compared element-wise), numbered in
     order of first sight."""
-    flat = pd.DataFrame(index=frame.index)
-    for c in frame.columns:
+    per_column = []
+    for c in frame.columns:  # one column's strings at a time (all at once: +2.7 GB for 2M rows at `large`)
         col = frame[c]
         if c in LIST_FEATURES or col.dtype == object:
             col = col.map(lambda v: "\x1f".join(map(str, v)) if isinstance(v, list | tuple | np.ndarray) else repr(v))
-        flat[c] = col
-    hashes = pd.util.hash_pandas_object(flat, index=False).to_numpy()
+        per_column.append(pd.util.hash_pandas_object(col, index=False).to_numpy())
+        del col
+    hashes = pd.util.hash_pandas_object(pd.DataFrame(np.stack(per_column, axis=1)), index=False).to_numpy()
     return pd.Series(hashes).groupby(hashes, sort=False).ngroup().to_numpy()
 
 
