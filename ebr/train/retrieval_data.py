@@ -230,9 +230,9 @@ def query_arrays_chunked(frame: pd.DataFrame, featurizer: FeaturizerConfig,
     return out
 
 
-def _query_frame(frame: pd.DataFrame, featurizer: FeaturizerConfig) -> pd.DataFrame:
-    cols = ["query", *(c for c in query_feature_columns(featurizer) if c in frame.columns)]
-    return frame[cols]
+def _query_columns(frame: pd.DataFrame, featurizer: FeaturizerConfig) -> list[str]:
+    """The columns of `frame` that `query_arrays` reads."""
+    return ["query", *(c for c in query_feature_columns(featurizer) if c in frame.columns)]
 
 
 def build_rowset(
@@ -253,7 +253,7 @@ def build_rowset(
     query_row, _ = pd.factorize(key)
     _, first = np.unique(query_row, return_index=True)
     uniq = frame.iloc[first].reset_index(drop=True)
-    q = query_arrays_chunked(_query_frame(uniq, featurizer), featurizer)
+    q = query_arrays_chunked(uniq[_query_columns(uniq, featurizer)], featurizer)
     ids = frame["doc_id"].to_numpy(dtype=np.int64)
     rows = docs.rows(ids)
     if point_in_time_docs or (rows < 0).any():
@@ -284,8 +284,8 @@ def _attach_rewrites(rs: RowSet, rewrites: pd.DataFrame, featurizer: FeaturizerC
     if m.empty:
         return
     # only the rewritten rows' query-side columns (a copy of every column of 1.2M rows took ~1.3 GB at `large`)
-    cols = _query_frame(rs.frame.iloc[:0], featurizer).columns
-    base = rs.frame.iloc[m["row"].to_numpy(), rs.frame.columns.get_indexer(cols)].reset_index(drop=True)
+    cols = rs.frame.columns.get_indexer(_query_columns(rs.frame, featurizer))
+    base = rs.frame.iloc[m["row"].to_numpy(), cols].reset_index(drop=True)
     base["query"] = m["query"].to_numpy()
     rs.rewrite = query_arrays_chunked(base, featurizer)
     rs.rewrite_row[m["row"].to_numpy()] = np.arange(len(m))

@@ -107,7 +107,6 @@ def _distinct_rows(frame: pd.DataFrame) -> np.ndarray:
         if c in LIST_FEATURES or col.dtype == object:
             col = col.map(lambda v: "\x1f".join(map(str, v)) if isinstance(v, list | tuple | np.ndarray) else repr(v))
         per_column.append(pd.util.hash_pandas_object(col, index=False).to_numpy())
-        del col
     hashes = pd.util.hash_pandas_object(pd.DataFrame(np.stack(per_column, axis=1)), index=False).to_numpy()
     return pd.Series(hashes).groupby(hashes, sort=False).ngroup().to_numpy()
 
