@@ -33,16 +33,37 @@ class BehaviorItemEmbedding(nn.Module):
 
     def fields(self, inputs: dict[str, torch.Tensor], window: str) -> list[torch.Tensor]:
         """The four field embeddings [B, L, d] of one window, in SEQUENCE_FIELDS order."""
-        return [
-            self.doc_ids(inputs[f"seq_{window}_doc_ids"]),
-            self.categories(inputs[f"seq_{window}_categories"]),
-            self.authors(inputs[f"seq_{window}_authors"]),
-            self.event_types(inputs[f"seq_{window}_event_types"]),
-        ]
+        return self.windows(inputs, [window], project=())[window]  # type: ignore[return-value]
 
     def forward(self, inputs: dict[str, torch.Tensor], window: str) -> torch.Tensor:
         """Item vectors [B, L, d] of one window: concat(id, side info) projected to d."""
-        return self.project(torch.cat(self.fields(inputs, window), dim=-1))
+        return self.windows(inputs, [window], project=(window,))[window]  # type: ignore[return-value]
+
+    def windows(
+        self, inputs: dict[str, torch.Tensor], windows: list[str], project: tuple[str, ...]
+    ) -> dict[str, torch.Tensor | list[torch.Tensor]]:
+        """Per window: its projected item vectors [B, L, d] when named in `project`, else its four field
+        embeddings. One lookup per table and one projection serve every window together (a training step's
+        cost here is the count of kernels, not their size); windows in `project` must come first."""
+        lengths = [inputs[f"seq_{w}_doc_ids"].shape[1] for w in windows]
+        tables = (self.doc_ids, self.categories, self.authors, self.event_types)
+        per_field = [
+            table(torch.cat([inputs[f"seq_{w}_{field}"] for w in windows], dim=1))
+            for table, field in zip(tables, SEQUENCE_FIELDS, strict=True)
+        ]
+        n = len(project)
+        if list(project) != windows[:n]:
+            raise ValueError(f"projected windows {project} must lead the windows {windows}")
+        out: dict[str, torch.Tensor | list[torch.Tensor]] = {}
+        head = sum(lengths[:n])
+        if n:
+            items = self.project(torch.cat([f[:, :head] for f in per_field], dim=-1))
+            out.update(zip(project, items.split(lengths[:n], dim=1), strict=True))
+        start = head
+        for w, length in zip(windows[n:], lengths[n:], strict=True):  # slices: no empty split in an export
+            out[w] = [f[:, start : start + length] for f in per_field]
+            start += length
+        return out
 
 
 class RealTimeSequenceEncoder(nn.Module):

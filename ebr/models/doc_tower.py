@@ -9,9 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ebr.models.blocks.embedding import BucketEmbedding, hashed_embedding
+from ebr.models.blocks.embedding import BucketEmbedding, bag_mean, hashed_embedding
 from ebr.models.blocks.mlp import MLP
-from ebr.models.blocks.pooling import masked_mean
 from ebr.models.blocks.senet import SENet
 from ebr.models.config import DocTowerConfig, FeaturizerConfig
 from ebr.models.seeding import seeded
@@ -69,7 +68,7 @@ class DocTower(nn.Module):
             item = self.doc_id(inputs["doc_id"])
         if self.title_words is not None and self.title_proj is not None:
             words = inputs["title_words"]
-            title = torch.tanh(self.title_proj(masked_mean(self.title_words(words), words > 0)))
+            title = torch.tanh(self.title_proj(bag_mean(self.title_words, words)))
             item = title if item is None else item + title
         if item is not None:
             parts.append(item)
@@ -79,10 +78,10 @@ class DocTower(nn.Module):
             parts.append(self.brand(inputs["brand"]))
         if self.attributes is not None:
             a = inputs["attributes"]
-            parts.append(masked_mean(self.attributes(a), a > 0))
+            parts.append(bag_mean(self.attributes, a))
         if self.tags is not None:
             t = inputs["tags"]
-            parts.append(masked_mean(self.tags(t), t > 0))
+            parts.append(bag_mean(self.tags, t))
         if self.author is not None:
             parts.append(self.author(inputs["author_id"]))
         stacked = torch.stack(parts, dim=1)

@@ -109,15 +109,13 @@ class QueryTower(nn.Module):
         q = self.semantic(inputs)
         parts = [q]
         if self.behavior_items is not None:
-            if self.realtime is not None:
-                mask = inputs["seq_rt_doc_ids"] > 0
-                parts.append(self.realtime(self.behavior_items(inputs, "rt"), mask, q))
-            if self.short_term is not None:
-                mask = inputs["seq_st_doc_ids"] > 0
-                parts.append(self.short_term(self.behavior_items(inputs, "st"), mask, q))
+            encoders = [(w, e) for w, e in (("rt", self.realtime), ("st", self.short_term)) if e is not None]
+            windows = [w for w, _ in encoders] + (["lt"] if self.long_term is not None else [])
+            seqs = self.behavior_items.windows(inputs, windows, project=tuple(w for w, _ in encoders))
+            for w, encoder in encoders:
+                parts.append(encoder(seqs[w], inputs[f"seq_{w}_doc_ids"] > 0, q))
             if self.long_term is not None:
-                mask = inputs["seq_lt_doc_ids"] > 0
-                parts.append(self.long_term(self.behavior_items.fields(inputs, "lt"), mask, q))
+                parts.append(self.long_term(seqs["lt"], inputs["seq_lt_doc_ids"] > 0, q))
         if self.user_profile is not None:
             parts.append(self.user_profile(inputs).unsqueeze(1))
         if self.understanding is not None:

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from ebr.models.blocks.attention import TransformerLayer, ZeroVectorAttention
-from ebr.models.blocks.embedding import hashed_embedding
+from ebr.models.blocks.embedding import bag_mean, hashed_embedding
 from ebr.models.blocks.pooling import masked_mean
 from ebr.models.config import FeaturizerConfig
 
@@ -60,8 +60,8 @@ class MultiGranularSemanticUnit(nn.Module):
             return q_seg.unsqueeze(1)
         uni = inputs["query_unigrams"]
         bi = inputs["query_bigrams"]
-        q_1gram = masked_mean(self.unigram_emb(uni), uni > 0)
-        q_2gram = masked_mean(self.bigram_emb(bi), bi > 0)
+        q_1gram = bag_mean(self.unigram_emb, uni)
+        q_2gram = bag_mean(self.bigram_emb, bi)
         x = word_vecs + self.word_pos
         # An empty query would leave every key masked; letting it see position 0 keeps softmax finite, and the
         # masked mean below ignores that position anyway.
@@ -73,7 +73,7 @@ class MultiGranularSemanticUnit(nn.Module):
         granules = [q_1gram, q_2gram, q_seg, q_seg_seq]
         if self.history_attention is not None:
             hist = inputs["recent_query_words"]  # [B, K, Lw]
-            hist_vecs = masked_mean(self.word_emb(hist), hist > 0)  # [B, K, d]
+            hist_vecs = bag_mean(self.word_emb, hist)  # [B, K, d]
             q_his, _ = self.history_attention(q_seg.unsqueeze(1), hist_vecs, (hist > 0).any(dim=-1))
             granules.append(q_his.squeeze(1))
         q_mix = torch.stack(granules, dim=0).sum(dim=0)

@@ -9,9 +9,8 @@ from torch import nn
 
 from ebr.models.blocks.bilinear import BilinearInteraction, BilinearKind
 from ebr.models.blocks.cross import CrossNetwork
-from ebr.models.blocks.embedding import BucketEmbedding, hashed_embedding
+from ebr.models.blocks.embedding import BucketEmbedding, bag_mean, hashed_embedding
 from ebr.models.blocks.mlp import MLP
-from ebr.models.blocks.pooling import masked_mean
 from ebr.models.blocks.senet import SENet
 from ebr.models.config import FeaturizerConfig
 from ebr.models.inputs import NUM_GENDER_IDS
@@ -67,7 +66,7 @@ class UserProfileEncoder(nn.Module):
             self.gender(inputs["user_gender"]),
             self.age(inputs["user_age"].unsqueeze(1)).squeeze(1),
             self.city(inputs["user_city"]),
-            masked_mean(self.profile_tags(tags), tags > 0),
+            bag_mean(self.profile_tags, tags),
         ]
         stacked = torch.stack(fields, dim=1)
         if self.numeric is not None:

@@ -17,6 +17,7 @@ from ebr.models.blocks import (
     SENet,
     TransformerLayer,
     ZeroVectorAttention,
+    bag_mean,
     hashed_embedding,
     masked_mean,
     reverse_padded,
@@ -93,7 +94,7 @@ def test_multi_head_attention_ignores_masked_keys():
     q, k = torch.randn(B, 2, D), torch.randn(B, L, D)
     mask = torch.ones(B, L, dtype=torch.bool)
     mask[:, 4:] = False
-    out, w = m(q, k, k, mask)
+    out, w = m(q, k, k, mask, need_weights=True)
     assert out.shape == (B, 2, D) and w.shape == (B, 2, 2, L)
     assert w[..., 4:].abs().max() == 0
     torch.testing.assert_close(w.sum(-1), torch.ones(B, 2, 2))
@@ -101,6 +102,45 @@ def test_multi_head_attention_ignores_masked_keys():
     k2[:, 4:] = 100.0  # changing masked keys changes nothing
     torch.testing.assert_close(m(q, k2, k2, mask)[0], out)
     _assert_all_params_get_gradient(m, out)
+
+
+def _outputs_and_grads(m: torch.nn.Module, *args: torch.Tensor, **kw) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Outputs and parameter gradients of a weighted sum of the outputs, row 2 left out of the sum."""
+    m.zero_grad()
+    out, _ = m(*args, **kw)
+    upstream = torch.linspace(-1, 1, out.numel()).view(out.shape).clone()
+    upstream[2] = 0.0
+    (out * upstream).sum().backward()
+    return out.detach(), [p.grad.clone() for p in m.parameters()]
+
+
+def test_fused_attention_equals_the_weighted_path_with_empty_rows():
+    """The fused kernel (no weights asked) gives the explicit softmax's outputs and gradients for self-attention
+    (one q/k/v product), distinct keys and values, and the zero-vector attention over a shared key/value history.
+    A fully masked row (row 2) gets the same output (uniform weights, as documented) but no gradient is sent
+    through it: every caller masks such rows downstream (the behaviour encoders attend over them with the same
+    mask, the word Transformer always sees position 0), so the fused path's gradient there is never used."""
+    g = torch.Generator().manual_seed(3)
+    n = 8
+    x, q, v = (torch.randn(n, L, D, generator=g) for _ in range(3))
+    mask = torch.rand(n, L, generator=g) < 0.6
+    mask[2] = False
+    mha = MultiHeadAttention(D, num_heads=2)
+    for args in ((x, x, x, mask), (q, x, x, mask), (q, x, v, mask), (x, x, x, None)):
+        fused, fused_grads = _outputs_and_grads(mha, *args)
+        # clones defeat the identity checks, so each projection runs on its own
+        explicit, explicit_grads = _outputs_and_grads(mha, *(a.clone() if a is not None else None for a in args),
+                                                      need_weights=True)
+        torch.testing.assert_close(fused, explicit)
+        for a, b in zip(fused_grads, explicit_grads, strict=True):
+            torch.testing.assert_close(a, b)
+    zva = ZeroVectorAttention(D, num_heads=2)
+    fused, fused_grads = _outputs_and_grads(zva, q[:, :3], x, mask)
+    explicit, explicit_grads = _outputs_and_grads(zva, q[:, :3], x, mask, x.clone(), need_weights=True)
+    torch.testing.assert_close(fused, explicit)
+    for a, b in zip(fused_grads, explicit_grads, strict=True):
+        torch.testing.assert_close(a, b)
+    assert fused[2].abs().max() == 0  # no history: exactly zero
 
 
 def test_attention_with_every_key_masked_stays_finite():
@@ -115,7 +155,7 @@ def test_zero_vector_attention_shapes_gradients_and_empty_history():
     q, h = torch.randn(B, 6, D), torch.randn(B, L, D)
     mask = torch.ones(B, L, dtype=torch.bool)
     mask[1] = False  # row 1: no history at all
-    out, w = m(q, h, mask)
+    out, w = m(q, h, mask, need_weights=True)
     assert out.shape == (B, 6, D) and w.shape == (B, 2, 6, L + 1)
     # with no history the zero slot takes all the weight and the output is exactly zero
     torch.testing.assert_close(w[1, :, :, 0], torch.ones(2, 6))
@@ -213,3 +253,38 @@ def test_bucket_embedding_offsets_columns_apart():
     assert out.shape == (2, 2, D)
     torch.testing.assert_close(out[0, 1], e.table.weight[3])  # column 1 starts after column 0's 3 ids
     _assert_all_params_get_gradient(e, out)
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_bag_mean_equals_the_masked_mean_of_the_lookup(sparse: bool):
+    """One-kernel bag means (empty bags and 3-D id arrays included) give the lookup-then-mask values and the same
+    table gradient; a graph export takes the two-step form (ONNX has no bag with a padding id)."""
+    g = torch.Generator().manual_seed(4)
+    table = hashed_embedding(40, D, sparse)
+    ids = torch.randint(0, 40, (5, 3, L), generator=g)
+    ids[0, 1] = 0  # an empty bag
+    ids[2, :, 3:] = 0
+    upstream = torch.randn(5, 3, D, generator=g)
+    grads = []
+    for pool in (lambda t, i: bag_mean(t, i), lambda t, i: masked_mean(t(i), i > 0)):
+        table.zero_grad()
+        out = pool(table, ids)
+        (out * upstream).sum().backward()
+        grads.append((out.detach(), table.weight.grad.to_dense().clone()))
+    torch.testing.assert_close(grads[0][0], grads[1][0])
+    torch.testing.assert_close(grads[0][1], grads[1][1])
+    assert grads[0][0][0, 1].abs().max() == 0
+    program = torch.export.export(_BagMean(table), (ids,))
+    assert "embedding_bag" not in str(program.graph)
+    torch.testing.assert_close(program.module()(ids), grads[1][0])
+    with pytest.raises(ValueError, match="padding_idx=None"):
+        bag_mean(nn.Embedding(4, D), ids.clamp(max=3))
+
+
+class _BagMean(nn.Module):
+    def __init__(self, table: nn.Embedding) -> None:
+        super().__init__()
+        self.table = table
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return bag_mean(self.table, ids)

@@ -245,3 +245,25 @@ def test_config_round_trips_through_yaml(tmp_path):
     path.write_text(dump_config(cfg), encoding="utf-8")
     assert load_config(TwoTowerConfig, path) == cfg
     assert load_config(TwoTowerConfig, path, ["query_tower.num_heads=4"]).query_tower.num_heads == 4
+
+
+def test_behaviour_windows_looked_up_together_equal_each_window_alone(cfg: TwoTowerConfig, rows: dict):
+    """The query tower embeds the three behaviour windows with one lookup per table and projects real-time and
+    short-term items in one product; each window's vectors equal those of its own lookup and projection."""
+    from ebr.models.behavior import BehaviorItemEmbedding
+
+    items = BehaviorItemEmbedding(cfg.featurizer, 8)
+    inputs = featurize_queries(rows["queries"], cfg.featurizer)
+    assert (inputs["seq_rt_doc_ids"] > 0).any() and (inputs["seq_lt_doc_ids"] > 0).any()
+    together = items.windows(inputs, ["rt", "st", "lt"], project=("rt", "st"))
+    for w in ("rt", "st"):
+        alone = items.project(torch.cat(
+            [table(inputs[f"seq_{w}_{f}"]) for table, f in zip(
+                (items.doc_ids, items.categories, items.authors, items.event_types),
+                ("doc_ids", "categories", "authors", "event_types"), strict=True)], dim=-1))
+        torch.testing.assert_close(together[w], alone)
+        torch.testing.assert_close(items(inputs, w), alone)
+    for a, b in zip(together["lt"], items.fields(inputs, "lt"), strict=True):
+        torch.testing.assert_close(a, b)
+    with pytest.raises(ValueError, match="must lead"):
+        items.windows(inputs, ["rt", "st", "lt"], project=("st",))

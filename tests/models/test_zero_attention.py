@@ -31,7 +31,7 @@ def _zero_slot_weight(m: ZeroVectorAttention, g: torch.Generator) -> tuple[float
     """(mean zero-slot weight on unrelated rows, on related rows, mean weight on the related slot)."""
     q, keys, related, _ = _batch(512, g)
     with torch.no_grad():
-        _, w = m(q, keys, torch.ones(len(q), T, dtype=torch.bool))
+        _, w = m(q, keys, torch.ones(len(q), T, dtype=torch.bool), need_weights=True)
     w = w.mean(dim=1)[:, 0]  # average heads; the single query -> [n, T + 1]
     unrel = related < 0
     rows = torch.nonzero(~unrel).squeeze(1)

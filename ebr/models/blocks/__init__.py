@@ -7,7 +7,7 @@ ranker can all compose them.
 from ebr.models.blocks.attention import MultiHeadAttention, TransformerLayer, ZeroVectorAttention
 from ebr.models.blocks.bilinear import BilinearInteraction
 from ebr.models.blocks.cross import CrossNetwork
-from ebr.models.blocks.embedding import BucketEmbedding, hashed_embedding
+from ebr.models.blocks.embedding import BucketEmbedding, bag_mean, hashed_embedding
 from ebr.models.blocks.mlp import MLP
 from ebr.models.blocks.mmoe import MMoE
 from ebr.models.blocks.pooling import masked_mean
@@ -25,6 +25,7 @@ __all__ = [
     "ResidualLSTM",
     "TransformerLayer",
     "ZeroVectorAttention",
+    "bag_mean",
     "hashed_embedding",
     "masked_mean",
     "reverse_padded",

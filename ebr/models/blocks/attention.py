@@ -5,6 +5,10 @@
   attend to "nothing" when no past behaviour is related to it (MGDSPR 2.1.2): the zero slot scores 0 and
   contributes 0, and the output projection has no bias, so attending only to it yields exactly zero.
 - `TransformerLayer`: post-norm self-attention + feed-forward (q_seg_seq over words, [CLS] fusion).
+
+Training calls these blocks on small tensors (a batch of 256 rows, 10-27 tokens), where the count of kernels
+matters more than their arithmetic: the attention runs in one fused `scaled_dot_product_attention` unless the
+weights are asked for, and a self-attention's (or a history's key/value) projections are one matrix product.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -21,19 +26,40 @@ def _split_heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
 
 
 def _attend(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, dropout: nn.Dropout
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Split q [B,h,Nq,dh], k/v [B,h,T,dh], mask [B,T] (true = valid) -> (out [B,Nq,h*dh], w [B,h,Nq,T]).
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    mask: torch.Tensor | None,
+    dropout: nn.Dropout,
+    need_weights: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Split q [B,h,Nq,dh], k/v [B,h,T,dh], mask [B,T] (true = valid) -> (out [B,Nq,h*dh], w [B,h,Nq,T] or None).
 
-    A row whose keys are all masked gets uniform weights (finite), never NaN; callers mask such outputs.
+    A row whose keys are all masked gets uniform weights (finite), never NaN; callers mask such outputs. Without
+    `need_weights` the same softmax runs fused (an additive mask of the dtype's minimum keeps that rule).
     """
-    scores = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])
-    if mask is not None:
-        scores = scores.masked_fill(~mask[:, None, None, :], torch.finfo(scores.dtype).min)
-    weights = torch.softmax(scores, dim=-1)
-    out = dropout(weights) @ v
+    if need_weights:
+        scores = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])
+        if mask is not None:
+            scores = scores.masked_fill(~mask[:, None, None, :], torch.finfo(scores.dtype).min)
+        weights = torch.softmax(scores, dim=-1)
+        out = dropout(weights) @ v
+    else:
+        bias = None
+        if mask is not None:
+            bias = torch.zeros(mask.shape, dtype=q.dtype, device=q.device)
+            bias = bias.masked_fill_(~mask, torch.finfo(q.dtype).min)[:, None, None, :]
+        p = dropout.p if dropout.training else 0.0
+        out, weights = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=p), None
     b, h, n, dh = out.shape
     return out.transpose(1, 2).reshape(b, n, h * dh), weights
+
+
+def _fused_linear(x: torch.Tensor, layers: tuple[nn.Linear, ...]) -> tuple[torch.Tensor, ...]:
+    """`(layer(x) for layer in layers)` as one matrix product (the layers share an input and a bias setting)."""
+    weight = torch.cat([m.weight for m in layers])
+    bias = None if layers[0].bias is None else torch.cat([m.bias for m in layers])
+    return F.linear(x, weight, bias).split([m.out_features for m in layers], dim=-1)
 
 
 class MultiHeadAttention(nn.Module):
@@ -56,15 +82,20 @@ class MultiHeadAttention(nn.Module):
         key: torch.Tensor,
         value: torch.Tensor,
         key_mask: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """query [B, Nq, d], key/value [B, T, d], key_mask [B, T] -> ([B, Nq, d], weights [B, h, Nq, T])."""
+        need_weights: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """query [B, Nq, d], key/value [B, T, d], key_mask [B, T] -> ([B, Nq, d], weights [B, h, Nq, T] when
+        `need_weights`, else None)."""
         h = self.num_heads
+        if query is key and key is value:  # self-attention: one product for q, k and v
+            q, k, v = _fused_linear(query, (self.q_proj, self.k_proj, self.v_proj))
+        elif key is value:
+            q = self.q_proj(query)
+            k, v = _fused_linear(key, (self.k_proj, self.v_proj))
+        else:
+            q, k, v = self.q_proj(query), self.k_proj(key), self.v_proj(value)
         out, w = _attend(
-            _split_heads(self.q_proj(query), h),
-            _split_heads(self.k_proj(key), h),
-            _split_heads(self.v_proj(value), h),
-            key_mask,
-            self.dropout,
+            _split_heads(q, h), _split_heads(k, h), _split_heads(v, h), key_mask, self.dropout, need_weights
         )
         return self.out_proj(out), w
 
@@ -82,20 +113,25 @@ class ZeroVectorAttention(MultiHeadAttention):
         keys: torch.Tensor,
         key_mask: torch.Tensor,
         values: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+        need_weights: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """query [B, Nq, d] over keys [B, T, d] (values default to keys), key_mask [B, T] true = valid.
 
-        Returns ([B, Nq, d], weights [B, h, Nq, T + 1]) where weight slot 0 is the zero vector.
+        Returns ([B, Nq, d], weights [B, h, Nq, T + 1] when `need_weights`, else None); weight slot 0 is the
+        zero vector.
         """
         h = self.num_heads
-        k = self.k_proj(keys)
-        v = self.v_proj(keys if values is None else values)
+        if values is None:
+            k, v = _fused_linear(keys, (self.k_proj, self.v_proj))
+        else:
+            k, v = self.k_proj(keys), self.v_proj(values)
         zero = torch.zeros_like(k[:, :1])
         k = torch.cat([zero, k], dim=1)
         v = torch.cat([zero, v], dim=1)
         mask = torch.cat([torch.ones_like(key_mask[:, :1]), key_mask], dim=1)
         out, w = _attend(
-            _split_heads(self.q_proj(query), h), _split_heads(k, h), _split_heads(v, h), mask, self.dropout
+            _split_heads(self.q_proj(query), h), _split_heads(k, h), _split_heads(v, h), mask, self.dropout,
+            need_weights,
         )
         return self.out_proj(out), w
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+from ebr.models.blocks.pooling import masked_mean
 
 
 def hashed_embedding(num_embeddings: int, dim: int, sparse: bool = False) -> nn.Embedding:
@@ -17,6 +20,19 @@ def hashed_embedding(num_embeddings: int, dim: int, sparse: bool = False) -> nn.
     with torch.no_grad():
         emb.weight[0].zero_()
     return emb
+
+
+def bag_mean(table: nn.Embedding, ids: torch.Tensor) -> torch.Tensor:
+    """Mean of `table`'s rows over each bag of ids [..., L], padding id 0 skipped -> [..., d] (an empty bag gives
+    zeros): `masked_mean(table(ids), ids > 0)` in one kernel, with the table's sparse-gradient setting. Graph
+    export (serving programs, ONNX) gets the two-step form: ONNX has no bag with a padding id."""
+    if table.padding_idx != 0:
+        raise ValueError(f"bag_mean needs a table whose padding id is 0, got padding_idx={table.padding_idx}")
+    if torch.compiler.is_exporting() or torch.onnx.is_in_onnx_export():
+        return masked_mean(table(ids), ids > 0)
+    flat = ids.reshape(-1, ids.shape[-1])
+    out = F.embedding_bag(flat, table.weight, mode="mean", padding_idx=0, sparse=table.sparse)
+    return out.view(*ids.shape[:-1], table.embedding_dim)
 
 
 class BucketEmbedding(nn.Module):
