@@ -107,6 +107,12 @@ ROWS: tuple[AblationRow, ...] = (
         )
         for tau in ("0.2", "1", "2")
     ),
+    AblationRow(
+        "tau_0.03", ("two_tower.model.temperature=0.03",),
+        "temperature 0.03 instead of 0.05: a sharper softmax, below the default rather than toward MGDSPR's 2",
+        Claim("001", "the temperature trades relevance for recall: a smaller one fits the clicks harder and P_good "
+              "falls (MGDSPR: tau = 2)", "p_good@100", "down"),
+    ),
     # ---- loss (seeds 000, 001, 004)
     AblationRow(
         "i_mix_off", (f"{_LOSS}.hard_negative_mixing=false",),
