@@ -105,7 +105,7 @@ ROWS: tuple[AblationRow, ...] = (
             Claim("001", "a larger temperature smooths noisy clicks: recall falls, relevance (P_good) rises a lot "
                   "(MGDSPR: tau = 2)", "p_good@100", "up"),
         )
-        for tau in ("0.2", "1", "2")
+        for tau in ("0.1", "0.2", "1", "2")
     ),
     AblationRow(
         "tau_0.03", ("two_tower.model.temperature=0.03",),
