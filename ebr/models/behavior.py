@@ -45,15 +45,15 @@ class BehaviorItemEmbedding(nn.Module):
         """Per window: its projected item vectors [B, L, d] when named in `project`, else its four field
         embeddings. One lookup per table and one projection serve every window together (a training step's
         cost here is the count of kernels, not their size); windows in `project` must come first."""
+        n = len(project)
+        if list(project) != windows[:n]:
+            raise ValueError(f"projected windows {project} must lead the windows {windows}")
         lengths = [inputs[f"seq_{w}_doc_ids"].shape[1] for w in windows]
         tables = (self.doc_ids, self.categories, self.authors, self.event_types)
         per_field = [
             table(torch.cat([inputs[f"seq_{w}_{field}"] for w in windows], dim=1))
             for table, field in zip(tables, SEQUENCE_FIELDS, strict=True)
         ]
-        n = len(project)
-        if list(project) != windows[:n]:
-            raise ValueError(f"projected windows {project} must lead the windows {windows}")
         out: dict[str, torch.Tensor | list[torch.Tensor]] = {}
         head = sum(lengths[:n])
         if n:

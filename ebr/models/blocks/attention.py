@@ -63,7 +63,7 @@ def _fused_linear(x: torch.Tensor, layers: tuple[nn.Linear, ...]) -> tuple[torch
 
 
 class MultiHeadAttention(nn.Module):
-    """Multi-head scaled dot-product attention with projections; returns the output and the weights."""
+    """Multi-head scaled dot-product attention with projections; returns the output and, when asked, the weights."""
 
     def __init__(self, dim: int, num_heads: int = 8, dropout: float = 0.0, out_bias: bool = True) -> None:
         super().__init__()
