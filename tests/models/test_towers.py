@@ -251,16 +251,16 @@ def test_behaviour_windows_looked_up_together_equal_each_window_alone(cfg: TwoTo
     """The query tower embeds the three behaviour windows with one lookup per table and projects real-time and
     short-term items in one product; each window's vectors equal those of its own lookup and projection."""
     from ebr.models.behavior import BehaviorItemEmbedding
+    from ebr.models.config import SEQUENCE_FIELDS
 
     items = BehaviorItemEmbedding(cfg.featurizer, 8)
     inputs = featurize_queries(rows["queries"], cfg.featurizer)
     assert (inputs["seq_rt_doc_ids"] > 0).any() and (inputs["seq_lt_doc_ids"] > 0).any()
     together = items.windows(inputs, ["rt", "st", "lt"], project=("rt", "st"))
     for w in ("rt", "st"):
-        alone = items.project(torch.cat(
-            [table(inputs[f"seq_{w}_{f}"]) for table, f in zip(
-                (items.doc_ids, items.categories, items.authors, items.event_types),
-                ("doc_ids", "categories", "authors", "event_types"), strict=True)], dim=-1))
+        tables = (items.doc_ids, items.categories, items.authors, items.event_types)
+        fields = [table(inputs[f"seq_{w}_{f}"]) for table, f in zip(tables, SEQUENCE_FIELDS, strict=True)]
+        alone = items.project(torch.cat(fields, dim=-1))
         torch.testing.assert_close(together[w], alone)
         torch.testing.assert_close(items(inputs, w), alone)
     for a, b in zip(together["lt"], items.fields(inputs, "lt"), strict=True):
