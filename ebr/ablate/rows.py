@@ -150,6 +150,19 @@ ROWS: tuple[AblationRow, ...] = (
               "down"),
     ),
     AblationRow(
+        "personalization_off", (f"{_QT}.personalization=false",),
+        "query semantics alone: no user profile, query history or behaviour sequences (the cheapest MGDSPR query "
+        "tower, ~2.9x the default's training throughput in bench/results/train.md)",
+        Claim("001", "search personalized by the user's behaviour sequences separates the interests of different "
+              "users under the same query, which a lexical engine cannot", "click_recall@100", "down"),
+    ),
+    AblationRow(
+        "realtime_sequence_off", (f"{_QT}.realtime_sequence=false",),
+        "no real-time behaviour sequence (its 2-layer LSTM and self-attention, the costliest personalization block)",
+        Claim("001", "the real-time sequence (LSTM over the latest clicks, then self-attention) captures how the "
+              "user's interest evolves within the session", "click_recall@100", "down"),
+    ),
+    AblationRow(
         "cls_fusion_off", (f"{_QT}.cls_fusion=false",),
         "no [CLS] self-attention fusion of query semantics and behaviour sequences: flatten + linear",
         Claim("001", "fusing semantics and personalization with [CLS] self-attention (trm) helps recall and "
