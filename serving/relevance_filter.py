@@ -1,4 +1,4 @@
-"""Relevance control on retrieved candidates, with the rule evaluation uses (`ebr.evaluate.relevance`).
+"""Relevance control on retrieved candidates, with the rule evaluation uses (`ebr.judgements.relevance`).
 
 A candidate is dropped when its leaf category differs from the expected one, or when a brand is expected and
 the doc does not carry it; an expected field that is null checks nothing. The expectations come from the
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ebr.evaluate.relevance import relevance_removed
+from ebr.judgements.relevance import relevance_removed
 from ebr.judgements.corpus import Corpus
 
 EMPTY_POSITIONS = np.zeros(0, dtype=np.int64)

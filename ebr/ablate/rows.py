@@ -226,6 +226,15 @@ ROWS: tuple[AblationRow, ...] = (
         note="inverse-propensity weighting is this project's remedy, not the seed's; power 1 is the classic "
         "examination ~ 1/position prior",
     ),
+    AblationRow(
+        "relevance_positives_on", ("samples.positives.relevance_filter=true",),
+        "click positives the relevance control would have removed for their request (doc off the query's understood "
+        "leaf category, or without its understood brand) are dropped before training",
+        Claim("001", "clicks are noisy (the reason for MGDSPR's temperature and I_mix) and relevance is what the "
+              "structured-field control guarantees; positives that pass it teach relevance", "ndcg@10", "up"),
+        note="using the serving relevance control to clean the training positives is this project's remedy, not "
+        "the seed's (MGDSPR applies the control after retrieval)",
+    ),
 )
 
 ROW_BY_NAME: dict[str, AblationRow] = {r.name: r for r in ROWS}

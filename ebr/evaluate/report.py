@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ebr.artifacts.atomic import atomic_output_dir
-from ebr.evaluate.relevance import relevance_removed
+from ebr.judgements.relevance import relevance_removed
 from ebr.judgements.corpus import Corpus
 from ebr.judgements.evalset import EvalSet
 from ebr.judgements.metrics import (

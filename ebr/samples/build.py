@@ -93,10 +93,14 @@ def build_samples(
     if len(win.days) < cfg.days_back:
         notes.append(f"window has {len(win.days)} of {cfg.days_back} days (logs start later)")
     imps = attach_author(win.impressions, win.docs)
-    positives = click_positives(imps, cfg.positives)
+    positives = click_positives(imps, cfg.positives, win.docs)
     if positives.empty:
         raise ValueError(f"no positive in the window {win.days[0]}..{win.days[-1]}: no click passes the filters "
                          f"(samples.positives = {cfg.positives.model_dump()})")
+    filtered = positives.attrs.get("relevance_filtered", 0)
+    if cfg.positives.relevance_filter:
+        notes.append(f"relevance filter: {filtered} click(s) off the request's understood category or brand dropped "
+                     f"({filtered / (filtered + len(positives)):.1%} of the clicks that passed the other filters)")
     negatives = sampling_table(win.docs, imps, cfg.negatives)
 
     rewrites = empty_rewrites()
@@ -160,6 +164,7 @@ def build_samples(
         "tables": {name: {"file": f"{name}.parquet", "rows": int(len(t)), "columns": list(t.columns)}
                    for name, t in tables.items()},
         "positives": {k: int(v) for k, v in retrieval["kind"].value_counts().sort_index().items()},
+        "relevance_filtered_clicks": int(filtered),
         "hard_negative_quota": quota,
         "ranking_sources": {s: int((ranking["source"] == s).sum()) for s in SOURCES},
         "rewrites": {k: int(v) for k, v in rewrites["rewrite"].value_counts().sort_index().items()},

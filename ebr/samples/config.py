@@ -32,6 +32,13 @@ class PositivesConfig(Section):
         description="a doc needs this many exposures in the window before its clicks count (seed 002: "
         "'sufficient exposure'); 1 = no filter",
     )
+    relevance_filter: bool = Field(
+        False,
+        description="drop a click whose doc the relevance control would have removed for its request (leaf category "
+        "off the query's understood one, or the understood brand missing; ebr.judgements.relevance): under strong "
+        "position bias such clicks are the noisiest (MGDSPR, seed 001: clicks are noisy, relevance is controlled by "
+        "structured fields). Off by default: docs/ablations.md, row relevance_positives_on",
+    )
     like_weight: float = Field(0.5, ge=0.0, description="added to a positive's weight of 1 when liked")
     favorite_weight: float = Field(1.0, ge=0.0, description="added when favorited (deeper engagement, seed 000)")
     comment_weight: float = Field(1.0, ge=0.0, description="added when commented")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ebr.judgements.relevance import understanding_mismatch
 from ebr.samples.config import PositivesConfig
 from ebr.samples.tables import columns
 
@@ -47,10 +48,34 @@ def position_weight(position: np.ndarray, cfg: PositivesConfig) -> np.ndarray:
     return np.minimum(np.maximum(position, 1.0) ** cfg.position_weight_power, cfg.max_position_weight)
 
 
-def click_positives(imps: pd.DataFrame, cfg: PositivesConfig) -> pd.DataFrame:
-    """One row per positive (request, doc) with its engagement weight; `imps` carries request and author columns."""
+def relevance_mismatch(rows: pd.DataFrame, docs: pd.DataFrame) -> np.ndarray:
+    """Bool per row of `rows` (impressions with their request's query_category_leaf and query_brand): the doc is
+    one the relevance control would remove for that request, by the doc's fields in `docs` (doc_id, category_leaf,
+    brand; every doc of `rows` must be there)."""
+    at = pd.Index(docs["doc_id"]).get_indexer(rows["doc_id"])
+    if (at < 0).any():
+        bad = rows["doc_id"].to_numpy()[at < 0][:5].tolist()
+        raise ValueError(f"doc_id not in the docs table, no fields for the relevance filter: {bad}")
+    return understanding_mismatch(rows["query_category_leaf"].to_numpy(), rows["query_brand"].to_numpy(),
+                                  docs["category_leaf"].to_numpy()[at], docs["brand"].to_numpy()[at])
+
+
+def click_positives(imps: pd.DataFrame, cfg: PositivesConfig, docs: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per positive (request, doc) with its engagement weight; `imps` carries request and author columns.
+    With `cfg.relevance_filter`, clicks on docs the relevance control would remove are dropped (needs `docs`); how
+    many is in the frame's `attrs["relevance_filtered"]`."""
     rows = imps.loc[sufficient_click_mask(imps, cfg)].copy()
+    if cfg.relevance_filter:
+        if docs is None:
+            raise ValueError("samples.positives.relevance_filter needs the docs table (category_leaf, brand)")
+        off = relevance_mismatch(rows, docs)
+        dropped = int(off.sum())
+        rows = rows.loc[~off]
+    else:
+        dropped = 0
     rows["weight"] = positive_weight(rows, cfg)
     rows["kind"] = "click"
     rows = rows.sort_values(["event_timestamp", "request_id", "doc_id"], kind="mergesort")
-    return rows[POSITIVE_COLUMNS].reset_index(drop=True)
+    out = rows[POSITIVE_COLUMNS].reset_index(drop=True)
+    out.attrs["relevance_filtered"] = dropped
+    return out

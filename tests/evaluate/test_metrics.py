@@ -24,6 +24,7 @@ from ebr.evaluate import (
     teacher_gains,
     true_recall,
 )
+from ebr.judgements.relevance import understanding_mismatch
 from tests.evaluate.handmade import reference_metrics
 
 # three requests, K_ret = 4, -1 = empty slot
@@ -239,3 +240,21 @@ def test_per_request_values_average_to_the_metric_of_any_subset_of_requests() ->
             # the subset's mean is the metric computed on the subset alone, to the bit
             assert per[k].mean(subset) == fn(retrieved[subset], part, [k])[k]
             assert per[k].mean(subset) != per[k].mean()
+
+
+def test_understanding_mismatch_is_the_same_rule_row_by_row() -> None:
+    corpus = Corpus(
+        doc_ids=np.array([1, 2, 3]),
+        titles=np.array(["a", "b", "c"], dtype=object),
+        category_leaf=np.array(["shoes", "shoes", "bags"], dtype=object),
+        brand=np.array(["acme", None, "acme"], dtype=object),
+    )
+    q_cat = ["shoes", "shoes", None, None, "shoes", "bags"]
+    q_brand = ["acme", None, None, "acme", np.nan, "acme"]
+    docs = np.array([2, 3, 3, 2, 1, 3])
+    pos = corpus.positions(docs[:, None], "docs")[:, 0]
+    got = understanding_mismatch(q_cat, q_brand, corpus.category_leaf[pos], corpus.brand[pos])
+    np.testing.assert_array_equal(got, [True, True, False, True, False, False])
+    np.testing.assert_array_equal(got, relevance_removed(docs[:, None], q_cat, q_brand, corpus)[:, 0])
+    with pytest.raises(ValueError, match="need the same length"):
+        understanding_mismatch(["shoes"], [None], ["shoes", "bags"], [None, None])

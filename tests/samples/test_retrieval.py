@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from ebr.contract import list_days, load
 from ebr.samples import PositivesConfig, load_window, request_negatives
@@ -161,3 +162,30 @@ def test_position_weight_is_a_capped_inverse_propensity(tiny_data, tiny_days):
     engaged = click_positives(imps, PositivesConfig(min_dwell_ms=0, position_weight_power=1.0))
     base = click_positives(imps, PositivesConfig(min_dwell_ms=0))
     np.testing.assert_allclose(engaged["weight"], base["weight"] * np.minimum(shown, 10.0), rtol=1e-6)
+
+
+def test_relevance_filter_drops_clicks_off_the_understood_category_or_brand(tiny_data, tiny_days):
+    win = load_window(tiny_data, tiny_days[-1], 3)
+    imps = attach_author(win.impressions, win.docs)
+    base = click_positives(imps, PositivesConfig(min_dwell_ms=0), win.docs)
+    kept = click_positives(imps, PositivesConfig(min_dwell_ms=0, relevance_filter=True), win.docs)
+    assert base.attrs["relevance_filtered"] == 0
+    dropped = base.merge(kept[["request_id", "doc_id"]], on=["request_id", "doc_id"], how="left", indicator=True)
+    dropped = dropped[dropped["_merge"] == "left_only"]
+    assert 0 < len(dropped) == kept.attrs["relevance_filtered"] == len(base) - len(kept)
+    req = win.requests.set_index("request_id")[["query_category_leaf", "query_brand"]]
+    doc = win.docs.set_index("doc_id")[["category_leaf", "brand"]]
+
+    def off(frame: pd.DataFrame) -> np.ndarray:  # the rule written out: leaf category differs, or brand missing
+        q = req.loc[frame["request_id"]].to_numpy(dtype=object)
+        d = doc.loc[frame["doc_id"]].to_numpy(dtype=object)
+        cat = pd.notna(q[:, 0]) & (q[:, 0] != d[:, 0])
+        brand = pd.notna(q[:, 1]) & (pd.isna(d[:, 1]) | (q[:, 1] != d[:, 1]))
+        return cat | brand
+
+    assert off(dropped).all() and not off(kept).any()
+    with pytest.raises(ValueError, match="relevance_filter needs the docs table"):
+        click_positives(imps, PositivesConfig(relevance_filter=True))
+    with pytest.raises(ValueError, match=r"doc_id not in the docs table.*"):
+        click_positives(imps, PositivesConfig(min_dwell_ms=0, relevance_filter=True),
+                       win.docs[win.docs["doc_id"] != base["doc_id"].iloc[0]])

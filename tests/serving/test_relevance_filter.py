@@ -1,4 +1,4 @@
-"""Serving's relevance control is evaluation's rule (`ebr.evaluate.relevance.relevance_removed`) on candidates."""
+"""Serving's relevance control is evaluation's rule (`ebr.judgements.relevance.relevance_removed`) on candidates."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ebr.evaluate.relevance import relevance_removed
+from ebr.judgements.relevance import relevance_removed
 from ebr.judgements.corpus import Corpus
 from serving.relevance_filter import DocFields, Expectation, removed
 

@@ -1,4 +1,6 @@
-"""Relevance control as the metrics see it: which retrieved docs the structured-field match would remove."""
+"""Relevance control's rule: the docs a structured-field match with the query's understanding would remove.
+
+The metrics (filtered_share), the server's filter and the relevance-filtered positives of the samples apply it."""
 
 from __future__ import annotations
 
@@ -47,6 +49,27 @@ def relevance_removed(
     qb = _codes(q_brand, brand_vocab)[:, None]
     if len(corpus) == 0:
         return np.zeros(retrieved.shape, dtype=bool)
-    cat_off = (qc != -1) & (doc_cat[safe] != qc)
-    brand_off = (qb != -1) & (doc_brand[safe] != qb)
-    return filled & (cat_off | brand_off)
+    return filled & _mismatch(qc, qb, doc_cat[safe], doc_brand[safe])
+
+
+def understanding_mismatch(
+    query_category_leaf: Sequence[str | None] | np.ndarray,
+    query_brand: Sequence[str | None] | np.ndarray,
+    doc_category_leaf: Sequence[str | None] | np.ndarray,
+    doc_brand: Sequence[str | None] | np.ndarray,
+) -> np.ndarray:
+    """Bool per (query, doc) pair, row by row: the rule of `relevance_removed` on aligned columns (a click and the
+    request it answered), for the samples to tell the clicks the relevance control would have removed."""
+    cols = [_none_for_na(c) for c in (query_category_leaf, query_brand, doc_category_leaf, doc_brand)]
+    if len({len(c) for c in cols}) > 1:
+        raise ValueError(f"query_category_leaf, query_brand, doc_category_leaf and doc_brand need the same length, "
+                         f"got {[len(c) for c in cols]}")
+    cat_vocab: dict[object, int] = {}
+    brand_vocab: dict[object, int] = {}
+    return _mismatch(_codes(cols[0], cat_vocab), _codes(cols[1], brand_vocab), _codes(cols[2], cat_vocab),
+                     _codes(cols[3], brand_vocab))
+
+
+def _mismatch(q_cat: np.ndarray, q_brand: np.ndarray, doc_cat: np.ndarray, doc_brand: np.ndarray) -> np.ndarray:
+    """The rule on integer codes (-1 = null), broadcast: a doc off the query's leaf category, or without its brand."""
+    return ((q_cat != -1) & (doc_cat != q_cat)) | ((q_brand != -1) & (doc_brand != q_brand))
