@@ -174,3 +174,30 @@ def test_the_doc_describes_every_row_and_has_one_results_section():
         assert f"| `{row.name}` |" in page, row.name
         for override in row.overrides:
             assert f"`{override}`" in page, (row.name, override)
+
+
+def test_cached_samples_are_found_by_their_config_not_by_their_folder_name(tmp_path):
+    from ebr.ablate.runner import ABLATE_DIR, SAMPLES_MANIFEST, find_samples, samples_key
+    from ebr.workspace import Workspace
+
+    ws = Workspace.at(tmp_path / "ws")
+    cfg = base_config(None, False)
+    day = "2026-11-08"
+
+    def cache(folder: str, config: dict) -> Path:
+        d = ws.root / ABLATE_DIR / day / "samples" / folder
+        d.mkdir(parents=True)
+        manifest = {"day": day, "tables": {"retrieval": {"rows": 5}, "hard_negatives": {"rows": 0}}, "config": config}
+        (d / SAMPLES_MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
+        return d
+
+    key = samples_key(cfg)
+    assert find_samples(ws, day, key) is None
+    older = cfg.samples.model_dump(mode="json")
+    older["positives"].pop("relevance_filter")  # written before the field existed: it reads as its default now
+    found = cache("0ldkey000000", older)
+    assert find_samples(ws, day, key) == found
+    assert find_samples(ws, day, key, need_hard=True) is None  # no hard negatives in it
+    other = row_config(cfg, next(r for r in ROWS if r.name == "relevance_positives_on"), 0)
+    assert find_samples(ws, day, samples_key(other)) is None
+    assert find_samples(ws, "2026-11-09", key) is None
