@@ -257,9 +257,12 @@ def ensure_samples(data_root: Path, day: str, ws: Workspace, cfg: EbrConfig, fea
         info: dict[str, Any] = {"dir": str(found), "reused": True}
     else:
         out = ws.root / ABLATE_DIR / day / "samples" / key
-        champion = current_version(ws.bundles) if prev_index is not None else None
+        mining = prev_index is not None and cfg.samples.hard_negatives.enabled
+        champion = current_version(ws.bundles) if mining else None
         scfg = SamplesConfig.model_validate(deep_merge(cfg.samples.model_dump(mode="json"), {"ranking": LEAN_RANKING}))
-        how = f"hard negatives mined with champion {champion}" if champion else "no champion: no hard negatives"
+        how = (f"hard negatives mined with champion {champion}" if champion else
+               "samples.hard_negatives.enabled=false: no hard negatives" if prev_index is not None else
+               "no champion: no hard negatives")
         say(f"samples {key}: building into {out} ({how})")
         t0 = time.perf_counter()
         manifest = build_samples(data_root, day, out, scfg, features_dir=features_dir, prev_index=prev_index,
