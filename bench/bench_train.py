@@ -13,9 +13,11 @@ writing and memory-mapping its featurization cache entry against that featurizat
     python bench/bench_train.py [--scales small medium] [--threads 1 2] [--days 3] [--steps 30]
                                 [--variants default dssm no_realtime ...]
 
-Variants make the cost of each MGDSPR block visible: `default` is the shipped model, `dssm` a bare DSSM
-(query words mean + doc tower, no personalization, no multi-granular unit, no mixing, no rewrite term), and each
-`no_<block>` the default with one block switched off. Every variant runs at each thread count on the same data.
+Variants make the cost of each MGDSPR block visible: `default` is the shipped model (multi-granular query tower,
+no personalization since docs/ablations.md), `dssm` a bare DSSM (query words mean + doc tower, no multi-granular
+unit, no mixing, no rewrite term), each `no_<block>` the default with one block switched off, `personalized` the
+default with MGDSPR's personalization on (the default until the ablation) and each `personalized_no_<block>` that
+tower with one personalization block off. Every variant runs at each thread count on the same data.
 
 Writes OUT/train.json and OUT/train.md.
 """
@@ -36,23 +38,25 @@ import time
 from pathlib import Path
 
 _QT = "query_tower"
+_P = {"personalization": True}  # MGDSPR's personalization: off in the default model since docs/ablations.md
 # Overrides of TwoTowerTrainConfig per variant (deep-merged into the defaults).
 VARIANTS: dict[str, dict] = {
     "default": {},
-    "dssm": {"model": {_QT: {"personalization": False, "multi_granular": False}},
+    "dssm": {"model": {_QT: {"multi_granular": False}},
              "loss": {"hard_negative_mixing": False}, "data": {"rewrite_negative_weight": 0.0}},
-    "no_personalization": {"model": {_QT: {"personalization": False}}},
-    "no_realtime_lstm": {"model": {_QT: {"realtime_sequence": False}}},
-    "no_short_term": {"model": {_QT: {"short_term_sequence": False}}},
-    "no_long_term": {"model": {_QT: {"long_term_sequence": False}}},
-    "no_query_history": {"model": {_QT: {"query_history": False}}},
-    "no_user_profile": {"model": {_QT: {"user_profile": False}}},
     "no_multi_granular": {"model": {_QT: {"multi_granular": False}}},
     "no_cls_fusion": {"model": {_QT: {"cls_fusion": False}}},
     "no_hard_mixing": {"loss": {"hard_negative_mixing": False}},
     "no_rewrite_term": {"data": {"rewrite_negative_weight": 0.0}},
     "random_negatives_128": {"negatives": {"random_negatives": 128}},
     "batch_1024": {"train": {"batch_size": 1024}},  # the default model, 4x the batch (4x the in-batch negatives)
+    # the personalized tower (the default until the ablation), and it without one block at a time
+    "personalized": {"model": {_QT: _P}},
+    "personalized_no_realtime_lstm": {"model": {_QT: {**_P, "realtime_sequence": False}}},
+    "personalized_no_short_term": {"model": {_QT: {**_P, "short_term_sequence": False}}},
+    "personalized_no_long_term": {"model": {_QT: {**_P, "long_term_sequence": False}}},
+    "personalized_no_query_history": {"model": {_QT: {**_P, "query_history": False}}},
+    "personalized_no_user_profile": {"model": {_QT: {**_P, "user_profile": False}}},
 }
 
 

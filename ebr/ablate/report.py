@@ -76,7 +76,6 @@ def build_document(rows: Sequence[AblationRow], results: Mapping[str, Mapping[st
             for m in METRICS:
                 mean, sd, n = mean_sd([run["metrics"].get(m) for run in res["runs"]])
                 stats[r.name][m] = {"mean": mean, "sd": sd, "n": n}
-    base = stats.get(BASELINE)
     out_rows = []
     for r in rows:
         res = dict(results.get(r.name, {"status": "not run", "reason": "not requested"}))
@@ -86,8 +85,9 @@ def build_document(rows: Sequence[AblationRow], results: Mapping[str, Mapping[st
                                                    "text": r.claim.text, "metric": r.claim.metric,
                                                    "direction": r.claim.direction},
             "status": res.get("status"), "reason": res.get("reason"), "runs": res.get("runs", []),
-            "metrics": stats.get(r.name), "reproduced": None,
+            "metrics": stats.get(r.name), "reproduced": None, "reference": r.reference,
         }
+        base = stats.get(r.reference)
         if r.name in stats and base is not None and r.name != BASELINE:
             for m in METRICS:
                 entry["metrics"][m].update(compare(stats[r.name][m], base[m]))
@@ -130,7 +130,8 @@ def render_section(doc: Mapping[str, Any]) -> str:
         doc["command"],
         "```",
         "",
-        f"Each cell: mean ± sd over {len(seeds)} seed(s), then (delta to the baseline); `*` marks |delta| > 2 pooled "
+        f"Each cell: mean ± sd over {len(seeds)} seed(s), then (delta to the baseline, or to the row named after "
+        "`vs`); `*` marks |delta| > 2 pooled "
         "sd. `expects` is the seed article's claim as a metric and a direction; `reproduced` is yes / no / "
         "inconclusive.",
         "",
@@ -144,7 +145,9 @@ def render_section(doc: Mapping[str, Any]) -> str:
             cells = ["not run"] * len(doc["metrics"])
         else:
             cells = [_cell(row["metrics"].get(m), row["name"] == BASELINE) for m in doc["metrics"]]
-        lines.append(f"| `{row['name']}` | " + " | ".join(cells) + f" | {expects} | {row.get('reproduced') or '–'} |")
+        ref = row.get("reference") or BASELINE
+        name = f"`{row['name']}`" + (f" (vs `{ref}`)" if ref != BASELINE and row["name"] != BASELINE else "")
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {expects} | {row.get('reproduced') or '–'} |")
     refs = doc.get("references") or {}
     if refs:
         lines += ["", "Reference systems of the evaluation on the same requests (one value, no training):", "",

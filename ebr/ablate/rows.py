@@ -68,11 +68,12 @@ class AblationRow:
     claim: Claim | None = None
     needs: tuple[str, ...] = ()
     note: str = ""
+    reference: str = BASELINE  # the row its deltas and verdict compare against (a block of an optional tower)
 
 
 ROWS: tuple[AblationRow, ...] = (
-    AblationRow(BASELINE, (), "the default daily config: random + in-batch negatives (log-Q), offline hard negatives "
-                "when the samples have them, I_mix, MGDSPR query tower, tau 0.05"),
+    AblationRow(BASELINE, (), "the default daily config: random + in-batch negatives, offline hard negatives when the "
+                "samples have them, I_mix, MGDSPR query tower without personalization, tau 0.05"),
     # ---- negatives (seeds 003, 004)
     AblationRow(
         "exposed_unclicked",
@@ -150,17 +151,20 @@ ROWS: tuple[AblationRow, ...] = (
               "down"),
     ),
     AblationRow(
-        "personalization_off", (f"{_QT}.personalization=false",),
-        "query semantics alone: no user profile, query history or behaviour sequences (the cheapest MGDSPR query "
-        "tower, ~2.9x the default's training throughput in bench/results/train.md)",
+        "personalization_on", (f"{_QT}.personalization=true",),
+        "MGDSPR's personalization on: user profile (SENet, DCN-v2), query history and the real-time, short-term and "
+        "long-term behaviour sequences fused with the query semantics (the default until the rows below measured it; "
+        "~2.9x the training cost, bench/results/train.md)",
         Claim("001", "search personalized by the user's behaviour sequences separates the interests of different "
-              "users under the same query, which a lexical engine cannot", "click_recall@100", "down"),
+              "users under the same query, which a lexical engine cannot", "click_recall@100", "up"),
     ),
     AblationRow(
-        "realtime_sequence_off", (f"{_QT}.realtime_sequence=false",),
-        "no real-time behaviour sequence (its 2-layer LSTM and self-attention, the costliest personalization block)",
+        "realtime_sequence_off", (f"{_QT}.personalization=true", f"{_QT}.realtime_sequence=false"),
+        "the personalized tower without its real-time behaviour sequence (2-layer LSTM and self-attention, the "
+        "costliest personalization block)",
         Claim("001", "the real-time sequence (LSTM over the latest clicks, then self-attention) captures how the "
               "user's interest evolves within the session", "click_recall@100", "down"),
+        reference="personalization_on",
     ),
     AblationRow(
         "cls_fusion_off", (f"{_QT}.cls_fusion=false",),
@@ -170,19 +174,25 @@ ROWS: tuple[AblationRow, ...] = (
         note="the alternative the code offers is flatten + linear, not mean pooling",
     ),
     AblationRow(
-        "senet_off", (f"{_QT}.senet=false",), "no SENet field reweighting on the user profile",
+        "senet_off", (f"{_QT}.personalization=true", f"{_QT}.senet=false"),
+        "the personalized tower without SENet field reweighting on the user profile",
         Claim("003", "SENet selects features and suppresses noise, improving the two-tower model", "click_recall@100",
               "down"),
+        reference="personalization_on",
     ),
     AblationRow(
-        "dcn_off", (f"{_QT}.dcn=false",), "no DCN-v2 cross layers on the user profile",
+        "dcn_off", (f"{_QT}.personalization=true", f"{_QT}.dcn=false"),
+        "the personalized tower without DCN-v2 cross layers on the user profile",
         Claim("000", "DCN's explicit crosses capture high-order feature interactions the tower's MLP misses",
               "click_recall@100", "down"),
+        reference="personalization_on",
     ),
     AblationRow(
-        "fibinet_on", (f"{_QT}.bilinear=true",), "FiBiNet bilinear interaction on the user profile (off by default)",
+        "fibinet_on", (f"{_QT}.personalization=true", f"{_QT}.bilinear=true"),
+        "the personalized tower with FiBiNet bilinear interaction on the user profile (off by default)",
         Claim("000", "FiBiNet's bilinear interaction adds second-order crosses to SENet's field weights",
               "click_recall@100", "up"),
+        reference="personalization_on",
     ),
     # ---- doc tower and samples (seeds 000, 001)
     AblationRow(
@@ -238,17 +248,25 @@ ROWS: tuple[AblationRow, ...] = (
 )
 
 ROW_BY_NAME: dict[str, AblationRow] = {r.name: r for r in ROWS}
+for _r in ROWS:  # a reference is a row without a reference of its own
+    if _r.reference not in ROW_BY_NAME or ROW_BY_NAME[_r.reference].reference != BASELINE:
+        raise ValueError(f"ablation row {_r.name!r}: reference {_r.reference!r} must be a row compared to the baseline")
 QUICK_ROWS: tuple[str, ...] = (BASELINE, "i_mix_off")
 
 
 def select_rows(names: list[str] | tuple[str, ...] | None) -> list[AblationRow]:
-    """The rows named (every row when None or empty), baseline first; an unknown name is a ValueError naming it."""
+    """The rows named (every row when None or empty), baseline first, each row's reference before it; an unknown
+    name is a ValueError naming it."""
     if not names:
         return list(ROWS)
     unknown = [n for n in names if n not in ROW_BY_NAME]
     if unknown:
         raise ValueError(f"--rows: unknown ablation row {unknown[0]!r} (rows: {', '.join(ROW_BY_NAME)})")
-    wanted = list(dict.fromkeys(names))
+    wanted: list[str] = []
+    for n in names:  # a row's reference runs too, before it
+        for m in (ROW_BY_NAME[n].reference, n):
+            if m not in wanted:
+                wanted.append(m)
     if BASELINE not in wanted:
         wanted.insert(0, BASELINE)
     return [ROW_BY_NAME[n] for n in sorted(wanted, key=lambda n: n != BASELINE)]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ebr.ablate.report import BEGIN, END, compare, replace_section, verdict
+from ebr.ablate.report import BEGIN, END, build_document, compare, render_section, replace_section, verdict
 from ebr.ablate.rows import BASELINE, METRICS, ROWS, AblationRow, select_rows
 from ebr.ablate.runner import base_config, config_tree, row_config, run_ablation
 from ebr.settings import ConfigError
@@ -125,6 +125,26 @@ def test_rows_are_selected_baseline_first():
     assert [r.name for r in select_rows(["i_mix_off"])] == ["baseline", "i_mix_off"]
     assert [r.name for r in select_rows(["nce", "baseline", "nce"])] == ["baseline", "nce"]
     assert len(select_rows(None)) == len(ROWS)
+    # a block of the personalized tower brings its reference row, before it
+    assert [r.name for r in select_rows(["senet_off", "nce"])] == ["baseline", "personalization_on", "senet_off",
+                                                                   "nce"]
+
+
+def test_a_row_with_a_reference_is_compared_with_it_not_with_the_baseline():
+    rows = select_rows(["senet_off"])
+    metrics = {"baseline": 0.50, "personalization_on": 0.60, "senet_off": 0.58}
+    results = {name: {"status": "ok", "runs": [{"seed": s, "metrics": {m: v + 0.001 * s for m in METRICS}}
+                                               for s in range(3)]} for name, v in metrics.items()}
+    doc = build_document(rows, results, {}, {})
+    by = {r["name"]: r for r in doc["rows"]}
+    assert by["senet_off"]["reference"] == "personalization_on"
+    assert by["senet_off"]["metrics"]["click_recall@100"]["delta"] == pytest.approx(-0.02)
+    assert by["senet_off"]["reproduced"] == "yes"  # down against the personalized tower, up against the baseline
+    assert by["personalization_on"]["metrics"]["click_recall@100"]["delta"] == pytest.approx(0.10)
+    md = render_section({**doc, "day": "d", "data_root": "r", "n_requests": 1, "corpus_docs": 1, "seeds": [0, 1, 2],
+                         "command": "ebr ablate"})
+    assert "| `senet_off` (vs `personalization_on`) | 0.5810 ± 0.0010 (-0.0200*)" in md
+    assert "| `personalization_on` | 0.6010 ± 0.0010 (+0.1000*)" in md
 
 
 def test_verdicts_follow_direction_and_significance():
@@ -172,6 +192,9 @@ def test_the_doc_describes_every_row_and_has_one_results_section():
     assert page.count(BEGIN) == 1 and page.count(END) == 1 and page.index(BEGIN) < page.index(END)
     for row in ROWS:
         assert f"| `{row.name}` |" in page, row.name
+        if row.reference != BASELINE:
+            line = page[page.index(f"| `{row.name}` |"):].split("\n", 1)[0]
+            assert f"(vs `{row.reference}`)" in line, row.name
         for override in row.overrides:
             assert f"`{override}`" in page, (row.name, override)
 

@@ -23,7 +23,7 @@ def small_config(**overrides: Any) -> TwoTowerTrainConfig:
                           "author_id": 50, "brand": 50, "attribute": 50, "tag": 50, "category": 50},
                 "max_len": {"seq_rt": 3, "seq_st": 3, "seq_lt": 3, "recent_queries": 2, "title_words": 6},
             },
-            "query_tower": {"hidden_dim": 8, "out_dim": 8, "num_heads": 2},
+            "query_tower": {"hidden_dim": 8, "out_dim": 8, "num_heads": 2, "personalization": True},
             "doc_tower": {"hidden_dim": 8, "out_dim": 8, "mlp_dims": [8]},
             "seed": 3,
         },

@@ -65,13 +65,16 @@ def _swap_users(rows: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def test_personalization_off_ignores_the_user(pipe):  # noqa: F811
+def test_the_default_tower_ignores_the_user_and_personalization_reads_it(pipe):  # noqa: F811
     from ebr.models.two_tower import TwoTowerModel
 
     data = _data(pipe)
     rows = _query_rows(data)
-    on = TwoTowerModel(tiny_config(None).model)
+    from ebr.train.two_tower_config import TwoTowerTrainConfig
+
+    assert TwoTowerTrainConfig().model.query_tower.personalization is False  # the default (docs/ablations.md)
     off = TwoTowerModel(tiny_config(None, model={"query_tower": {"personalization": False}}).model)
+    on = TwoTowerModel(tiny_config(None).model)  # the tests' tower: personalized, every block exercised
     names = {n.split(".")[1] for n, _ in off.named_parameters() if n.startswith("query_tower.")}
     assert not names & {"user_profile", "behavior_items", "realtime", "short_term", "long_term"}
     assert off.query_tower.semantic.history_attention is None

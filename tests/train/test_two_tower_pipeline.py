@@ -76,7 +76,7 @@ def tiny_pipeline(data: Path, base: Path) -> Pipeline:
 
 
 def tiny_config(mlflow_dir: Path | None, **overrides: Any) -> TwoTowerTrainConfig:
-    """A small model and loop for tests (hidden 16, short sequences, one thread, deterministic)."""
+    """A small personalized model and loop for tests (hidden 16, short sequences, one thread, deterministic)."""
     base: dict[str, Any] = {
         "model": {
             "featurizer": {
@@ -84,7 +84,8 @@ def tiny_config(mlflow_dir: Path | None, **overrides: Any) -> TwoTowerTrainConfi
                           "author_id": 500, "brand": 500, "attribute": 1000, "tag": 500, "category": 200},
                 "max_len": {"seq_rt": 6, "seq_st": 10, "seq_lt": 10, "recent_queries": 4, "title_words": 16},
             },
-            "query_tower": {"hidden_dim": 16, "out_dim": 16, "num_heads": 2},
+            # personalized (off in the default model): the tests exercise every block and the real-time skew
+            "query_tower": {"hidden_dim": 16, "out_dim": 16, "num_heads": 2, "personalization": True},
             "doc_tower": {"hidden_dim": 16, "out_dim": 16, "mlp_dims": [32]},
             "seed": 5,
         },
