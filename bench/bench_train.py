@@ -226,11 +226,13 @@ def _render(doc: dict) -> str:
         f"{doc['machine']['torch']}); load average at start {doc['machine']['load_avg']}, at end "
         f"{doc['machine'].get('load_avg_end')}. Peak memory is the child process's maxrss (featurized data and "
         "model included). Wall time on a shared machine varies; CPU time per example is the steadier number. "
-        "`default` is the shipped model; `dssm` a bare DSSM (query word mean + doc tower, in-batch and random "
-        "negatives only); each `no_<block>` is the default with that MGDSPR block off, so its gap to `default` is "
-        "the block's cost. Data are featurized once before timing (arrays indexed per batch: the input path "
-        "costs the `input ms/step` column, timed twice: sampling plus the batch's gathers, which the loss "
-        "repeats), the rest is the model's forward, backward and optimizer.", "",
+        "`default` is the shipped model (multi-granular query tower, no personalization); `dssm` a bare DSSM "
+        "(query word mean + doc tower, in-batch and random negatives only); each `no_<block>` is the default with "
+        "that block off, so its gap to `default` is the block's cost; `personalized` is the default with MGDSPR's "
+        "personalization on (user profile, query history, behaviour sequences) and each `personalized_no_<block>` "
+        "that tower with one of its blocks off. Data are featurized once before timing (arrays indexed per "
+        "batch: the input path costs the `input ms/step` column, timed twice: sampling plus the batch's gathers, "
+        "which the loss repeats), the rest is the model's forward, backward and optimizer.", "",
         "| scale | variant | threads | train rows | examples/s | CPU ms/example | x default | input ms/step "
         "| est. epoch (s) | parameters | peak RSS (MB) |",
         "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
