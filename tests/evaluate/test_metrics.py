@@ -88,13 +88,18 @@ def test_filtered_share_over_filled_slots() -> None:
     assert got[4].value == pytest.approx((2 / 3 + 1 / 2 + 0) / 3) and got[4].n_requests == 3
 
 
-def test_relevance_removed_matches_category_and_brand() -> None:
-    corpus = Corpus(
+def _shoes_and_bags() -> Corpus:
+    """Docs 1 and 2 are shoes (1 of brand acme, 2 without brand), doc 3 an acme bag."""
+    return Corpus(
         doc_ids=np.array([1, 2, 3]),
         titles=np.array(["a", "b", "c"], dtype=object),
         category_leaf=np.array(["shoes", "shoes", "bags"], dtype=object),
         brand=np.array(["acme", None, "acme"], dtype=object),
     )
+
+
+def test_relevance_removed_matches_category_and_brand() -> None:
+    corpus = _shoes_and_bags()
     retrieved = np.array([[1, 2, 3], [1, 2, 3], [1, 2, 3], [1, 2, -1]])
     got = relevance_removed(retrieved, ["shoes", "shoes", None, None], ["acme", None, None, "acme"], corpus)
     expected = np.array(
@@ -243,12 +248,7 @@ def test_per_request_values_average_to_the_metric_of_any_subset_of_requests() ->
 
 
 def test_understanding_mismatch_is_the_same_rule_row_by_row() -> None:
-    corpus = Corpus(
-        doc_ids=np.array([1, 2, 3]),
-        titles=np.array(["a", "b", "c"], dtype=object),
-        category_leaf=np.array(["shoes", "shoes", "bags"], dtype=object),
-        brand=np.array(["acme", None, "acme"], dtype=object),
-    )
+    corpus = _shoes_and_bags()
     q_cat = ["shoes", "shoes", None, None, "shoes", "bags"]
     q_brand = ["acme", None, None, "acme", np.nan, "acme"]
     docs = np.array([2, 3, 3, 2, 1, 3])
