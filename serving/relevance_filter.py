@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ebr.judgements.relevance import relevance_removed
 from ebr.judgements.corpus import Corpus
+from ebr.judgements.relevance import relevance_removed
 
 EMPTY_POSITIONS = np.zeros(0, dtype=np.int64)
 

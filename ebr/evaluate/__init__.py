@@ -6,7 +6,6 @@ from ebr.evaluate.baselines import BM25Retriever, PopularityRetriever, Retriever
 from ebr.evaluate.config import EvaluateConfig, GateConfig
 from ebr.evaluate.day import evaluate_day, example_queries, ranker_rows
 from ebr.evaluate.gate import GateDecision, ann_gate, ann_gate_from_dirs, combine, compare
-from ebr.judgements.relevance import relevance_removed
 from ebr.evaluate.report import Report, evaluate_systems, log_report_to_mlflow, retrieval_metrics, write_report
 from ebr.judgements.corpus import Corpus, load_corpus
 from ebr.judgements.evalset import EvalSet, build_evalset
@@ -26,6 +25,7 @@ from ebr.judgements.metrics import (
     teacher_gains,
     true_recall,
 )
+from ebr.judgements.relevance import relevance_removed
 from ebr.lexical import bm25_tokens
 
 __all__ = [

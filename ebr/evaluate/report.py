@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 
 from ebr.artifacts.atomic import atomic_output_dir
-from ebr.judgements.relevance import relevance_removed
 from ebr.judgements.corpus import Corpus
 from ebr.judgements.evalset import EvalSet
 from ebr.judgements.metrics import (
@@ -28,6 +27,7 @@ from ebr.judgements.metrics import (
     parse_metric_key,
     true_recall,
 )
+from ebr.judgements.relevance import relevance_removed
 
 FORMAT = "ebr.evaluation/1"
 METRICS_JSON = "metrics.json"
@@ -204,6 +204,8 @@ def metric_gap(training: Mapping[str, MetricValue], served: Mapping[str, MetricV
 
 def render_gap_markdown(skew: Mapping, main_k: int, n_requests: int) -> str:
     """A report.md section: the model's metrics at `main_k` with training-time vs served real-time features."""
+    if skew.get("skipped"):
+        return f"## Real-time features: training-time vs served\n\nNot measured: {skew['skipped']}.\n"
     lines = [
         "## Real-time features: training-time vs served",
         "",

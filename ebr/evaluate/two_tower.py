@@ -93,6 +93,17 @@ def served_realtime_rows(
     return out, changed
 
 
+def reads_realtime_features(bundle: ExportedBundle) -> bool:
+    """Whether the exported query tower reads a feature a push changes: the real-time sequence or the recent
+    queries (query history), both parts of its personalization. An export without a recorded config counts as
+    reading them."""
+    qt = ((bundle.manifest.get("config") or {}).get("two_tower") or {}).get("query_tower")
+    if not isinstance(qt, dict):
+        return True
+    return bool(qt.get("personalization", True)) and bool(qt.get("realtime_sequence", True)
+                                                           or qt.get("query_history", True))
+
+
 def encode_queries(bundle: ExportedBundle, rows: pd.DataFrame, batch_size: int) -> np.ndarray:
     """Query vectors [n, dim] through the exported query tower, featurized with the model's own featurizer."""
     from ebr.models.inputs import featurize_queries
@@ -230,11 +241,15 @@ def evaluate_two_tower(
         timings["query_features"] = time.perf_counter() - t0
         queries = encode_queries(bundle, rows, cfg.batch_size)
         systems = {"model": flat_search(emb.ids, emb.vectors, queries, kmax)}
-        # train/serve skew of the real-time features: the same requests as served without pushed events
+        # train/serve skew of the real-time features: the same requests as served without pushed events (only for
+        # a tower that reads them: without personalization both views give the same vectors)
         t1 = time.perf_counter()
-        served_rows, rt_changed = served_realtime_rows(features_dir, evalset.frame, rows, day)
-        day_start_ids = flat_search(emb.ids, emb.vectors, encode_queries(bundle, served_rows, cfg.batch_size), kmax)
-        del served_rows
+        day_start_ids = rt_changed = None
+        if reads_realtime_features(bundle):
+            served_rows, rt_changed = served_realtime_rows(features_dir, evalset.frame, rows, day)
+            day_start_ids = flat_search(emb.ids, emb.vectors, encode_queries(bundle, served_rows, cfg.batch_size),
+                                        kmax)
+            del served_rows
         timings["realtime_skew"] = time.perf_counter() - t1
         extra: dict[str, Any] = {}
         notes: list[str] = []
@@ -303,10 +318,15 @@ def evaluate_two_tower(
     finally:
         torch.set_num_threads(threads)
     report = evaluate_systems(evalset, systems, ec.ks, corpus, extra)
-    skew_report = evaluate_systems(evalset, {"model": systems["model"], SKEW_SYSTEM: day_start_ids}, ec.ks, corpus)
-    skew = {"as_of": pd.Timestamp(day, tz="UTC").isoformat(), "features": list(REALTIME_FEATURES),
-            "requests_changed": int(rt_changed.sum()),
-            "metrics": metric_gap(report.system("model"), skew_report.system(SKEW_SYSTEM))}
+    skew: dict[str, Any] = {"as_of": pd.Timestamp(day, tz="UTC").isoformat(), "features": list(REALTIME_FEATURES)}
+    if day_start_ids is None or rt_changed is None:
+        skew.update(skipped="the query tower reads no real-time feature (personalization off)", requests_changed=0,
+                    metrics={})
+    else:
+        skew_report = evaluate_systems(evalset, {"model": systems["model"], SKEW_SYSTEM: day_start_ids}, ec.ks,
+                                       corpus)
+        skew.update(requests_changed=int(rt_changed.sum()),
+                    metrics=metric_gap(report.system("model"), skew_report.system(SKEW_SYSTEM)))
     new = report.system("model")
     champ = report.systems.get("champion")
     g = cfg.gate

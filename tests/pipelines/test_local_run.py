@@ -141,6 +141,9 @@ def test_first_day_publishes_a_verified_bundle(two_days):
     # what the Kubeflow UI shows of the evaluate step: the run report page and the key metrics
     evaluate_dir = min((ws / "kfp").glob("*/evaluate"), key=lambda p: p.stat().st_mtime)
     assert "<html" in (evaluate_dir / "html").read_text(encoding="utf-8")
+    # the default tower is not personalized: the real-time skew is not measured, and the report says why
+    skew = json.loads((evaluate_dir / "report" / "evaluation.json").read_text(encoding="utf-8"))["realtime_skew"]
+    assert skew["skipped"].startswith("the query tower reads no real-time feature") and skew["metrics"] == {}
     outputs = json.loads((evaluate_dir / "executor_output.json").read_text(encoding="utf-8"))["artifacts"]
     shown = outputs["metrics"]["artifacts"][0]["metadata"]
     want = systems["model"]["click_recall"]["100"]["value"]

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ebr.judgements.relevance import relevance_removed
 from ebr.judgements.corpus import Corpus
+from ebr.judgements.relevance import relevance_removed
 from serving.relevance_filter import DocFields, Expectation, removed
 
 DOCS = pd.DataFrame({

@@ -49,3 +49,26 @@ def test_served_rows_have_empty_real_time_sequences_and_day_start_queries(pipe):
     later = np.array([len(a) > len(b) for a, b in zip(rows["recent_queries"], served["recent_queries"],
                                                       strict=True)])
     assert later.any(), "queries of the day before a request are in its training-time row, not in the served one"
+
+
+def test_a_tower_without_personalization_skips_the_skew_and_says_so():
+    from types import SimpleNamespace
+
+    from ebr.evaluate.report import render_gap_markdown
+    from ebr.evaluate.two_tower import reads_realtime_features
+    from ebr.train.two_tower_config import TwoTowerTrainConfig
+
+    def export_of(**query_tower):
+        model = TwoTowerTrainConfig.model_validate({"model": {"query_tower": query_tower}}).model
+        return SimpleNamespace(manifest={"config": {"two_tower": model.model_dump(mode="json")}})
+
+    assert not reads_realtime_features(export_of())  # the default: no personalization
+    assert reads_realtime_features(export_of(personalization=True))
+    assert reads_realtime_features(export_of(personalization=True, realtime_sequence=False))  # recent queries
+    assert not reads_realtime_features(export_of(personalization=True, realtime_sequence=False,
+                                                 query_history=False))
+    assert reads_realtime_features(SimpleNamespace(manifest={}))  # no recorded config: assume it reads them
+    text = render_gap_markdown({"as_of": "2026-11-08T00:00:00+00:00", "features": ["seq_rt_doc_ids"],
+                                "skipped": "the query tower reads no real-time feature", "requests_changed": 0,
+                                "metrics": {}}, 50, 10)
+    assert "Not measured: the query tower reads no real-time feature." in text and "| metric |" not in text
