@@ -48,7 +48,7 @@ def default_model() -> TwoTowerConfig:
         "temperature": 0.05,
         # Personalization off: on all three kinds of simulated logs, at small and at medium, the tower without the
         # user profile and behaviour sequences retrieves more relevant docs (docs/ablations.md, row
-        # personalization_on) and trains ~2.9x faster (bench/results/train.md); MGDSPR's blocks stay one flag away.
+        # personalization_on) and trains ~2.6x faster (bench/results/train.md); MGDSPR's blocks stay one flag away.
         "query_tower": {"hidden_dim": 64, "out_dim": 64, "num_heads": 4, "personalization": False},
         # Bucketized click/CTR statistics let the model score "was clicked before": never-exposed relevant docs
         # sink (true_recall@100 0.42 with them, 0.59 without on the small day): content, id and author only.
