@@ -14,10 +14,11 @@ writing and memory-mapping its featurization cache entry against that featurizat
                                 [--variants default dssm no_realtime ...]
 
 Variants make the cost of each MGDSPR block visible: `default` is the shipped model (multi-granular query tower,
-no personalization since docs/ablations.md), `dssm` a bare DSSM (query words mean + doc tower, no multi-granular
-unit, no mixing, no rewrite term), each `no_<block>` the default with one block switched off, `personalized` the
-default with MGDSPR's personalization on (the default until the ablation) and each `personalized_no_<block>` that
-tower with one personalization block off. Every variant runs at each thread count on the same data.
+no personalization and no [CLS] fusion since docs/ablations.md), `cls_fusion` it with MGDSPR's [CLS] fusion, `dssm`
+a bare DSSM (query words mean + doc tower, no multi-granular unit, no mixing, no rewrite term), each `no_<block>`
+the default with one block switched off, `personalized` MGDSPR's personalized tower (personalization fused by
+[CLS], the default until the ablation) and each `personalized_no_<block>` that tower with one block off. Every
+variant runs at each thread count on the same data.
 
 Writes OUT/train.json and OUT/train.md.
 """
@@ -38,14 +39,15 @@ import time
 from pathlib import Path
 
 _QT = "query_tower"
-_P = {"personalization": True}  # MGDSPR's personalization: off in the default model since docs/ablations.md
+# MGDSPR's personalized tower (personalization fused by [CLS]): both off in the default model since docs/ablations.md
+_P = {"personalization": True, "cls_fusion": True}
 # Overrides of TwoTowerTrainConfig per variant (deep-merged into the defaults).
 VARIANTS: dict[str, dict] = {
     "default": {},
     "dssm": {"model": {_QT: {"multi_granular": False}},
              "loss": {"hard_negative_mixing": False}, "data": {"rewrite_negative_weight": 0.0}},
     "no_multi_granular": {"model": {_QT: {"multi_granular": False}}},
-    "no_cls_fusion": {"model": {_QT: {"cls_fusion": False}}},
+    "cls_fusion": {"model": {_QT: {"cls_fusion": True}}},  # MGDSPR's [CLS] fusion instead of flatten + linear
     "no_hard_mixing": {"loss": {"hard_negative_mixing": False}},
     "no_rewrite_term": {"data": {"rewrite_negative_weight": 0.0}},
     "random_negatives_128": {"negatives": {"random_negatives": 128}},
@@ -226,7 +228,8 @@ def _render(doc: dict) -> str:
         f"{doc['machine']['torch']}); load average at start {doc['machine']['load_avg']}, at end "
         f"{doc['machine'].get('load_avg_end')}. Peak memory is the child process's maxrss (featurized data and "
         "model included). Wall time on a shared machine varies; CPU time per example is the steadier number. "
-        "`default` is the shipped model (multi-granular query tower, no personalization); `dssm` a bare DSSM "
+        "`default` is the shipped model (multi-granular query tower, no personalization, flatten + linear fusion); "
+        "`cls_fusion` it with MGDSPR's [CLS] fusion; `dssm` a bare DSSM "
         "(query word mean + doc tower, in-batch and random negatives only); each `no_<block>` is the default with "
         "that block off, so its gap to `default` is the block's cost; `personalized` is the default with MGDSPR's "
         "personalization on (user profile, query history, behaviour sequences) and each `personalized_no_<block>` "

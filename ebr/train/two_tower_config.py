@@ -49,7 +49,11 @@ def default_model() -> TwoTowerConfig:
         # Personalization off: on all three kinds of simulated logs, at small and at medium, the tower without the
         # user profile and behaviour sequences retrieves more relevant docs (docs/ablations.md, row
         # personalization_on) and trains ~2.6x faster (bench/results/train.md); MGDSPR's blocks stay one flag away.
-        "query_tower": {"hidden_dim": 64, "out_dim": 64, "num_heads": 4, "personalization": False},
+        # [CLS] fusion off too: without personalization it only mixes the query's own granules and understanding
+        # token, and flatten + linear gave +0.007 to +0.014 click_recall@100 and +0.010 to +0.014 ndcg@10 on the
+        # three kinds of logs (docs/ablations.md, row cls_fusion_on), true_recall@100 within -0.003.
+        "query_tower": {"hidden_dim": 64, "out_dim": 64, "num_heads": 4, "personalization": False,
+                        "cls_fusion": False},
         # Bucketized click/CTR statistics let the model score "was clicked before": never-exposed relevant docs
         # sink (true_recall@100 0.42 with them, 0.59 without on the small day): content, id and author only.
         "doc_tower": {"hidden_dim": 64, "out_dim": 64, "mlp_dims": [128], "use_statistics": False},

@@ -85,7 +85,8 @@ def tiny_config(mlflow_dir: Path | None, **overrides: Any) -> TwoTowerTrainConfi
                 "max_len": {"seq_rt": 6, "seq_st": 10, "seq_lt": 10, "recent_queries": 4, "title_words": 16},
             },
             # personalized (off in the default model): the tests exercise every block and the real-time skew
-            "query_tower": {"hidden_dim": 16, "out_dim": 16, "num_heads": 2, "personalization": True},
+            "query_tower": {"hidden_dim": 16, "out_dim": 16, "num_heads": 2, "personalization": True,
+                            "cls_fusion": True},
             "doc_tower": {"hidden_dim": 16, "out_dim": 16, "mlp_dims": [32]},
             "seed": 5,
         },
