@@ -158,7 +158,7 @@ ROWS: tuple[AblationRow, ...] = (
         "MGDSPR's personalization on: user profile (SENet, DCN-v2), query history and the real-time, short-term and "
         "long-term behaviour sequences fused with the query semantics by the [CLS] self-attention (the default until "
         "the rows below measured it; "
-        "~2.6x the training cost, bench/results/train.md)",
+        "~2.9x the training cost of the default, bench/results/train.md)",
         Claim("001", "search personalized by the user's behaviour sequences separates the interests of different "
               "users under the same query, which a lexical engine cannot", "click_recall@100", "up"),
     ),
