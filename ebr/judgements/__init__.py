@@ -1,5 +1,6 @@
 """Ground truth of a day and how a ranking scores against it: the evaluation-day table (`evalset`, the one rule
-for the clicks and labels of day D), the doc corpus as of a day (`corpus`) and the metrics (`metrics`)."""
+for the clicks and labels of day D), the doc corpus as of a day (`corpus`), the metrics (`metrics`) and the relevance
+control's rule that the metrics, the server and the samples share (`relevance`)."""
 
 from ebr.judgements.corpus import Corpus, load_corpus
 from ebr.judgements.evalset import EvalSet, build_evalset
