@@ -395,7 +395,10 @@ def train_and_score(data: TrainingData, cfg: EbrConfig, ev: EvalContext) -> dict
     with torch_settings(tt.train.num_threads, False):
         ids = ev.search(model, tt.model.featurizer)
     metrics = ev.metrics({"model": ids})["model"]
-    return {"metrics": metrics, "best_epoch": int(summary["best_epoch"]), "epochs_run": int(summary["epochs_run"]),
+    valid = summary.get(f"best_valid_click_recall_at_{tt.train.valid_k}")  # the trainer's own quality check
+    return {"metrics": metrics, "valid_click_recall": None if valid is None else float(valid),
+            "valid_k": tt.train.valid_k, "best_epoch": int(summary["best_epoch"]),
+            "epochs_run": int(summary["epochs_run"]),
             "train_seconds": round(train_s, 2), "seconds": round(time.perf_counter() - t0, 2),
             "final_train_loss": history[-1].get("train_loss")}
 

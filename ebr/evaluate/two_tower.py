@@ -320,8 +320,8 @@ def evaluate_two_tower(
     report = evaluate_systems(evalset, systems, ec.ks, corpus, extra)
     skew: dict[str, Any] = {"as_of": pd.Timestamp(day, tz="UTC").isoformat(), "features": list(REALTIME_FEATURES)}
     if day_start_ids is None or rt_changed is None:
-        skew.update(skipped="the query tower reads no real-time feature (personalization off)", requests_changed=0,
-                    metrics={})
+        skew.update(skipped="the query tower reads no real-time feature (no real-time sequence or query history)",
+                    requests_changed=0, metrics={})
     else:
         skew_report = evaluate_systems(evalset, {"model": systems["model"], SKEW_SYSTEM: day_start_ids}, ec.ks,
                                        corpus)

@@ -50,8 +50,9 @@ def default_model() -> TwoTowerConfig:
         # user profile and behaviour sequences retrieves more relevant docs (docs/ablations.md, row
         # personalization_on) and trains ~2.6x faster (bench/results/train.md); MGDSPR's blocks stay one flag away.
         # [CLS] fusion off too: without personalization it only mixes the query's own granules and understanding
-        # token, and flatten + linear gave +0.007 to +0.014 click_recall@100 and +0.010 to +0.014 ndcg@10 on the
-        # three kinds of logs (docs/ablations.md, row cls_fusion_on), true_recall@100 within -0.003.
+        # token, and flatten + linear gave +0.007 to +0.027 click_recall@100 and +0.010 to +0.028 ndcg@10 on the
+        # three kinds of logs at small and medium (docs/ablations.md, row cls_fusion_on), true_recall@100 -0.003 to
+        # +0.024.
         "query_tower": {"hidden_dim": 64, "out_dim": 64, "num_heads": 4, "personalization": False,
                         "cls_fusion": False},
         # Bucketized click/CTR statistics let the model score "was clicked before": never-exposed relevant docs
