@@ -25,7 +25,8 @@ from ebr.bundle.layout import LEXICAL_DIR, QUERY_TOWER_EXPORT
 from ebr.index import ShardedSearcher, load_index
 from ebr.index.search import AllowedSet
 from ebr.lexical import LexicalIndex, lexical_summary, load_lexical_index
-from ebr.models.export import ExportedModule, load_exported
+from ebr.models.config import tower_reads
+from ebr.models.export import ExportedModule, load_exported, recorded_query_tower
 from serving.coarse_rescorer import CoarseRescorer
 from serving.relevance_filter import DocFields, Expectation, constraint_key
 
@@ -103,6 +104,7 @@ class LoadedBundle:
     docs: DocFields
     rescorer: CoarseRescorer | None
     lexical: LexicalIndex | None = None  # `lexical.search(query, k)` -> (doc ids int64 [k], scores float32 [k])
+    reads_user_features: bool = True  # the query tower reads a user input (profile, history, sequences)
     loaded_at: float = field(default_factory=time.time)
     _constraints: OrderedDict[tuple[Expectation, ...], Constraint] = field(
         default_factory=OrderedDict, repr=False, compare=False)
@@ -197,4 +199,5 @@ class LoadedBundle:
             docs=docs,
             rescorer=rescorer,
             lexical=lexical,
+            reads_user_features=tower_reads(recorded_query_tower(exported.manifest)),
         )

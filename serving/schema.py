@@ -170,7 +170,8 @@ class SearchResponse(BaseModel):
 
     items: list[SearchItem]
     bundle_version: str
-    personalized: bool = Field(description="user features from the online store were used")
+    personalized: bool = Field(description="the user's features from the online store shaped this answer: read by "
+                                          "a query tower that takes them, or by the coarse ranker's rerank")
     degraded: str | None = Field(
         None, description="why online features were not used when that is a fault, not an unknown user: "
         "`features_unavailable` (store down or failing), `features_timeout` (store did not answer within "

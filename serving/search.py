@@ -117,11 +117,13 @@ class SearchEngine:
 
     # ------------------------------------------------------------------------------------------- stages
 
-    def _features(self, req: SearchRequest) -> tuple[dict[str, Any], FeatureLookup]:
+    def _features(self, req: SearchRequest, with_user: bool) -> tuple[dict[str, Any], FeatureLookup]:
+        """The request's feature row: the query's features, and the user's only `with_user` (when the query tower
+        or the coarse ranker reads them: no store read for features nothing uses)."""
         row: dict[str, Any] = {"query": req.query}
         if self.features is None:
             return row, FeatureLookup(fallback="no_feature_store")
-        found = self.features.fetch(req.user_id, req.query)
+        found = self.features.fetch(req.user_id if with_user else None, req.query)
         if found.fallback is not None and self.metrics is not None:
             self.metrics.feature_fallbacks.labels(found.fallback).inc()
         if found.user_known:
@@ -290,7 +292,8 @@ class SearchEngine:
         if bundle is None:
             raise NotReady("no bundle is loaded yet")
         out_k = req.k
-        if req.rerank and bundle.rescorer is not None and bundle.rescorer.usable:  # the funnel: N -> coarse -> k
+        reranks = req.rerank and bundle.rescorer is not None and bundle.rescorer.usable
+        if reranks:  # the funnel: N -> coarse -> k
             wanted = req.candidates if req.candidates is not None else self.funnel_candidates
             req = req.model_copy(update={"k": min(MAX_K, max(req.k, wanted))})
         stages = dict.fromkeys(STAGES, 0.0)
@@ -299,12 +302,12 @@ class SearchEngine:
         q: np.ndarray | None = None
         with self._on_the_way() as ticket:
             t0 = time.perf_counter()
-            row, found = self._features(req)
+            row, found = self._features(req, with_user=bundle.reads_user_features or reranks)
             stages["features"] = time.perf_counter() - t0
 
             t0 = time.perf_counter()
             x = self._featurize(bundle, row, found)
-            personalized = "user_id" in row and "ann" in channels
+            personalized = "user_id" in row and (reranks or ("ann" in channels and bundle.reads_user_features))
             stages["featurize"] = time.perf_counter() - t0
 
             expect = []
@@ -346,7 +349,7 @@ class SearchEngine:
 
         coarse: np.ndarray | None = None
         reranked = False
-        if req.rerank and bundle.rescorer is not None and bundle.rescorer.usable:
+        if reranks:
             t0 = time.perf_counter()
             same = bundle.rescorer.featurizer == bundle.featurizer
             cos_r = None

@@ -97,11 +97,10 @@ def reads_realtime_features(bundle: ExportedBundle) -> bool:
     """Whether the exported query tower reads a feature a push changes: the real-time sequence or the recent
     queries (query history), both parts of its personalization. An export without a recorded config counts as
     reading them."""
-    qt = ((bundle.manifest.get("config") or {}).get("two_tower") or {}).get("query_tower")
-    if not isinstance(qt, dict):
-        return True
-    return bool(qt.get("personalization", True)) and bool(qt.get("realtime_sequence", True)
-                                                           or qt.get("query_history", True))
+    from ebr.models.config import REALTIME_INPUTS, tower_reads
+    from ebr.models.export import recorded_query_tower
+
+    return tower_reads(recorded_query_tower(bundle.manifest), REALTIME_INPUTS)
 
 
 def encode_queries(bundle: ExportedBundle, rows: pd.DataFrame, batch_size: int) -> np.ndarray:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_right
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -188,6 +189,25 @@ class QueryTowerConfig(Section):
                 f"hidden_dim ({self.hidden_dim}) must be divisible by num_heads ({self.num_heads})"
             )
         return self
+
+
+# The personalization inputs of the query tower, by the flag that switches each on (all under `personalization`).
+USER_INPUTS = ("user_profile", "query_history", "realtime_sequence", "short_term_sequence", "long_term_sequence")
+REALTIME_INPUTS = ("query_history", "realtime_sequence")  # the ones an event push changes
+
+
+def tower_reads(recorded: Mapping[str, Any] | None, inputs: tuple[str, ...] = USER_INPUTS) -> bool:
+    """Whether a query tower recorded as `recorded` (an export manifest's config.two_tower.query_tower) reads any
+    of the personalization `inputs`, so that a caller fetches them only when they count. A missing record counts
+    as reading them; a flag it lacks takes QueryTowerConfig's default."""
+    if not isinstance(recorded, Mapping):
+        return True
+    fields = QueryTowerConfig.model_fields
+
+    def on(flag: str) -> bool:
+        return bool(recorded.get(flag, fields[flag].default))
+
+    return on("personalization") and any(on(flag) for flag in inputs)
 
 
 class DocTowerConfig(Section):

@@ -186,6 +186,12 @@ def export_two_tower(
     )
 
 
+def recorded_query_tower(manifest: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The query tower's config as a two-tower export recorded it (None for an export without one)."""
+    qt = ((manifest.get("config") or {}).get("two_tower") or {}).get("query_tower")
+    return qt if isinstance(qt, Mapping) else None
+
+
 @dataclass
 class ExportedModule:
     """A loaded exported module: call it with a dict of tensors (the featurizer's output)."""

@@ -10,8 +10,8 @@ import torch
 from torch import nn
 
 from ebr.artifacts.checksums import sha256_file
-from ebr.models.config import FeaturizerConfig
-from ebr.models.export import ExportError, export_modules, export_two_tower, load_exported
+from ebr.models.config import USER_INPUTS, FeaturizerConfig, tower_reads
+from ebr.models.export import ExportError, export_modules, export_two_tower, load_exported, recorded_query_tower
 from ebr.models.inputs import featurize_docs, featurize_queries
 from ebr.models.two_tower import TwoTowerModel
 from tests.models.rows import doc_rows, logged_in_row, logged_out_row, small_config
@@ -105,6 +105,12 @@ def test_manifest_records_featurizer_dims_version_and_checksums(exported, bundle
     spec = manifest["modules"]["query_tower"]["inputs"]["seq_rt_doc_ids"]
     assert spec == {"dtype": "int64", "shape": [None, cfg.featurizer.max_len.seq_rt]}
     assert bundle.featurizer == cfg.featurizer and bundle.model_version == "2026-11-06.r1"
+    recorded = recorded_query_tower(manifest)
+    assert recorded is not None and tower_reads(recorded), "the personalized test tower reads user inputs"
+    assert not tower_reads({**recorded, "personalization": False})
+    assert not tower_reads({**recorded, **dict.fromkeys(USER_INPUTS, False)}), "personalization without inputs"
+    assert tower_reads({**recorded, **dict.fromkeys(USER_INPUTS, False), "query_history": True})
+    assert recorded_query_tower({"config": {}}) is None and tower_reads(None), "no record: assume it reads them"
 
 
 def test_bad_inputs_are_named(exported, bundle):

@@ -241,10 +241,12 @@ def test_the_server_answers_from_the_pipeline_published_bundle(two_days, tiny_da
     with LiveServer(app) as server:
         wait_for(lambda: httpx.get(f"{server.url}/readyz", timeout=5).status_code == 200)
         assert httpx.get(f"{server.url}/readyz", timeout=5).json()["bundle_version"] == version
-        r = httpx.post(f"{server.url}/search", json={"query": "连衣裙", "user_id": user, "k": 10}, timeout=30)
+        # the default query tower reads no user feature: the coarse ranker's rerank is what reads the user's
+        r = httpx.post(f"{server.url}/search", json={"query": "连衣裙", "user_id": user, "k": 10, "rerank": True},
+                       timeout=30)
     assert r.status_code == 200, r.text
     body = r.json()
-    assert body["bundle_version"] == version and body["personalized"] is True, body
+    assert body["bundle_version"] == version and body["personalized"] is True and body["reranked"] is True, body
     assert body["retrieval"] == "hybrid", "the published bundle carries the lexical channel: both channels ran"
     assert 0 < len(body["items"]) <= 10
     docs = set(pd.read_parquet(ws / "bundles" / version / "docs.parquet")["doc_id"].tolist())

@@ -16,10 +16,14 @@ import pytest
 from ebr.features import open_store
 from ebr.features.definitions import PROJECT
 from ebr.features.store import ONLINE_DB
+from ebr.models.two_tower import TwoTowerModel
 from serving.app import ServerRuntime, create_app
 from serving.feature_source import FeatureCache, OnlineFeatureSource, open_feature_store
 from serving.settings import ServerSettings
+from serving.synthetic import build_bundle, encode_docs, export_model
+from tests.models.rows import small_config
 from tests.serving.clients import InProcessClient, metric_value, wait_for
+from tests.serving.conftest import LEAN_QUERY_TOWER
 from tests.serving.online_rows import write_online_row
 
 ANN = {"retrieval": "ann"}  # the embedding channel alone: personalization moves its scores
@@ -275,6 +279,37 @@ def test_the_feature_cache_answers_repeated_users_and_queries_without_the_store(
         c.close()
 
 
+@pytest.mark.slow
+def test_a_tower_without_personalization_reads_the_user_only_for_a_rerank(tmp_path, parts, feature_dir):
+    """The default query tower reads no user input: a request is not personalized by a user id alone and the
+    store is not asked for the user's features; the coarse ranker's rerank reads them."""
+    config = small_config(query_tower={**LEAN_QUERY_TOWER, "personalization": False})
+    model = TwoTowerModel(config).eval()
+    model_dir = export_model(model, tmp_path / "model" / "export", parts.docs_v1, "plain").parent
+    root = tmp_path / "bundles"
+    build_bundle(root, "v1", docs=parts.docs_v1, model_dir=model_dir, vectors=encode_docs(model, parts.docs_v1),
+                 coarse_ranker_dir=parts.coarse_dir)
+
+    def lookups() -> float:
+        text = c.get("/metrics").text
+        return sum(metric_value(text, f'ebr_serve_feature_cache_lookups{{result="{r}"}}') for r in ("hit", "miss"))
+
+    c = _client(root, feature_dir, cache_ttl_s=60.0)
+    try:
+        anon = c.post("/search", json={**ANN, "query": "trail shoes", "k": 20}).json()
+        before = lookups()
+        known = c.post("/search", json={**ANN, "query": "trail shoes", "k": 20, "user_id": USER}).json()
+        assert lookups() - before == 1, "the query's features alone: the user's are not read"
+        assert known["personalized"] is False and known["items"] == anon["items"]
+        before = lookups()
+        reranked = c.post("/search", json={**ANN, "query": "trail shoes", "k": 20, "user_id": USER,
+                                           "rerank": True}).json()
+        assert lookups() - before == 2, "a rerank reads the user's features and the query's"
+        assert reranked["reranked"] is True and reranked["personalized"] is True
+    finally:
+        c.close()
+
+
 def test_cached_features_answer_on_the_callers_thread_while_the_store_hangs(feature_dir):
     """A (user, query) whose features are all cached is answered without a lookup thread: a hung store does not
     delay it, while an uncached query waits the timeout and falls back; once the store is marked down, the
@@ -363,8 +398,8 @@ def test_query_understanding_reaches_the_query_tower_row_whoever_asks(feature_di
     assert source.open()
     engine = SearchEngine(lambda: None, features=source)
     for user in (None, USER, 999_999):  # logged out, known, unknown: the query's understanding is the query's
-        row, found = engine._features(SearchRequest(query=QUERY, user_id=user))
+        row, found = engine._features(SearchRequest(query=QUERY, user_id=user), with_user=True)
         assert (row["qu_category_leaf"], row["qu_brand"]) == ("running shoes", "acme"), user
         assert ("user_gender" in row) == (user == USER)
-    row, _ = engine._features(SearchRequest(query="a query nobody searched"))
+    row, _ = engine._features(SearchRequest(query="a query nobody searched"), with_user=True)
     assert row["qu_category_leaf"] is None and row["qu_brand"] is None
