@@ -101,6 +101,17 @@ ROWS: tuple[AblationRow, ...] = (
         note="approximate: the loss always keeps the in-batch negatives (each row's hard slots hold only its own "
         "request's mined negatives), so 'hard only' is 'no random negatives, a hard-heavy ratio'",
     ),
+    AblationRow(
+        "hard_negatives_relevance_filter", ("samples.hard_negatives.relevance_filter=true",),
+        "mined candidates that match the request's understood leaf category and brand are skipped (possibly relevant, "
+        "only unclicked): the hard negatives are docs the relevance control would remove",
+        Claim("001", "relevance is what the structured-field control guarantees; negatives drawn among unclicked "
+              "docs that pass it push relevant docs down (false negatives), so skipping them raises relevance",
+              "ndcg@10", "up"),
+        needs=(NEEDS_HARD_NEGATIVES,),
+        note="skipping false-negative candidates by the serving relevance control is this project's remedy, not the "
+        "seed's (seed 004 mines ranks 101-500 with no filter)",
+    ),
     # ---- temperature (seeds 000, 001, 003)
     *(
         AblationRow(

@@ -49,7 +49,7 @@ def relevance_removed(
     qb = _codes(q_brand, brand_vocab)[:, None]
     if len(corpus) == 0:
         return np.zeros(retrieved.shape, dtype=bool)
-    return filled & _mismatch(qc, qb, doc_cat[safe], doc_brand[safe])
+    return filled & mismatch_codes(qc, qb, doc_cat[safe], doc_brand[safe])
 
 
 def understanding_mismatch(
@@ -66,10 +66,11 @@ def understanding_mismatch(
                          f"got {[len(c) for c in cols]}")
     cat_vocab: dict[object, int] = {}
     brand_vocab: dict[object, int] = {}
-    return _mismatch(_codes(cols[0], cat_vocab), _codes(cols[1], brand_vocab), _codes(cols[2], cat_vocab),
+    return mismatch_codes(_codes(cols[0], cat_vocab), _codes(cols[1], brand_vocab), _codes(cols[2], cat_vocab),
                      _codes(cols[3], brand_vocab))
 
 
-def _mismatch(q_cat: np.ndarray, q_brand: np.ndarray, doc_cat: np.ndarray, doc_brand: np.ndarray) -> np.ndarray:
-    """The rule on integer codes (-1 = null), broadcast: a doc off the query's leaf category, or without its brand."""
+def mismatch_codes(q_cat: np.ndarray, q_brand: np.ndarray, doc_cat: np.ndarray, doc_brand: np.ndarray) -> np.ndarray:
+    """The rule on integer codes (-1 = null; query and doc fields coded from one vocabulary each), broadcast: a doc
+    off the query's leaf category, or without its brand."""
     return ((q_cat != -1) & (doc_cat != q_cat)) | ((q_brand != -1) & (doc_brand != q_brand))

@@ -89,6 +89,13 @@ class HardNegativesConfig(Section):
     exclude_query_clicks: bool = Field(
         True, description="also drop docs clicked for the same query text anywhere in the window (false negatives)"
     )
+    relevance_filter: bool = Field(
+        False,
+        description="keep only candidates the relevance control would remove for the request (leaf category off the "
+        "query's understood one, or its understood brand missing; ebr.judgements.relevance): a candidate that matches "
+        "the understanding may be relevant and only unclicked (a false negative). A request with no understood field "
+        "gets none. docs/ablations.md, row hard_negatives_relevance_filter",
+    )
     batch_size: int = Field(4096, ge=1, description="queries encoded and searched per batch")
 
     @model_validator(mode="after")

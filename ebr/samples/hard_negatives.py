@@ -4,9 +4,11 @@ For every training request (a request with at least one positive) the previous q
 with the query-side features training encodes it with (`build_samples` hands the miner the request's row of the
 point-in-time joined retrieval table: user profile, sequences and query features as of the request), the
 previous index returns its top `rank_max` docs, and the docs at ranks rank_min..rank_max that are neither a click
-of the request nor (optionally) a click of the same query text are candidates. Each request keeps up to
-`per_request` of them in a random order; the trainer fills each row's hard slots from its request's (easy:hard
-100:1 per row, seeds 000 and 004; docs/training.md).
+of the request nor (optionally) a click of the same query text are candidates. With `relevance_filter` a
+candidate must also be one the relevance control would remove for the request (off its understood leaf category or
+brand): a doc that matches the understanding may be relevant and only unclicked, a false negative. Each request
+keeps up to `per_request` of them in a random order; the trainer fills each row's hard slots from its request's
+(easy:hard 100:1 per row, seeds 000 and 004; docs/training.md).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
+from ebr.judgements.relevance import mismatch_codes
 from ebr.samples.config import HardNegativesConfig
 from ebr.samples.tables import columns, empty
 
@@ -71,6 +74,25 @@ def _member(keys: np.ndarray, sorted_keys: np.ndarray) -> np.ndarray:
     return _codes(keys, sorted_keys) >= 0
 
 
+def _understanding_codes(
+    train_req: pd.DataFrame, docs: pd.DataFrame | None, doc_ids: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Integer codes (-1 = null) of each request's understood category and brand and of each doc's (in the order of
+    `doc_ids`), one vocabulary per field, for the relevance control's rule."""
+    if docs is None or not {"doc_id", "category_leaf", "brand"} <= set(docs.columns):
+        raise ValueError("samples.hard_negatives.relevance_filter needs the docs table (doc_id, category_leaf, brand)")
+    at = pd.Index(docs["doc_id"]).get_indexer(doc_ids)
+    if (at < 0).any():
+        raise ValueError(f"doc_id not in the docs table, no fields for the relevance filter: "
+                         f"{doc_ids[at < 0][:5].tolist()}")
+    out = []
+    for q_col, d_col in (("query_category_leaf", "category_leaf"), ("query_brand", "brand")):
+        q = train_req[q_col].astype(object) if q_col in train_req.columns else pd.Series([None] * len(train_req))
+        codes, _ = pd.factorize(pd.concat([q, docs[d_col].astype(object).iloc[at]], ignore_index=True))
+        out += [codes[: len(train_req)].astype("int64"), codes[len(train_req) :].astype("int64")]
+    return out[0], out[2], out[1], out[3]
+
+
 def mine_hard_negatives(
     requests: pd.DataFrame,
     positives: pd.DataFrame,
@@ -81,11 +103,13 @@ def mine_hard_negatives(
     quota: int,
     cfg: HardNegativesConfig,
     rng: np.random.Generator,
+    doc_fields: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Hard negatives for the requests that have positives; `clicks` = every clicked (request_id, query, doc_id)
     of the window, `corpus` = the negative table (doc_id, author_id). `encode_queries` gets the rows of `requests`
     with every column they carry (query-side features included); at most ceil(quota / requests) per request are
-    kept, in a random order within each request's band."""
+    kept, in a random order within each request's band. `doc_fields` (doc_id, category_leaf, brand) is read by the
+    relevance filter; how many candidates it dropped is in the frame's `attrs["relevance_filtered"]`."""
     train_req = requests[requests["request_id"].isin(positives["request_id"])].reset_index(drop=True)
     if quota <= 0 or train_req.empty:
         return empty_hard_negatives()
@@ -103,6 +127,9 @@ def mine_hard_negatives(
     req_q, click_q = q_codes[: len(train_req)].astype("int64"), q_codes[len(train_req) :].astype("int64")
     cd = _codes(clicks["doc_id"].to_numpy(dtype="int64"), docs)
     excl_query = np.unique(click_q[cd >= 0] * n_docs + cd[cd >= 0]) if cfg.exclude_query_clicks else None
+    if cfg.relevance_filter:
+        req_cat, req_brand, doc_cat, doc_brand = _understanding_codes(train_req, doc_fields, docs)
+    filtered = 0
     parts = []
     for start in range(0, len(train_req), cfg.batch_size):
         batch = train_req.iloc[start : start + cfg.batch_size]
@@ -126,6 +153,11 @@ def mine_hard_negatives(
             keep = (dcode >= 0) & ~_member(rows.astype("int64") * n_docs + dcode, excl_req)
             if excl_query is not None:
                 keep &= ~_member(req_q[rows] * n_docs + dcode, excl_query)
+            if cfg.relevance_filter:
+                ok = keep.copy()
+                r_ok, d_ok = rows[ok], dcode[ok]
+                keep[ok] = mismatch_codes(req_cat[r_ok], req_brand[r_ok], doc_cat[d_ok], doc_brand[d_ok])
+                filtered += int(ok.sum() - keep.sum())
             local, cols, doc_ids = local[keep], cols[keep], doc_ids[keep]
             rnd = np.arange(len(local)) - np.searchsorted(local, local, side="left") + taken[local]
             sel = rnd < cap
@@ -138,7 +170,9 @@ def mine_hard_negatives(
             if len(active) == 0:
                 break
     if not parts:
-        return empty_hard_negatives()
+        out = empty_hard_negatives()
+        out.attrs["relevance_filtered"] = filtered
+        return out
     pool = pd.concat(parts, ignore_index=True).drop_duplicates(["row", "doc_id"])
     pool["tie"] = rng.random(len(pool))
     chosen = pool.sort_values(["round", "tie"], kind="mergesort").head(quota)
@@ -148,4 +182,6 @@ def mine_hard_negatives(
     out["author_id"] = corpus.set_index("doc_id")["author_id"].reindex(out["doc_id"]).to_numpy(dtype="int64")
     out["kind"] = "ann_hard"
     out = out.sort_values(["event_timestamp", "request_id", "ann_rank"], kind="mergesort")
-    return out[HARD_NEGATIVE_COLUMNS].reset_index(drop=True)
+    out = out[HARD_NEGATIVE_COLUMNS].reset_index(drop=True)
+    out.attrs["relevance_filtered"] = filtered
+    return out

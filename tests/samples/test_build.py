@@ -6,11 +6,13 @@ import shutil
 from datetime import date, timedelta
 
 import numpy as np
+import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from ebr.contract import TABLES, list_days
+from ebr.contract import TABLES, list_days, load
 from ebr.samples import SamplesConfig, build_samples, training_days
+from ebr.samples.positives import relevance_mismatch
 
 from .conftest import encode_queries
 
@@ -115,3 +117,16 @@ def test_output_is_replaced_atomically(tiny_data, tiny_days, prev_index, tmp_pat
     with pytest.raises(FileExistsError, match="refusing to replace"):
         build_samples(tiny_data, tiny_days[-1], foreign, SamplesConfig(days_back=2))
     assert (foreign / "keep.txt").read_text(encoding="utf-8") == "not samples"
+
+
+def test_hard_negative_relevance_filter_mines_only_off_understanding_docs(tiny_data, eval_day, full_cfg, prev_index,
+                                                                         tmp_path):
+    cfg = full_cfg.model_copy(update={
+        "hard_negatives": full_cfg.hard_negatives.model_copy(update={"relevance_filter": True})})
+    out = tmp_path / "filtered"
+    manifest = build_samples(tiny_data, eval_day, out, cfg, prev_index=prev_index, encode_queries=encode_queries)
+    hard = pd.read_parquet(out / "hard_negatives.parquet")
+    docs = load(tiny_data, "docs").drop_duplicates("doc_id", keep="last")
+    assert len(hard) > 0 and relevance_mismatch(hard, docs).all()
+    note = next(n for n in manifest["notes"] if n.startswith("hard-negative relevance filter"))
+    assert int(note.split(": ")[1].split(" ")[0]) > 0

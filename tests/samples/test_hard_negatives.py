@@ -128,3 +128,48 @@ def test_bad_encoder_output_is_a_clear_error(world):
 def test_band_config_is_validated():
     with pytest.raises(ValueError, match="rank_max"):
         HardNegativesConfig(rank_min=500, rank_max=101)
+
+
+def test_relevance_filter_keeps_only_docs_the_relevance_control_removes(world):
+    requests, positives, clicks, corpus, index, encode, ranks = world
+    doc_ids = corpus["doc_id"].to_numpy()
+    # a third of the docs sit in the requests' understood leaf; requests 0..9 also understand a brand "b1" that
+    # half of those carry; requests 20..29 understand nothing
+    fields = pd.DataFrame({
+        "doc_id": doc_ids,
+        "category_leaf": np.where(doc_ids % 3 == 0, "leaf", "other"),
+        "brand": np.where(doc_ids % 2 == 0, "b1", None),
+    })
+    reqs = requests.copy()
+    reqs.loc[:9, "query_brand"] = "b1"
+    reqs.loc[20:29, "query_category_leaf"] = None
+    cfg = HardNegativesConfig(rank_min=101, rank_max=500, relevance_filter=True)
+    quota = hard_negative_quota(30, cfg)
+    hard = mine_hard_negatives(reqs, positives, clicks, corpus, index, encode, quota, cfg,
+                               np.random.default_rng(0), fields)
+    plain = mine_hard_negatives(reqs, positives, clicks, corpus, index, encode, quota,
+                                HardNegativesConfig(rank_min=101, rank_max=500), np.random.default_rng(0))
+    leaf = dict(zip(fields["doc_id"], fields["category_leaf"], strict=True))
+    brand = dict(zip(fields["doc_id"], fields["brand"], strict=True))
+    req_brand = dict(zip(reqs["request_id"], reqs["query_brand"], strict=True))
+    req_leaf = dict(zip(reqs["request_id"], reqs["query_category_leaf"], strict=True))
+    for r, d in zip(hard["request_id"], hard["doc_id"], strict=True):
+        off_leaf = req_leaf[r] is not None and leaf[d] != req_leaf[r]
+        off_brand = req_brand[r] is not None and brand[d] != req_brand[r]
+        assert off_leaf or off_brand, (r, d)
+    # requests without understanding get none; the others still fill their quota from the band
+    assert not set(hard["request_id"]) & set(reqs["request_id"][20:30])
+    per_req = hard.groupby("request_id").size()
+    assert len(per_req) == 20 and (per_req == cfg.per_request).all()
+    # without the filter, docs inside the understood leaf are mined too: the filter is what removed them
+    assert any(leaf[d] == "leaf" for d in plain["doc_id"])
+    assert hard.attrs["relevance_filtered"] > 0
+    exact = np.array([ranks[(r, d)] for r, d in zip(hard["request_id"], hard["doc_id"], strict=True)])
+    assert exact.min() >= 101 and exact.max() <= 500
+
+
+def test_relevance_filter_needs_the_docs_fields(world):
+    requests, positives, clicks, corpus, index, encode, _ = world
+    cfg = HardNegativesConfig(relevance_filter=True)
+    with pytest.raises(ValueError, match="relevance_filter needs the docs table"):
+        mine_hard_negatives(requests, positives, clicks, corpus, index, encode, 30, cfg, np.random.default_rng(0))
