@@ -125,7 +125,8 @@ def build_samples(
     # requests that hard-negative mining reads, and free the rest before the feature joins allocate theirs
     clicks = imps.loc[imps["clicked"].astype(bool), ["request_id", "query", "doc_id"]].reset_index(drop=True)
     window_requests, days = win.requests, win.days
-    doc_fields = win.docs[["doc_id", "category_leaf", "brand"]] if cfg.hard_negatives.relevance_filter else None
+    hn_filter = cfg.hard_negatives.relevance_filter
+    doc_fields = win.docs[["doc_id", "category_leaf", "brand"]] if hn_filter != "off" else None
     del imps, win
     if features_dir is not None:
         services = {"retrieval": "retrieval_training", "ranking": "ranking_training"}
@@ -154,9 +155,9 @@ def build_samples(
             notes.append(how)
         hard = mine_hard_negatives(requests, retrieval, clicks, negatives, searcher, encode_queries, quota,
                                    cfg.hard_negatives, _rng(cfg, day, "hard_negatives"), doc_fields)
-        if cfg.hard_negatives.relevance_filter:
-            notes.append(f"hard-negative relevance filter: {hard.attrs.get('relevance_filtered', 0)} candidate(s) "
-                         f"that match the request's understood category and brand skipped (possibly relevant)")
+        if hn_filter != "off":
+            notes.append(f"hard-negative relevance filter ({hn_filter}): {hard.attrs.get('relevance_filtered', 0)} "
+                         f"candidate(s) that match the request's understanding skipped (possibly relevant)")
     tables["hard_negatives"] = hard
 
     manifest: dict[str, Any] = {

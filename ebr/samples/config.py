@@ -89,12 +89,13 @@ class HardNegativesConfig(Section):
     exclude_query_clicks: bool = Field(
         True, description="also drop docs clicked for the same query text anywhere in the window (false negatives)"
     )
-    relevance_filter: bool = Field(
-        False,
-        description="keep only candidates the relevance control would remove for the request (leaf category off the "
-        "query's understood one, or its understood brand missing; ebr.judgements.relevance): a candidate that matches "
-        "the understanding may be relevant and only unclicked (a false negative). A request with no understood field "
-        "gets none. docs/ablations.md, row hard_negatives_relevance_filter",
+    relevance_filter: Literal["off", "category", "control"] = Field(
+        "off",
+        description="skip candidates that may be relevant, only unclicked (false negatives), by the query's "
+        "understanding (ebr.judgements.relevance): `category` keeps only docs off the query's understood leaf "
+        "category (a doc of that leaf with another brand is a partial match, still relevant); `control` keeps only "
+        "docs the relevance control would remove (off the leaf, or without the understood brand). A request with no "
+        "understood field gets none. docs/ablations.md, rows hard_negatives_off_category and hard_negatives_control",
     )
     batch_size: int = Field(4096, ge=1, description="queries encoded and searched per batch")
 

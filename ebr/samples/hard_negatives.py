@@ -5,8 +5,9 @@ with the query-side features training encodes it with (`build_samples` hands the
 point-in-time joined retrieval table: user profile, sequences and query features as of the request), the
 previous index returns its top `rank_max` docs, and the docs at ranks rank_min..rank_max that are neither a click
 of the request nor (optionally) a click of the same query text are candidates. With `relevance_filter` a
-candidate must also be one the relevance control would remove for the request (off its understood leaf category or
-brand): a doc that matches the understanding may be relevant and only unclicked, a false negative. Each request
+candidate must also be off the request's understanding (`category`: its understood leaf category; `control`: the
+relevance control's rule, leaf or brand): a doc that matches it may be relevant and only unclicked, a false
+negative. Each request
 keeps up to `per_request` of them in a random order; the trainer fills each row's hard slots from its request's
 (easy:hard 100:1 per row, seeds 000 and 004; docs/training.md).
 """
@@ -109,7 +110,7 @@ def mine_hard_negatives(
     of the window, `corpus` = the negative table (doc_id, author_id). `encode_queries` gets the rows of `requests`
     with every column they carry (query-side features included); at most ceil(quota / requests) per request are
     kept, in a random order within each request's band. `doc_fields` (doc_id, category_leaf, brand) is read by the
-    relevance filter; how many candidates it dropped is in the frame's `attrs["relevance_filtered"]`."""
+    relevance filter; how many candidates it skipped is in the frame's `attrs["relevance_filtered"]`."""
     train_req = requests[requests["request_id"].isin(positives["request_id"])].reset_index(drop=True)
     if quota <= 0 or train_req.empty:
         return empty_hard_negatives()
@@ -127,8 +128,10 @@ def mine_hard_negatives(
     req_q, click_q = q_codes[: len(train_req)].astype("int64"), q_codes[len(train_req) :].astype("int64")
     cd = _codes(clicks["doc_id"].to_numpy(dtype="int64"), docs)
     excl_query = np.unique(click_q[cd >= 0] * n_docs + cd[cd >= 0]) if cfg.exclude_query_clicks else None
-    if cfg.relevance_filter:
+    if cfg.relevance_filter != "off":
         req_cat, req_brand, doc_cat, doc_brand = _understanding_codes(train_req, doc_fields, docs)
+        if cfg.relevance_filter == "category":  # a null understood brand checks nothing
+            req_brand = np.full(len(req_brand), -1, dtype="int64")
     filtered = 0
     parts = []
     for start in range(0, len(train_req), cfg.batch_size):
@@ -153,7 +156,7 @@ def mine_hard_negatives(
             keep = (dcode >= 0) & ~_member(rows.astype("int64") * n_docs + dcode, excl_req)
             if excl_query is not None:
                 keep &= ~_member(req_q[rows] * n_docs + dcode, excl_query)
-            if cfg.relevance_filter:
+            if cfg.relevance_filter != "off":
                 ok = keep.copy()
                 r_ok, d_ok = rows[ok], dcode[ok]
                 keep[ok] = mismatch_codes(req_cat[r_ok], req_brand[r_ok], doc_cat[d_ok], doc_brand[d_ok])

@@ -122,11 +122,11 @@ def test_output_is_replaced_atomically(tiny_data, tiny_days, prev_index, tmp_pat
 def test_hard_negative_relevance_filter_mines_only_off_understanding_docs(tiny_data, eval_day, full_cfg, prev_index,
                                                                          tmp_path):
     cfg = full_cfg.model_copy(update={
-        "hard_negatives": full_cfg.hard_negatives.model_copy(update={"relevance_filter": True})})
+        "hard_negatives": full_cfg.hard_negatives.model_copy(update={"relevance_filter": "control"})})
     out = tmp_path / "filtered"
     manifest = build_samples(tiny_data, eval_day, out, cfg, prev_index=prev_index, encode_queries=encode_queries)
     hard = pd.read_parquet(out / "hard_negatives.parquet")
     docs = load(tiny_data, "docs").drop_duplicates("doc_id", keep="last")
     assert len(hard) > 0 and relevance_mismatch(hard, docs).all()
-    note = next(n for n in manifest["notes"] if n.startswith("hard-negative relevance filter"))
-    assert int(note.split(": ")[1].split(" ")[0]) > 0
+    note = next(n for n in manifest["notes"] if n.startswith("hard-negative relevance filter (control)"))
+    assert int(note.split("): ")[1].split(" ")[0]) > 0

@@ -130,7 +130,7 @@ def test_band_config_is_validated():
         HardNegativesConfig(rank_min=500, rank_max=101)
 
 
-def test_relevance_filter_keeps_only_docs_the_relevance_control_removes(world):
+def test_control_filter_keeps_only_docs_the_relevance_control_removes(world):
     requests, positives, clicks, corpus, index, encode, ranks = world
     doc_ids = corpus["doc_id"].to_numpy()
     # a third of the docs sit in the requests' understood leaf; requests 0..9 also understand a brand "b1" that
@@ -143,7 +143,7 @@ def test_relevance_filter_keeps_only_docs_the_relevance_control_removes(world):
     reqs = requests.copy()
     reqs.loc[:9, "query_brand"] = "b1"
     reqs.loc[20:29, "query_category_leaf"] = None
-    cfg = HardNegativesConfig(rank_min=101, rank_max=500, relevance_filter=True)
+    cfg = HardNegativesConfig(rank_min=101, rank_max=500, relevance_filter="control")
     quota = hard_negative_quota(30, cfg)
     hard = mine_hard_negatives(reqs, positives, clicks, corpus, index, encode, quota, cfg,
                                np.random.default_rng(0), fields)
@@ -168,8 +168,32 @@ def test_relevance_filter_keeps_only_docs_the_relevance_control_removes(world):
     assert exact.min() >= 101 and exact.max() <= 500
 
 
+def test_category_filter_keeps_same_leaf_docs_of_another_brand_out_of_the_negatives(world):
+    requests, positives, clicks, corpus, index, encode, _ = world
+    doc_ids = corpus["doc_id"].to_numpy()
+    fields = pd.DataFrame({"doc_id": doc_ids, "category_leaf": np.where(doc_ids % 3 == 0, "leaf", "other"),
+                           "brand": np.where(doc_ids % 2 == 0, "b1", None)})
+    reqs = requests.assign(query_brand="b1")  # every request understands leaf "leaf" and brand "b1"
+    quota = hard_negative_quota(30, HardNegativesConfig())
+
+    def mine(mode: str) -> pd.DataFrame:
+        cfg = HardNegativesConfig(rank_min=101, rank_max=500, relevance_filter=mode)
+        return mine_hard_negatives(reqs, positives, clicks, corpus, index, encode, quota, cfg,
+                                   np.random.default_rng(0), fields)
+
+    leaf = dict(zip(fields["doc_id"], fields["category_leaf"], strict=True))
+    brand = dict(zip(fields["doc_id"], fields["brand"], strict=True))
+    by_category, by_control = mine("category"), mine("control")
+    # `category`: only other leaves, whatever the brand
+    assert len(by_category) == quota and all(leaf[d] == "other" for d in by_category["doc_id"])
+    # `control`: also same-leaf docs without the understood brand (the partial matches `category` keeps out)
+    assert all(leaf[d] == "other" or brand[d] != "b1" for d in by_control["doc_id"])
+    assert any(leaf[d] == "leaf" and brand[d] is None for d in by_control["doc_id"])
+    assert by_category.attrs["relevance_filtered"] > by_control.attrs["relevance_filtered"]
+
+
 def test_relevance_filter_needs_the_docs_fields(world):
     requests, positives, clicks, corpus, index, encode, _ = world
-    cfg = HardNegativesConfig(relevance_filter=True)
+    cfg = HardNegativesConfig(relevance_filter="category")
     with pytest.raises(ValueError, match="relevance_filter needs the docs table"):
         mine_hard_negatives(requests, positives, clicks, corpus, index, encode, 30, cfg, np.random.default_rng(0))
