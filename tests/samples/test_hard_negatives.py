@@ -49,6 +49,11 @@ def world():
     return requests, positives, clicks, corpus, index, encode_queries, ranks
 
 
+def _cfg(**fields) -> HardNegativesConfig:
+    """The miner's config with the relevance filter off: these tests check the band, quota and exclusions alone."""
+    return HardNegativesConfig(**{"relevance_filter": "off", **fields})
+
+
 def _mine(world, cfg: HardNegativesConfig, quota: int, seed: int = 0) -> pd.DataFrame:
     requests, positives, clicks, corpus, index, encode, _ = world
     return mine_hard_negatives(requests, positives, clicks, corpus, index, encode, quota, cfg,
@@ -56,7 +61,7 @@ def _mine(world, cfg: HardNegativesConfig, quota: int, seed: int = 0) -> pd.Data
 
 
 def test_hard_negatives_come_from_the_rank_band(world):
-    cfg = HardNegativesConfig(rank_min=101, rank_max=500, batch_size=7)
+    cfg = _cfg(rank_min=101, rank_max=500, batch_size=7)
     hard = _mine(world, cfg, quota=300)
     ranks = world[6]
     assert list(hard.columns) == HARD_NEGATIVE_COLUMNS and len(hard) == 300
@@ -73,7 +78,7 @@ def test_hard_negatives_come_from_the_rank_band(world):
 
 
 def test_narrow_band_and_spread_over_requests(world):
-    cfg = HardNegativesConfig(rank_min=11, rank_max=20, exclude_query_clicks=False)
+    cfg = _cfg(rank_min=11, rank_max=20, exclude_query_clicks=False)
     hard = _mine(world, cfg, quota=60)
     ranks = world[6]
     exact = [ranks[(r, d)] for r, d in zip(hard["request_id"], hard["doc_id"], strict=True)]
@@ -84,7 +89,7 @@ def test_narrow_band_and_spread_over_requests(world):
 
 def test_per_request_defines_the_quota(world):
     positives = world[1]
-    cfg = HardNegativesConfig(rank_min=101, rank_max=500, per_request=12)
+    cfg = _cfg(rank_min=101, rank_max=500, per_request=12)
     n_req = positives["request_id"].nunique()
     quota = hard_negative_quota(n_req, cfg)
     assert quota == n_req * 12
@@ -92,7 +97,7 @@ def test_per_request_defines_the_quota(world):
     assert len(hard) == quota
     assert (hard.groupby("request_id").size() == 12).all()
     # a band narrower than per_request gives what is there: fewer, never repeats
-    narrow = HardNegativesConfig(rank_min=101, rank_max=104, per_request=12, exclude_query_clicks=False)
+    narrow = _cfg(rank_min=101, rank_max=104, per_request=12, exclude_query_clicks=False)
     few = _mine(world, narrow, hard_negative_quota(n_req, narrow))
     assert few.groupby("request_id").size().max() <= 4 and not few.duplicated(["request_id", "doc_id"]).any()
 
@@ -106,13 +111,13 @@ def test_the_encoder_sees_every_column_of_the_requests(world):
         return encode(frame)
 
     rich = requests.assign(user_gender="f", recent_queries=[["a"]] * len(requests))
-    mine_hard_negatives(rich, positives, clicks, corpus, index, spy, 30, HardNegativesConfig(),
+    mine_hard_negatives(rich, positives, clicks, corpus, index, spy, 30, _cfg(),
                         np.random.default_rng(0))
     assert seen and all({"user_gender", "recent_queries", "user_id", "query"} <= set(c) for c in seen)
 
 
 def test_deterministic_and_seed_sensitive(world):
-    cfg = HardNegativesConfig(rank_min=101, rank_max=500)
+    cfg = _cfg(rank_min=101, rank_max=500)
     a, b, c = _mine(world, cfg, 50, seed=1), _mine(world, cfg, 50, seed=1), _mine(world, cfg, 50, seed=2)
     pd.testing.assert_frame_equal(a, b)
     assert not a[["request_id", "doc_id"]].equals(c[["request_id", "doc_id"]])
@@ -122,7 +127,7 @@ def test_bad_encoder_output_is_a_clear_error(world):
     requests, positives, clicks, corpus, index, _, _ = world
     with pytest.raises(ValueError, match="encode_queries returned shape"):
         mine_hard_negatives(requests, positives, clicks, corpus, index, lambda f: np.zeros((1, DIM)), 10,
-                            HardNegativesConfig(), np.random.default_rng(0))
+                            _cfg(), np.random.default_rng(0))
 
 
 def test_band_config_is_validated():
@@ -148,7 +153,7 @@ def test_control_filter_keeps_only_docs_the_relevance_control_removes(world):
     hard = mine_hard_negatives(reqs, positives, clicks, corpus, index, encode, quota, cfg,
                                np.random.default_rng(0), fields)
     plain = mine_hard_negatives(reqs, positives, clicks, corpus, index, encode, quota,
-                                HardNegativesConfig(rank_min=101, rank_max=500), np.random.default_rng(0))
+                                _cfg(rank_min=101, rank_max=500), np.random.default_rng(0))
     leaf = dict(zip(fields["doc_id"], fields["category_leaf"], strict=True))
     brand = dict(zip(fields["doc_id"], fields["brand"], strict=True))
     req_brand = dict(zip(reqs["request_id"], reqs["query_brand"], strict=True))
