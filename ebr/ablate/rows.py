@@ -103,7 +103,7 @@ ROWS: tuple[AblationRow, ...] = (
         "request's mined negatives), so 'hard only' is 'no random negatives, a hard-heavy ratio'",
     ),
     AblationRow(
-        "hard_negatives_unfiltered", ("samples.hard_negatives.relevance_filter=off",),
+        "hard_negatives_unfiltered", ("samples.hard_negatives.relevance_filter=none",),
         "mined candidates in the request's understood leaf category are kept too (seed 004's band as is; the "
         "baseline skips them as possibly relevant, only unclicked)",
         Claim("001", "relevance is what the structured-field control guarantees; negatives drawn among unclicked "

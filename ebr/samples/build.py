@@ -126,7 +126,7 @@ def build_samples(
     clicks = imps.loc[imps["clicked"].astype(bool), ["request_id", "query", "doc_id"]].reset_index(drop=True)
     window_requests, days = win.requests, win.days
     hn_filter = cfg.hard_negatives.relevance_filter
-    doc_fields = win.docs[["doc_id", "category_leaf", "brand"]] if hn_filter != "off" else None
+    doc_fields = win.docs[["doc_id", "category_leaf", "brand"]] if hn_filter != "none" else None
     del imps, win
     if features_dir is not None:
         services = {"retrieval": "retrieval_training", "ranking": "ranking_training"}
@@ -155,7 +155,7 @@ def build_samples(
             notes.append(how)
         hard = mine_hard_negatives(requests, retrieval, clicks, negatives, searcher, encode_queries, quota,
                                    cfg.hard_negatives, _rng(cfg, day, "hard_negatives"), doc_fields)
-        if hn_filter != "off":
+        if hn_filter != "none":
             notes.append(f"hard-negative relevance filter ({hn_filter}): {hard.attrs.get('relevance_filtered', 0)} "
                          f"candidate(s) that match the request's understanding skipped (possibly relevant)")
     tables["hard_negatives"] = hard

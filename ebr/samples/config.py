@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from ebr.settings import Section
 
@@ -89,17 +89,23 @@ class HardNegativesConfig(Section):
     exclude_query_clicks: bool = Field(
         True, description="also drop docs clicked for the same query text anywhere in the window (false negatives)"
     )
-    relevance_filter: Literal["off", "category", "control"] = Field(
+    relevance_filter: Literal["none", "category", "control"] = Field(
         "category",
         description="skip candidates that may be relevant, only unclicked (false negatives), by the query's "
         "understanding (ebr.judgements.relevance): `category` keeps only docs off the query's understood leaf "
         "category (a doc of that leaf with another brand is a partial match, still relevant); `control` keeps only "
-        "docs the relevance control would remove (off the leaf, or without the understood brand); `off` = seed "
+        "docs the relevance control would remove (off the leaf, or without the understood brand); `none` = seed "
         "004's unfiltered band. A request with no understood category gets none. `category` on measurement: at "
         "medium it gives back most of the graded relevance the unfiltered band costs and keeps part of its clicks "
         "(docs/ablations.md, rows hard_negatives_unfiltered and hard_negatives_control)",
     )
     batch_size: int = Field(4096, ge=1, description="queries encoded and searched per batch")
+
+    @field_validator("relevance_filter", mode="before")
+    @classmethod
+    def _false_is_none(cls, value: object) -> object:
+        """YAML reads `off` and `false` as False: that means no filter."""
+        return "none" if value is False else value
 
     @model_validator(mode="after")
     def _band(self) -> HardNegativesConfig:

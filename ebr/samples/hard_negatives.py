@@ -128,7 +128,7 @@ def mine_hard_negatives(
     req_q, click_q = q_codes[: len(train_req)].astype("int64"), q_codes[len(train_req) :].astype("int64")
     cd = _codes(clicks["doc_id"].to_numpy(dtype="int64"), docs)
     excl_query = np.unique(click_q[cd >= 0] * n_docs + cd[cd >= 0]) if cfg.exclude_query_clicks else None
-    if cfg.relevance_filter != "off":
+    if cfg.relevance_filter != "none":
         req_cat, req_brand, doc_cat, doc_brand = _understanding_codes(train_req, doc_fields, docs)
         if cfg.relevance_filter == "category":  # a null understood brand checks nothing
             req_brand = np.full(len(req_brand), -1, dtype="int64")
@@ -156,7 +156,7 @@ def mine_hard_negatives(
             keep = (dcode >= 0) & ~_member(rows.astype("int64") * n_docs + dcode, excl_req)
             if excl_query is not None:
                 keep &= ~_member(req_q[rows] * n_docs + dcode, excl_query)
-            if cfg.relevance_filter != "off":
+            if cfg.relevance_filter != "none":
                 ok = keep.copy()
                 r_ok, d_ok = rows[ok], dcode[ok]
                 keep[ok] = mismatch_codes(req_cat[r_ok], req_brand[r_ok], doc_cat[d_ok], doc_brand[d_ok])

@@ -51,7 +51,7 @@ def world():
 
 def _cfg(**fields) -> HardNegativesConfig:
     """The miner's config with the relevance filter off: these tests check the band, quota and exclusions alone."""
-    return HardNegativesConfig(**{"relevance_filter": "off", **fields})
+    return HardNegativesConfig(**{"relevance_filter": "none", **fields})
 
 
 def _mine(world, cfg: HardNegativesConfig, quota: int, seed: int = 0) -> pd.DataFrame:
@@ -202,3 +202,14 @@ def test_relevance_filter_needs_the_docs_fields(world):
     cfg = HardNegativesConfig(relevance_filter="category")
     with pytest.raises(ValueError, match="relevance_filter needs the docs table"):
         mine_hard_negatives(requests, positives, clicks, corpus, index, encode, 30, cfg, np.random.default_rng(0))
+
+
+def test_relevance_filter_values():
+    from ebr.config import load_ebr_config
+
+    assert HardNegativesConfig().relevance_filter == "category"
+    for text in ("off", "false", "none"):  # YAML reads off / false as False: no filter
+        cfg = load_ebr_config(None, [f"samples.hard_negatives.relevance_filter={text}"])
+        assert cfg.samples.hard_negatives.relevance_filter == "none"
+    with pytest.raises(ValueError, match="relevance_filter"):
+        load_ebr_config(None, ["samples.hard_negatives.relevance_filter=brand"])
