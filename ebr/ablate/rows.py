@@ -71,6 +71,13 @@ class AblationRow:
     reference: str = BASELINE  # the row its deltas and verdict compare against (a block of an optional tower)
 
 
+# the hard-negative relevance filter's rows: a looser filter lets false negatives (relevant, unclicked) in
+_FALSE_NEGATIVES = Claim("001", "relevance is what the structured-field control guarantees; negatives drawn among "
+                         "unclicked docs that pass it push relevant docs down (false negatives)", "true_recall@100",
+                         "down")
+_FILTER_NOTE = ("skipping false-negative candidates by the query's understanding is this project's remedy, not the "
+                "seed's (seed 004 mines ranks 101-500 with no filter)")
+
 # MGDSPR's personalized tower as it was the default: personalization fused by the [CLS] self-attention
 _PERSONALIZED = (f"{_QT}.personalization=true", f"{_QT}.cls_fusion=true")
 
@@ -106,21 +113,17 @@ ROWS: tuple[AblationRow, ...] = (
         "hard_negatives_unfiltered", ("samples.hard_negatives.relevance_filter=none",),
         "mined candidates in the request's understood leaf category are kept too (seed 004's band as is; the "
         "baseline skips them as possibly relevant, only unclicked)",
-        Claim("001", "relevance is what the structured-field control guarantees; negatives drawn among unclicked "
-              "docs that pass it push relevant docs down (false negatives)", "true_recall@100", "down"),
+        _FALSE_NEGATIVES,
         needs=(NEEDS_HARD_NEGATIVES,),
-        note="skipping false-negative candidates by the query's understanding is this project's remedy, not the "
-        "seed's (seed 004 mines ranks 101-500 with no filter)",
+        note=_FILTER_NOTE,
     ),
     AblationRow(
         "hard_negatives_control", ("samples.hard_negatives.relevance_filter=control",),
         "mined candidates are skipped only when the relevance control would keep them (understood leaf category and "
         "brand): same-leaf docs of another brand, partial matches, become hard negatives too",
-        Claim("001", "relevance is what the structured-field control guarantees; negatives drawn among unclicked "
-              "docs that pass it push relevant docs down (false negatives)", "true_recall@100", "down"),
+        _FALSE_NEGATIVES,
         needs=(NEEDS_HARD_NEGATIVES,),
-        note="skipping false-negative candidates by the serving relevance control is this project's remedy, not the "
-        "seed's (seed 004 mines ranks 101-500 with no filter)",
+        note=_FILTER_NOTE,
     ),
     # ---- temperature (seeds 000, 001, 003)
     *(

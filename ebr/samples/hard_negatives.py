@@ -7,9 +7,8 @@ previous index returns its top `rank_max` docs, and the docs at ranks rank_min..
 of the request nor (optionally) a click of the same query text are candidates. With `relevance_filter` a
 candidate must also be off the request's understanding (`category`: its understood leaf category; `control`: the
 relevance control's rule, leaf or brand): a doc that matches it may be relevant and only unclicked, a false
-negative. Each request
-keeps up to `per_request` of them in a random order; the trainer fills each row's hard slots from its request's
-(easy:hard 100:1 per row, seeds 000 and 004; docs/training.md).
+negative. Each request keeps up to `per_request` of them in a random order; the trainer fills each row's hard
+slots from its request's (easy:hard 100:1 per row, seeds 000 and 004; docs/training.md).
 """
 
 from __future__ import annotations
