@@ -157,7 +157,9 @@ def build_samples(
                                    cfg.hard_negatives, _rng(cfg, day, "hard_negatives"), doc_fields)
         if hn_filter != "none":
             notes.append(f"hard-negative relevance filter ({hn_filter}): {hard.attrs.get('relevance_filtered', 0)} "
-                         f"candidate(s) that match the request's understanding skipped (possibly relevant)")
+                         f"candidate(s) that match the request's understanding skipped (possibly relevant); "
+                         f"{hard.attrs.get('requests_not_understood', 0)} training request(s) with nothing "
+                         f"understood left without hard negatives")
     tables["hard_negatives"] = hard
 
     manifest: dict[str, Any] = {

@@ -109,7 +109,8 @@ def mine_hard_negatives(
     of the window, `corpus` = the negative table (doc_id, author_id). `encode_queries` gets the rows of `requests`
     with every column they carry (query-side features included); at most ceil(quota / requests) per request are
     kept, in a random order within each request's band. `doc_fields` (doc_id, category_leaf, brand) is read by the
-    relevance filter; how many candidates it skipped is in the frame's `attrs["relevance_filtered"]`."""
+    relevance filter; how many candidates it skipped, and how many training requests it left unmined for want of
+    an understood field, are in the frame's `attrs` (`relevance_filtered`, `requests_not_understood`)."""
     train_req = requests[requests["request_id"].isin(positives["request_id"])].reset_index(drop=True)
     if quota <= 0 or train_req.empty:
         return empty_hard_negatives()
@@ -131,7 +132,9 @@ def mine_hard_negatives(
         req_cat, req_brand, doc_cat, doc_brand = _understanding_codes(train_req, doc_fields, docs)
         if cfg.relevance_filter == "category":  # a null understood brand checks nothing
             req_brand = np.full(len(req_brand), -1, dtype="int64")
+        understood = (req_cat != -1) | (req_brand != -1)
     filtered = 0
+    blind = int((~understood).sum()) if cfg.relevance_filter != "none" else 0
     parts = []
     for start in range(0, len(train_req), cfg.batch_size):
         batch = train_req.iloc[start : start + cfg.batch_size]
@@ -143,6 +146,8 @@ def mine_hard_negatives(
         perm = np.argsort(rng.random(band_ids.shape), axis=1, kind="stable")
         taken = np.zeros(len(batch), dtype="int64")
         active = np.arange(len(batch))
+        if cfg.relevance_filter != "none":  # a request with nothing understood has no candidate: skip its walk
+            active = active[understood[start : start + len(batch)]]
         step = 2 * cap + 16
         # walk each request's band in its random order, a slice of columns at a time, until `cap` are kept
         for c0 in range(0, width, step):
@@ -173,7 +178,7 @@ def mine_hard_negatives(
                 break
     if not parts:
         out = empty_hard_negatives()
-        out.attrs["relevance_filtered"] = filtered
+        out.attrs.update(relevance_filtered=filtered, requests_not_understood=blind)
         return out
     pool = pd.concat(parts, ignore_index=True).drop_duplicates(["row", "doc_id"])
     pool["tie"] = rng.random(len(pool))
@@ -185,5 +190,5 @@ def mine_hard_negatives(
     out["kind"] = "ann_hard"
     out = out.sort_values(["event_timestamp", "request_id", "ann_rank"], kind="mergesort")
     out = out[HARD_NEGATIVE_COLUMNS].reset_index(drop=True)
-    out.attrs["relevance_filtered"] = filtered
+    out.attrs.update(relevance_filtered=filtered, requests_not_understood=blind)
     return out

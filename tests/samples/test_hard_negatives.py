@@ -164,6 +164,7 @@ def test_control_filter_keeps_only_docs_the_relevance_control_removes(world):
         assert off_leaf or off_brand, (r, d)
     # requests without understanding get none; the others still fill their quota from the band
     assert not set(hard["request_id"]) & set(reqs["request_id"][20:30])
+    assert hard.attrs["requests_not_understood"] == 10
     per_req = hard.groupby("request_id").size()
     assert len(per_req) == 20 and (per_req == cfg.per_request).all()
     # without the filter, docs inside the understood leaf are mined too: the filter is what removed them
