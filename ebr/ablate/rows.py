@@ -125,6 +125,16 @@ ROWS: tuple[AblationRow, ...] = (
         needs=(NEEDS_HARD_NEGATIVES,),
         note=_FILTER_NOTE,
     ),
+    AblationRow(
+        "hard_negatives_no_refill", (f"{_NEG}.refill_hard_slots=false",),
+        "a hard slot whose request mined nothing (left) stays empty instead of going to another row of the batch: "
+        "easy:hard above the configured 100:1 when the relevance filter leaves requests without mined negatives",
+        Claim("004", "hard negatives mixed at easy:hard 100:1 improve recall; fewer of them give back part of the "
+              "gain", "click_recall@100", "down"),
+        needs=(NEEDS_HARD_NEGATIVES,),
+        note="handing empty slots to other rows of the batch is this project's way of holding the ratio, not the "
+        "seed's (seed 004 gives every positive its own mined negatives)",
+    ),
     # ---- temperature (seeds 000, 001, 003)
     *(
         AblationRow(

@@ -102,7 +102,9 @@ class NegativeSampler:
     easy:hard is exactly `easy_hard_ratio`:1 over training, not rounded per row: with E easy candidates a row,
     every row gets floor(E / ratio) hard slots and one more goes to as many rows (drawn from the seeded stream)
     as keep the slots given so far within half a slot of (rows so far x E / ratio). The defaults (E = 767 at
-    100:1) give 7.67 slots a row, where rounding each row up gave 8 (95.9:1)."""
+    100:1) give 7.67 slots a row, where rounding each row up gave 8 (95.9:1). A slot whose request has no mined
+    negative left goes to another row of the batch that has (`refill_hard_slots`), so the ratio holds when some
+    requests mined none; what no row of the batch can fill stays empty and is reported."""
 
     def __init__(self, data: TrainingData, cfg: TwoTowerTrainConfig) -> None:
         nc = cfg.negatives
@@ -113,6 +115,7 @@ class NegativeSampler:
         self.hard = data.hard if nc.hard_negatives else None
         self.shared = 0 if self.exposed is not None else nc.random_negatives
         self.exposed_slots = nc.exposed_unclicked_per_row if self.exposed is not None else 0
+        self.refill = nc.refill_hard_slots
         self._owed = 0.0  # hard slots the ratio asks for over the batches drawn so far
         self._given = 0  # hard slots given
 
@@ -135,6 +138,26 @@ class NegativeSampler:
         self._given += int(out.sum())
         return out
 
+    def _fill(self, allotted: np.ndarray, available: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Hard negatives each row gets: its allotment, at most what its request mined; with `refill_hard_slots`
+        the slots left empty go one at a time (round robin, in a drawn order) to the batch's rows whose requests
+        have mined negatives left, so the batch holds its allotted total whenever its rows' requests can fill it."""
+        counts = np.minimum(allotted, available)
+        left = int(allotted.sum() - counts.sum())
+        if not (self.refill and left):
+            return counts
+        spare = available - counts
+        order = rng.permutation(len(counts))
+        while left:
+            open_rows = order[spare[order] > 0]
+            if not len(open_rows):
+                break  # the batch's requests ran out: the rest stays empty (hard_shortfall)
+            take = open_rows[:left]
+            counts[take] += 1
+            spare[take] -= 1
+            left -= len(take)
+        return counts
+
     def batch(self, rows: RowSet, idx: np.ndarray, rng: np.random.Generator, own: bool = True) -> Batch:
         """Negatives of the rows `idx`; `own` = False (rows of another split) skips the per-request sources."""
         shared = self.docs.sample(self.shared, rng).astype(np.int64)
@@ -148,13 +171,17 @@ class NegativeSampler:
         valid = np.ones((len(idx), h + x), dtype=bool)
         allotted = self._allot(len(idx), rng) if h else None
         if h:
+            mined = [self.hard[code] if code >= 0 else () for code in codes]
+            counts = self._fill(allotted, np.array([len(m) for m in mined], dtype=np.int64), rng)
+            width = max(h, int(counts.max()))
+            if width > h:  # refilled rows hold more than the widest allotment: widen the hard part
+                per_row = np.zeros((len(idx), width + x), dtype=np.int64)
+                valid = np.ones((len(idx), width + x), dtype=bool)
+                h = width
             valid[:, :h] = False
-            for i, code in enumerate(codes):
-                mined = self.hard[code] if code >= 0 else ()
-                n = min(int(allotted[i]), len(mined))
+            for i, n in enumerate(counts):
                 if n:
-                    pick = rng.choice(mined, n, replace=False)
-                    per_row[i, :n] = pick
+                    per_row[i, :n] = rng.choice(mined[i], int(n), replace=False)
                     valid[i, :n] = True
         if x:
             # Ablation: a row's slots hold its request's exposed-unclicked docs (with replacement), else random docs.
@@ -176,6 +203,7 @@ class HardNegativeStats:
     slots: int = 0
     rows_short: int = 0
     rows_without_hard: int = 0
+    refilled: int = 0
 
     def add(self, batch: Batch) -> None:
         got = batch.hard_per_row
@@ -187,18 +215,21 @@ class HardNegativeStats:
             self.slots += int(allotted.sum())
             self.rows_short += int((got < allotted).sum())
             self.rows_without_hard += int(((got == 0) & (allotted > 0)).sum())
+            self.refilled += int(np.maximum(got - allotted, 0).sum())
 
     def merge(self, totals: dict[str, float]) -> None:
-        for k in ("rows", "easy", "hard", "slots", "rows_short", "rows_without_hard"):
+        for k in ("rows", "easy", "hard", "slots", "rows_short", "rows_without_hard", "refilled"):
             setattr(self, k, int(totals[k]))
 
     def totals(self) -> dict[str, float]:
         return {k: float(getattr(self, k)) for k in ("rows", "easy", "hard", "slots", "rows_short",
-                                                     "rows_without_hard")}
+                                                     "rows_without_hard", "refilled")}
 
     def summary(self) -> dict[str, Any]:
         """`effective_easy_hard_ratio` = easy candidates / hard candidates present, summed over the trained rows
-        (None without hard candidates), beside the configured ratio and the shortfall of mined negatives."""
+        (None without hard candidates), beside the configured ratio, the shortfall of mined negatives (per row:
+        `rows_short` got fewer than allotted, `rows_without_hard` none) and `refilled`, the slots that went to
+        another row of the batch because their own request had no mined negative left."""
         n = max(self.rows, 1)
         return {
             "configured_easy_hard_ratio": self.ratio,
@@ -208,7 +239,8 @@ class HardNegativeStats:
             "hard_slots_given_per_row": self.slots / n,
             "hard_slots_filled": (self.hard / self.slots) if self.slots else 0.0,
             "hard_shortfall": {"rows_short": self.rows_short, "rows_without_hard": self.rows_without_hard,
-                               "missing_slots": self.slots - self.hard, "rows": self.rows},
+                               "missing_slots": self.slots - self.hard, "rows": self.rows,
+                               "refilled": self.refilled},
         }
 
 

@@ -125,8 +125,15 @@ class TwoTowerNegativesConfig(Section):
         "other positives plus the random (and exposed-unclicked) negatives, E = batch - 1 + random_negatives; its "
         "hard slots are E / ratio on average (floor or ceil per row, drawn so the ratio is exact over training: 7.67 "
         "at the defaults, E = 767), each filled with a different mined negative of its request, drawn without "
-        "replacement; slots its request cannot fill stay empty and are counted (summary.hard_shortfall). The ratio "
-        "trained with is summary.effective_easy_hard_ratio",
+        "replacement; slots its request cannot fill go to other rows of the batch (refill_hard_slots), and what "
+        "none can fill stays empty and is counted (summary.hard_shortfall). The ratio trained with is "
+        "summary.effective_easy_hard_ratio",
+    )
+    refill_hard_slots: bool = Field(
+        True,
+        description="a hard slot whose request has no mined negative left (the relevance filter leaves some "
+        "requests none) goes to another row of the same batch whose request has, so easy:hard stays the "
+        "configured ratio over training; false leaves it empty (effective ratio above the configured one)",
     )
     use_exposed_unclicked: bool = Field(
         False,

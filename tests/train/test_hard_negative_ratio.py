@@ -75,7 +75,7 @@ def test_a_ratio_that_does_not_divide_the_easy_candidates_is_still_exact_over_tr
 
 
 def test_a_shortfall_of_mined_negatives_is_reported_not_hidden():
-    cfg = small_config(**RATIO_100)
+    cfg = small_config(**{**RATIO_100, "negatives": {**RATIO_100["negatives"], "refill_hard_slots": False}})
     # requests alternate: 5 mined, 1 mined, none
     data = training_data(cfg, n_rows=24, rows_per_request=2, mined=[5, 1, 0])
     stats, batches = _epoch(data, cfg)
@@ -83,7 +83,8 @@ def test_a_shortfall_of_mined_negatives_is_reported_not_hidden():
     hard_per_request = [min(2, n) for n in (5, 1, 0)]
     rows_each = 24 // 3
     assert s["hard_shortfall"] == {"rows_short": 2 * rows_each, "rows_without_hard": rows_each,
-                                   "missing_slots": rows_each * (2 - 1) + rows_each * 2, "rows": 24}
+                                   "missing_slots": rows_each * (2 - 1) + rows_each * 2, "rows": 24,
+                                   "refilled": 0}
     assert s["hard_negatives_per_row"] == pytest.approx(sum(hard_per_request) / 3)
     assert s["effective_easy_hard_ratio"] == pytest.approx(200 * 24 / (rows_each * sum(hard_per_request)))
     assert s["effective_easy_hard_ratio"] > 100.0 and s["hard_slots_filled"] == pytest.approx(0.5)
@@ -97,6 +98,43 @@ def test_a_shortfall_of_mined_negatives_is_reported_not_hidden():
         for i, row in enumerate(batch.idx):
             n = len(data.hard[data.train.request_code[row]])
             assert batch.per_row_valid[i].sum() == min(2, n)
+
+
+def test_slots_a_request_cannot_fill_go_to_other_rows_of_the_batch():
+    cfg = small_config(**RATIO_100)  # refill_hard_slots is the default
+    # requests alternate: 16 mined, 1 mined, none; each batch of 8 rows asks for 16 slots and its rows' requests
+    # hold enough (a third of the rows can take 16) to fill them all
+    data = training_data(cfg, n_rows=24, rows_per_request=2, mined=[16, 1, 0])
+    stats, batches = _epoch(data, cfg)
+    s = stats.summary()
+    assert s["effective_easy_hard_ratio"] == pytest.approx(100.0) and s["hard_slots_filled"] == 1.0
+    assert easy_hard_line(s).startswith("easy:hard 100:1 effective (configured 100.0:1, hard slots 100% filled)")
+    rows_each = 24 // 3
+    # the empty slots (rows with 1 mined: 1 each, rows with none: 2 each) went to the rows with 16 mined
+    assert s["hard_shortfall"]["refilled"] == rows_each * 1 + rows_each * 2
+    assert s["hard_shortfall"]["missing_slots"] == 0
+    for batch in batches:
+        assert batch.hard_per_row.sum() == batch.hard_allotted.sum()
+        assert batch.per_row.shape[1] == batch.hard_slots == batch.hard_per_row.max() >= 2
+        for i, row in enumerate(batch.idx):
+            own = data.hard[data.train.request_code[row]]
+            picked = batch.per_row[i, : batch.hard_per_row[i]]
+            # a row never holds more than its request mined, never a repeat, never another request's doc
+            assert len(set(picked.tolist())) == len(picked) <= len(own)
+            assert set(picked.tolist()) <= set(own.tolist())
+            assert not batch.per_row_valid[i, batch.hard_per_row[i]:].any()
+    # the same seed refills the same way
+    again = [b.per_row for b in _epoch(data, cfg)[1]]
+    assert all((a == b.per_row).all() for a, b in zip(again, batches, strict=True))
+
+
+def test_a_batch_whose_requests_run_out_keeps_the_rest_empty():
+    cfg = small_config(**RATIO_100)
+    # every request mined 1: 8 rows x 2 slots asks for 16, the batch holds 8
+    data = training_data(cfg, n_rows=16, rows_per_request=2, mined=[1])
+    s = _epoch(data, cfg)[0].summary()
+    assert s["hard_slots_filled"] == pytest.approx(0.5) and s["hard_shortfall"]["refilled"] == 0
+    assert s["effective_easy_hard_ratio"] == pytest.approx(200.0)
 
 
 def test_no_mined_negatives_means_no_hard_slots_and_no_ratio():
