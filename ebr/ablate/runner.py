@@ -400,7 +400,10 @@ def train_and_score(data: TrainingData, cfg: EbrConfig, ev: EvalContext) -> dict
             "valid_k": tt.train.valid_k, "best_epoch": int(summary["best_epoch"]),
             "epochs_run": int(summary["epochs_run"]),
             "train_seconds": round(train_s, 2), "seconds": round(time.perf_counter() - t0, 2),
-            "final_train_loss": history[-1].get("train_loss")}
+            "final_train_loss": history[-1].get("train_loss"),
+            # the easy:hard ratio the run trained at (None without hard negatives) and how full its hard slots were
+            "effective_easy_hard_ratio": summary.get("effective_easy_hard_ratio"),
+            "hard_slots_filled": summary.get("hard_slots_filled")}
 
 
 def _check_seeds(seeds: Sequence[int]) -> list[int]:

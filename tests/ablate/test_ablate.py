@@ -41,6 +41,8 @@ def test_quick_run_writes_every_requested_row_with_finite_statistics(quick):
         assert [run["seed"] for run in row["runs"]] == [0, 1]
         for run in row["runs"]:  # the trainer's validation recall of the kept epoch, beside the day's metrics
             assert 0.0 < run["valid_click_recall"] <= 1.0 and run["valid_k"] > 0, run
+            # no champion, no hard negatives: no easy:hard ratio, no slot filled
+            assert run["effective_easy_hard_ratio"] is None and run["hard_slots_filled"] == 0.0, run
         for metric in METRICS:
             stat = row["metrics"][metric]
             assert stat["n"] == 2 and math.isfinite(stat["mean"]) and math.isfinite(stat["sd"]), (row["name"], metric)
