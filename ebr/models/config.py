@@ -281,6 +281,11 @@ class TwoTowerConfig(Section):
         False, description="sparse gradients for id/text tables (Adagrad/SparseAdam)"
     )
     seed: int = Field(0, description="initial weights are a function of this seed")
+    share_word_embeddings: bool = Field(
+        False,
+        description="the doc tower's title words use the query tower's word table (seed 000: the towers encode "
+        "'shared or non-shared'), so a word means the same vector on both sides; needs equal hidden_dim",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -297,6 +302,14 @@ class TwoTowerConfig(Section):
 
     @model_validator(mode="after")
     def _check(self) -> TwoTowerConfig:
+        if self.share_word_embeddings:
+            if not self.doc_tower.use_title:
+                raise ValueError("share_word_embeddings: the doc tower has no title words (doc_tower.use_title "
+                                 "is false), nothing to share")
+            if self.query_tower.hidden_dim != self.doc_tower.hidden_dim:
+                raise ValueError(f"share_word_embeddings needs query_tower.hidden_dim "
+                                 f"({self.query_tower.hidden_dim}) equal to doc_tower.hidden_dim "
+                                 f"({self.doc_tower.hidden_dim})")
         if self.query_tower.out_dim != self.doc_tower.out_dim:
             raise ValueError(
                 f"query_tower.out_dim ({self.query_tower.out_dim}) must equal doc_tower.out_dim "

@@ -26,6 +26,8 @@ class TwoTowerModel(nn.Module):
             torch.manual_seed(config.seed)
             self.query_tower = QueryTower(config.query_tower, config.featurizer, sparse)
             self.doc_tower = DocTower(config.doc_tower, config.featurizer, sparse)
+        if config.share_word_embeddings:  # one word table: the doc tower's own (unused) one is dropped
+            self.doc_tower.title_words = self.query_tower.semantic.word_emb
 
     def encode_queries(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         """Query-tower inputs -> normalized query vectors [B, k]."""

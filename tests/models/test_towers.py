@@ -267,3 +267,33 @@ def test_behaviour_windows_looked_up_together_equal_each_window_alone(cfg: TwoTo
         torch.testing.assert_close(a, b)
     with pytest.raises(ValueError, match="must lead"):
         items.windows(inputs, ["rt", "st", "lt"], project=("st",))
+
+
+def test_shared_word_embeddings_are_one_table_trained_by_both_towers(rows):
+    cfg = small_config(share_word_embeddings=True)
+    model = TwoTowerModel(cfg).train()
+    shared = model.query_tower.semantic.word_emb.weight
+    assert model.doc_tower.title_words.weight is shared
+    assert sum(p is shared for p in model.parameters()) == 1  # the optimizer sees it once
+    # the doc side alone moves the shared table, as does the query side alone
+    d = model.encode_docs(featurize_docs(rows["docs"], cfg.featurizer))
+    d.sum().backward()
+    assert shared.grad is not None and shared.grad.abs().sum() > 0
+    # everything but the title table is initialized as without sharing (same seed, same other weights)
+    alone = TwoTowerModel(small_config()).state_dict()
+    both = model.state_dict()
+    assert torch.equal(both["doc_tower.title_words.weight"], both["query_tower.semantic.word_emb.weight"])
+    assert not torch.equal(alone["doc_tower.title_words.weight"], alone["query_tower.semantic.word_emb.weight"])
+    assert all(torch.equal(alone[k], both[k]) for k in alone if k != "doc_tower.title_words.weight")
+    # a saved model loads into a fresh shared model and stays shared
+    again = TwoTowerModel(cfg)
+    again.load_state_dict(both)
+    assert again.doc_tower.title_words.weight is again.query_tower.semantic.word_emb.weight
+    assert torch.equal(again.doc_tower.title_words.weight, shared.detach())
+
+
+def test_sharing_word_embeddings_needs_a_title_and_equal_widths():
+    with pytest.raises(ValidationError, match="use_title"):
+        small_config(share_word_embeddings=True, doc_tower={"use_title": False})
+    with pytest.raises(ValidationError, match="hidden_dim"):
+        small_config(share_word_embeddings=True, doc_tower={"hidden_dim": 32})
