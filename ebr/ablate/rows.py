@@ -253,6 +253,13 @@ ROWS: tuple[AblationRow, ...] = (
         "generalize; a doc seen in few clicks keeps a near-random id vector",
     ),
     AblationRow(
+        "shared_word_embeddings", ("two_tower.model.share_word_embeddings=true",),
+        "the doc tower's title words use the query tower's word table (one vector per word on both sides) instead "
+        "of a table of their own",
+        None,
+        note="seed 000 names shared and non-shared towers without preferring either: no claim to check",
+    ),
+    AblationRow(
         "engagement_weights_on", ("two_tower.data.use_weights=true",),
         "positives drawn in proportion to their weight (like / favorite / comment add to it) instead of equally "
         "(the default since the table below measured the weights costing recall)",
