@@ -82,7 +82,7 @@ class HardNegativesConfig(Section):
     per_request: int = Field(
         16, ge=1,
         description="mined negatives kept per training request (random order within the band). The trainer fills "
-        "each row's hard slots (easy:hard 100:1, seeds 000 and 004: 8 slots at its defaults, 11 in the hard-heavy "
+        "each row's hard slots (easy:hard 100:1, seeds 000 and 004: 10-11 slots at its defaults, 11 in the hard-heavy "
         "ablation row) from its request's, so 16 fills them with some left over for the request's other rows and "
         "later epochs to draw differently; fewer when the band runs out",
     )

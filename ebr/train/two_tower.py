@@ -101,8 +101,8 @@ class NegativeSampler:
 
     easy:hard is exactly `easy_hard_ratio`:1 over training, not rounded per row: with E easy candidates a row,
     every row gets floor(E / ratio) hard slots and one more goes to as many rows (drawn from the seeded stream)
-    as keep the slots given so far within half a slot of (rows so far x E / ratio). The defaults (E = 767 at
-    100:1) give 7.67 slots a row, where rounding each row up gave 8 (95.9:1). A slot whose request has no mined
+    as keep the slots given so far within half a slot of (rows so far x E / ratio). The defaults (E = 1023 at
+    100:1) give 10.23 slots a row, where rounding each row up would give 11 (93.0:1). A slot whose request has no mined
     negative left goes to another row of the batch that has (`refill_hard_slots`), so the ratio holds when some
     requests mined none; what no row of the batch can fill stays empty and is reported."""
 

@@ -27,8 +27,9 @@ def _epoch(data, cfg, seed: int = 0) -> tuple[HardNegativeStats, list]:
 
 def test_hard_slots_follow_the_ratio():
     assert hard_slots_for(200, 100.0) == 2
-    assert hard_slots_for(767, 100.0) == 8  # the defaults: batch 256, 512 random negatives (7.67 a row)
-    assert hard_slots_for(255, 25.0) == 11  # the hard-heavy ablation row
+    assert hard_slots_for(1023, 100.0) == 11  # the defaults: batch 512, 512 random negatives (10.23 a row)
+    assert hard_slots_for(767, 100.0) == 8  # batch 256 (7.67 a row)
+    assert hard_slots_for(511, 50.0) == 11  # the hard-heavy ablation row
     assert hard_slots_for(50, 100.0) == 1
 
 
