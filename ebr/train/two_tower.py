@@ -167,17 +167,15 @@ class NegativeSampler:
         pos_prob = rows.positive_share(self.weighted)[idx]
         if h + x == 0:
             return Batch(idx, shared, pos_prob=pos_prob)
-        per_row = np.zeros((len(idx), h + x), dtype=np.int64)
-        valid = np.ones((len(idx), h + x), dtype=bool)
-        allotted = self._allot(len(idx), rng) if h else None
+        allotted = counts = None
         if h:
+            allotted = self._allot(len(idx), rng)
             mined = [self.hard[code] if code >= 0 else () for code in codes]
             counts = self._fill(allotted, np.array([len(m) for m in mined], dtype=np.int64), rng)
-            width = max(h, int(counts.max()))
-            if width > h:  # refilled rows hold more than the widest allotment: widen the hard part
-                per_row = np.zeros((len(idx), width + x), dtype=np.int64)
-                valid = np.ones((len(idx), width + x), dtype=bool)
-                h = width
+            h = max(h, int(counts.max()))  # a refilled row may hold more than the widest allotment
+        per_row = np.zeros((len(idx), h + x), dtype=np.int64)
+        valid = np.ones((len(idx), h + x), dtype=bool)
+        if counts is not None:
             valid[:, :h] = False
             for i, n in enumerate(counts):
                 if n:

@@ -275,7 +275,7 @@ def test_shared_word_embeddings_are_one_table_trained_by_both_towers(rows):
     shared = model.query_tower.semantic.word_emb.weight
     assert model.doc_tower.title_words.weight is shared
     assert sum(p is shared for p in model.parameters()) == 1  # the optimizer sees it once
-    # the doc side alone moves the shared table, as does the query side alone
+    # the doc side alone moves the shared table (the query side reads it as its word embedding)
     d = model.encode_docs(featurize_docs(rows["docs"], cfg.featurizer))
     d.sum().backward()
     assert shared.grad is not None and shared.grad.abs().sum() > 0
