@@ -128,13 +128,13 @@ def mine_hard_negatives(
     req_q, click_q = q_codes[: len(train_req)].astype("int64"), q_codes[len(train_req) :].astype("int64")
     cd = _codes(clicks["doc_id"].to_numpy(dtype="int64"), docs)
     excl_query = np.unique(click_q[cd >= 0] * n_docs + cd[cd >= 0]) if cfg.exclude_query_clicks else None
+    filtered = blind = 0
     if cfg.relevance_filter != "none":
         req_cat, req_brand, doc_cat, doc_brand = _understanding_codes(train_req, doc_fields, docs)
         if cfg.relevance_filter == "category":  # a null understood brand checks nothing
             req_brand = np.full(len(req_brand), -1, dtype="int64")
         understood = (req_cat != -1) | (req_brand != -1)
-    filtered = 0
-    blind = int((~understood).sum()) if cfg.relevance_filter != "none" else 0
+        blind = int((~understood).sum())
     parts = []
     for start in range(0, len(train_req), cfg.batch_size):
         batch = train_req.iloc[start : start + cfg.batch_size]
